@@ -1,0 +1,187 @@
+"""The catalog sync job: source -> mapping -> sink, as a three-stage pipeline with bounded queues.
+
+Fetching, mapping (CPU: validation, hashing; run in a worker thread so the event loop stays responsive)
+and writing overlap, and at most a few chunks are in memory at any time, whatever the feed's size.
+Cancellation (cancel, stall, shutdown) is plain asyncio cancellation: the batch being written rolls
+back with its counters, so the ledger and the catalog never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+from service.ledger.runs import BatchCounts, ItemError
+from service.sync.job import RunContext, SyncFailed
+from service.sync.mapping import MappedChunk, ProductRow, map_items
+from service.sync.sink import CatalogSink, SqliteCatalogSink
+from service.sync.sources import FeedChunk, Source, redact_url, source_for
+
+log = logging.getLogger(__name__)
+
+_QUEUE_CHUNKS = 4
+# A partial batch is written after this long, so progress shows on a slow feed.
+_FLUSH_AFTER_S = 1.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: BaseException
+
+
+class _End:
+    pass
+
+
+_END = _End()
+
+
+@dataclass(slots=True)
+class _RunTotals:
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: int = 0
+    categories_created: int = 0
+    processed: int = 0
+
+    def add(self, counts: BatchCounts) -> None:
+        self.created += counts.created
+        self.updated += counts.updated
+        self.unchanged += counts.unchanged
+        self.errors += counts.errors
+        self.categories_created += counts.categories_created
+        self.processed += counts.processed
+
+
+async def _fetch(source: Source, out: asyncio.Queue[FeedChunk | _Failed | _End]) -> None:
+    try:
+        async for chunk in source.chunks():
+            await out.put(chunk)
+    except Exception as exc:  # handed to the writer, which raises it in the job's own task
+        await out.put(_Failed(exc))
+        return
+    await out.put(_END)
+
+
+async def _map(
+    chunks: asyncio.Queue[FeedChunk | _Failed | _End],
+    out: asyncio.Queue[MappedChunk | _Failed | _End],
+    currency: str,
+) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        chunk = await chunks.get()
+        if not isinstance(chunk, FeedChunk):
+            await out.put(chunk)
+            return
+        try:
+            mapped = await loop.run_in_executor(
+                None, map_items, chunk.items, chunk.first_position, currency, chunk.total
+            )
+        except Exception as exc:
+            await out.put(_Failed(exc))
+            return
+        await out.put(mapped)
+
+
+async def _drain(queue: asyncio.Queue[T | _Failed | _End]) -> AsyncIterator[T]:
+    while True:
+        item = await queue.get()
+        if isinstance(item, _Failed):
+            raise item.error
+        if isinstance(item, _End):
+            return
+        yield item
+
+
+async def _write_all(
+    ctx: RunContext, sink: CatalogSink, mapped: asyncio.Queue[MappedChunk | _Failed | _End]
+) -> _RunTotals:
+    totals = _RunTotals()
+    rows: list[ProductRow] = []
+    errors: list[ItemError] = []
+    total: int | None = None
+    last_flush = time.monotonic()
+
+    async def flush() -> None:
+        nonlocal rows, errors, last_flush
+        counts = await sink.write(ctx.run.id, rows, errors, len(rows) + len(errors), total)
+        totals.add(counts)
+        rows, errors, last_flush = [], [], time.monotonic()
+
+    async for chunk in _drain(mapped):
+        rows.extend(chunk.rows)
+        errors.extend(chunk.errors)
+        total = chunk.total if chunk.total is not None else total
+        for error in chunk.errors:
+            log.info(
+                "run %d: item at position %d skipped: %s",
+                ctx.run.id,
+                error.position,
+                error.reason,
+                extra={"run_id": ctx.run.id},
+            )
+        if (
+            len(rows) + len(errors) >= ctx.settings.batch_size
+            or time.monotonic() - last_flush >= _FLUSH_AFTER_S
+        ):
+            await flush()
+    if rows or errors or totals.processed == 0:
+        await flush()  # also records total=0 for an empty feed
+    return totals
+
+
+async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> None:
+    """Stream the configured feed into the catalog; raise SyncFailed with a clear message on failure."""
+    settings = ctx.settings
+    sink = sink or SqliteCatalogSink(ctx.ledger)
+    source = source_for(settings, ctx.http, ctx.source_url)
+    log.info(
+        "run %d: syncing %s feed from %s",
+        ctx.run.id,
+        settings.source_format,
+        redact_url(ctx.source_url),
+        extra={"run_id": ctx.run.id},
+    )
+    started = time.monotonic()
+    chunks: asyncio.Queue[FeedChunk | _Failed | _End] = asyncio.Queue(_QUEUE_CHUNKS)
+    mapped: asyncio.Queue[MappedChunk | _Failed | _End] = asyncio.Queue(_QUEUE_CHUNKS)
+    stages = [
+        asyncio.create_task(_fetch(source, chunks), name=f"sync-{ctx.run.id}-fetch"),
+        asyncio.create_task(_map(chunks, mapped, settings.currency), name=f"sync-{ctx.run.id}-map"),
+    ]
+    try:
+        async with asyncio.timeout(settings.run_timeout_s) as deadline:
+            totals = await _write_all(ctx, sink, mapped)
+    except TimeoutError:
+        if deadline.expired():
+            raise SyncFailed(
+                f"Sync timed out: the run took longer than {settings.run_timeout_s:g} s"
+            ) from None
+        raise
+    finally:
+        for stage in stages:
+            stage.cancel()
+        await asyncio.gather(*stages, return_exceptions=True)
+    elapsed = time.monotonic() - started
+    log.info(
+        "run %d: synced %d items in %.2f s (%d/s): created %d, updated %d, unchanged %d, errors %d, "
+        "categories created %d",
+        ctx.run.id,
+        totals.processed,
+        elapsed,
+        totals.processed / elapsed if elapsed else 0,
+        totals.created,
+        totals.updated,
+        totals.unchanged,
+        totals.errors,
+        totals.categories_created,
+        extra={"run_id": ctx.run.id},
+    )
