@@ -15,7 +15,7 @@ from typing import Any
 
 import aiosqlite
 
-from service.ledger.migrations import apply_migrations
+from service.ledger.migrations import apply_migrations, load_migrations
 
 
 class DatabaseError(Exception):
@@ -44,8 +44,11 @@ async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aios
 class Database:
     """Owns the connections to one SQLite file. Use :meth:`open` and :meth:`close` (or a cleanup_ctx)."""
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, schema_version: int
+    ) -> None:
         self.path = path
+        self.schema_version = schema_version  # the newest migration this code knows
         self._writer = writer
         self._reader = reader
         self._write_lock = asyncio.Lock()
@@ -58,12 +61,13 @@ class Database:
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open database {path}: {exc}") from exc
         try:
+            schema_version = len(load_migrations(migrations_dir))
             await apply_migrations(writer, migrations_dir)
             reader = await _connect(path, busy_timeout_s, readonly=True)
         except BaseException:
             await writer.close()
             raise
-        return cls(path, writer, reader)
+        return cls(path, writer, reader, schema_version)
 
     async def close(self) -> None:
         async with self._write_lock:

@@ -166,8 +166,13 @@ class Ledger:
             return None
         await conn.execute(
             queries.FINISH_RUN,
-            {"status": "error", "now": to_iso(now), "error_message": reason, "cancelled_by": None,
-             "run_id": running.id},
+            {
+                "status": "error",
+                "now": to_iso(now),
+                "error_message": reason,
+                "cancelled_by": None,
+                "run_id": running.id,
+            },
         )
         log.warning("recovered run %s: %s", running.id, reason, extra={"run_id": running.id})
         return running
@@ -181,13 +186,22 @@ class Ledger:
         dead owner's leftover row into a recorded interruption first.
         """
         now = utc_now()
+        # Fast path for the common 409: a live run seen on the read connection needs no write lock, so a
+        # trigger during a sync doesn't queue behind the sync's batch transactions.
+        running = await self._running_or_none()
+        if running is not None and self._why_dead(running, now) is None:
+            raise RunAlreadyRunning(running)
         try:
             async with self.db.transaction() as conn:
                 await self._recover_in(conn, now)
                 async with conn.execute(
                     queries.INSERT_RUN,
-                    {"now": to_iso(now), "triggered_by": triggered_by, "owner": self.owner.owner_id,
-                     "source": source},
+                    {
+                        "now": to_iso(now),
+                        "triggered_by": triggered_by,
+                        "owner": self.owner.owner_id,
+                        "source": source,
+                    },
                 ) as cursor:
                     row = await cursor.fetchone()
                     assert row is not None
@@ -212,10 +226,17 @@ class Ledger:
         now = to_iso(utc_now())
         cursor = await conn.execute(
             queries.RECORD_PROGRESS,
-            {"run_id": run_id, "now": now, "created": counts.created, "updated": counts.updated,
-             "unchanged": counts.unchanged, "errors": counts.errors,
-             "categories_created": counts.categories_created, "processed": counts.processed,
-             "total": counts.total},
+            {
+                "run_id": run_id,
+                "now": now,
+                "created": counts.created,
+                "updated": counts.updated,
+                "unchanged": counts.unchanged,
+                "errors": counts.errors,
+                "categories_created": counts.categories_created,
+                "processed": counts.processed,
+                "total": counts.total,
+            },
         )
         if cursor.rowcount != 1:
             raise RunNoLongerRunning(run_id)
@@ -247,25 +268,26 @@ class Ledger:
         async with self.db.transaction() as conn:
             cursor = await conn.execute(
                 queries.FINISH_RUN,
-                {"status": status, "now": to_iso(utc_now()), "error_message": error_message,
-                 "cancelled_by": cancelled_by, "run_id": run_id},
+                {
+                    "status": status,
+                    "now": to_iso(utc_now()),
+                    "error_message": error_message,
+                    "cancelled_by": cancelled_by,
+                    "run_id": run_id,
+                },
             )
             return cursor.rowcount == 1
 
     async def request_cancel(self, requested_by: str) -> int:
         """Flag the running run for cancellation (its owner, in any process, stops at its next check)."""
-        async with self.db.transaction() as conn, conn.execute(
-            queries.REQUEST_CANCEL, {"by": requested_by}
-        ) as cursor:
+        async with (
+            self.db.transaction() as conn,
+            conn.execute(queries.REQUEST_CANCEL, {"by": requested_by}) as cursor,
+        ):
             row = await cursor.fetchone()
         if row is None:
             raise NoRunRunning()
         return int(row[0])
-
-    async def cancel_request(self, run_id: int) -> tuple[str | None, str] | None:
-        """(who asked to cancel, heartbeat) of a run, or None when it no longer exists."""
-        row = await self.db.fetch_one(queries.CANCEL_REQUEST_OF_RUN, (run_id,))
-        return (row[0], row[1]) if row else None
 
     async def prune(self, error_days: int | None, run_days: int | None) -> tuple[int, int]:
         """Retention: delete item errors (and optionally runs) older than N days, never the newest run."""
