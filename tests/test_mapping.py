@@ -138,7 +138,7 @@ def test_content_hash_is_stable_and_sees_every_content_change() -> None:
     assert 0 <= base < 2**63
     # Key order upstream does not matter.
     assert mapped(dict(reversed(list(product().items())))).content_hash == base
-    for change in [
+    changes: list[dict[str, Any]] = [
         {"title": "Other"},
         {"price": 9.98},
         {"stock": 98},
@@ -148,7 +148,8 @@ def test_content_hash_is_stable_and_sees_every_content_change() -> None:
         {"rating": 2.57},
         {"category": "makeup"},
         {"description": "New."},
-    ]:
+    ]
+    for change in changes:
         assert mapped(product(**change)).content_hash != base, change
     assert mapped(product(), currency="EUR").content_hash != base
 

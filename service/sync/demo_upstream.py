@@ -385,15 +385,25 @@ def build_demo_app(products: Sequence[Mapping[str, Any]] | None = None) -> web.A
 
 
 class DemoUpstream:
-    """The demo app on an ephemeral loopback port, for the service's no-source default and for tests."""
+    """The demo app on an ephemeral loopback port, for the service's no-source default and for tests.
 
-    def __init__(self, products: Sequence[Mapping[str, Any]] | None = None) -> None:
-        self._app = build_demo_app(products)
+    ``products`` (a sequence of DummyJSON-shaped dicts) wins over ``count`` synthetic products.
+    """
+
+    def __init__(
+        self,
+        products: Sequence[Mapping[str, Any]] | None = None,
+        *,
+        count: int = DEFAULT_PRODUCT_COUNT,
+        source_format: SourceFormat = "dummyjson",
+    ) -> None:
+        self._app = build_demo_app(products if products is not None else SyntheticCatalog(count))
+        self._source_format: SourceFormat = source_format
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
 
     async def start(self) -> str:
-        """Serve on 127.0.0.1 (port chosen by the OS); return the DummyJSON products URL."""
+        """Serve on 127.0.0.1 (port chosen by the OS); return the feed URL for the chosen format."""
         runner = web.AppRunner(self._app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -401,7 +411,7 @@ class DemoUpstream:
         self._runner = runner
         port = runner.addresses[0][1]
         self._base_url = f"http://127.0.0.1:{port}"
-        return self.url_for("dummyjson")
+        return self.url_for(self._source_format)
 
     def url_for(self, source_format: SourceFormat) -> str:
         if self._base_url is None:

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 from service.ledger.runs import BatchCounts, ItemError
 from service.sync.job import RunContext, SyncFailed
@@ -25,9 +24,7 @@ log = logging.getLogger(__name__)
 
 _QUEUE_CHUNKS = 4
 # A partial batch is written after this long, so progress shows on a slow feed.
-_FLUSH_AFTER_S = 1.0
-
-T = TypeVar("T")
+_FLUSH_AFTER_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,36 +88,24 @@ async def _map(
         await out.put(mapped)
 
 
-async def _drain(queue: asyncio.Queue[T | _Failed | _End]) -> AsyncIterator[T]:
-    while True:
-        item = await queue.get()
-        if isinstance(item, _Failed):
-            raise item.error
-        if isinstance(item, _End):
-            return
-        yield item
-
-
 async def _write_all(
     ctx: RunContext, sink: CatalogSink, mapped: asyncio.Queue[MappedChunk | _Failed | _End]
 ) -> _RunTotals:
+    """Write batches of ``batch_size`` items in feed order; a partial batch waits at most ``flush_after``."""
     totals = _RunTotals()
-    rows: list[ProductRow] = []
-    errors: list[ItemError] = []
+    batch_size = ctx.settings.batch_size
+    pending: list[ProductRow | ItemError] = []
     total: int | None = None
-    last_flush = time.monotonic()
+    # Partial batches are written often enough to keep the heartbeat well inside the stall timeout.
+    flush_after = min(_FLUSH_AFTER_S, ctx.settings.stall_timeout_s / 4)
+    last_flush = -math.inf  # the first chunk is written at once, so progress shows immediately
 
-    async def flush() -> None:
-        nonlocal rows, errors, last_flush
-        counts = await sink.write(ctx.run.id, rows, errors, len(rows) + len(errors), total)
-        totals.add(counts)
-        rows, errors, last_flush = [], [], time.monotonic()
-
-    async for chunk in _drain(mapped):
-        rows.extend(chunk.rows)
-        errors.extend(chunk.errors)
-        total = chunk.total if chunk.total is not None else total
-        for error in chunk.errors:
+    async def flush(count: int) -> None:
+        nonlocal pending, last_flush
+        batch, pending = pending[:count], pending[count:]
+        rows = [item for item in batch if isinstance(item, ProductRow)]
+        errors = [item for item in batch if isinstance(item, ItemError)]
+        for error in errors:
             log.info(
                 "run %d: item at position %d skipped: %s",
                 ctx.run.id,
@@ -128,13 +113,27 @@ async def _write_all(
                 error.reason,
                 extra={"run_id": ctx.run.id},
             )
-        if (
-            len(rows) + len(errors) >= ctx.settings.batch_size
-            or time.monotonic() - last_flush >= _FLUSH_AFTER_S
-        ):
-            await flush()
-    if rows or errors or totals.processed == 0:
-        await flush()  # also records total=0 for an empty feed
+        totals.add(await sink.write(ctx.run.id, rows, errors, len(batch), total))
+        last_flush = time.monotonic()
+
+    while True:
+        wait = None if not pending else max(0.0, flush_after - (time.monotonic() - last_flush))
+        try:
+            async with asyncio.timeout(wait):
+                item = await mapped.get()
+        except TimeoutError:
+            await flush(len(pending))  # a slow feed still shows progress
+            continue
+        if isinstance(item, _Failed):
+            raise item.error
+        if isinstance(item, _End):
+            break
+        pending.extend(item.items)
+        total = item.total if item.total is not None else total
+        while len(pending) >= batch_size:
+            await flush(batch_size)
+    if pending or totals.processed == 0:
+        await flush(len(pending))  # also records the total of an empty feed
     return totals
 
 

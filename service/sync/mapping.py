@@ -75,13 +75,20 @@ class ProductRow:
 
 @dataclass(frozen=True, slots=True)
 class MappedChunk:
-    rows: list[ProductRow]
-    errors: list[ItemError]
+    items: list[ProductRow | ItemError]  # in feed order
     total: int | None
 
     @property
+    def rows(self) -> list[ProductRow]:
+        return [item for item in self.items if isinstance(item, ProductRow)]
+
+    @property
+    def errors(self) -> list[ItemError]:
+        return [item for item in self.items if isinstance(item, ItemError)]
+
+    @property
     def processed(self) -> int:
-        return len(self.rows) + len(self.errors)
+        return len(self.items)
 
 
 class MappingError(ValueError):
@@ -177,15 +184,9 @@ def map_item(raw: RawItem, position: int, currency: str) -> ProductRow | ItemErr
 
 
 def map_items(items: Sequence[RawItem], first_position: int, currency: str, total: int | None) -> MappedChunk:
-    rows: list[ProductRow] = []
-    errors: list[ItemError] = []
-    for offset, raw in enumerate(items):
-        mapped = map_item(raw, first_position + offset, currency)
-        if isinstance(mapped, ProductRow):
-            rows.append(mapped)
-        else:
-            errors.append(mapped)
-    return MappedChunk(rows, errors, total)
+    return MappedChunk(
+        [map_item(raw, first_position + offset, currency) for offset, raw in enumerate(items)], total
+    )
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -74,7 +74,7 @@ class RetryPolicy:
         """Pause before ``attempt`` (2, 3, ...): Retry-After when given, else backoff with equal jitter."""
         if isinstance(fault, RetryableStatus) and fault.retry_after is not None:
             return min(fault.retry_after, self.max_delay_s)
-        backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 2))
+        backoff = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 2))
         return backoff / 2 + self.rng.uniform(0, backoff / 2)
 
     async def call(self, operation: Callable[[], Awaitable[T]], where: str) -> T:
