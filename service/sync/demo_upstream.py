@@ -11,6 +11,7 @@ import argparse
 import ipaddress
 import sys
 from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, overload
 
 import orjson
@@ -375,12 +376,28 @@ async def products_ndjson(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def build_demo_app(products: Sequence[Mapping[str, Any]] | None = None) -> web.Application:
-    """``GET /products?limit=&skip=`` (DummyJSON) and ``GET /products.ndjson`` over ``products``."""
+def build_demo_app(
+    products: Sequence[Mapping[str, Any]] | None = None, ndjson_file: Path | None = None
+) -> web.Application:
+    """``GET /products?limit=&skip=`` (DummyJSON) and ``GET /products.ndjson`` over ``products``.
+
+    ``ndjson_file``: serve that pre-rendered feed instead, so a benchmark measures the client, not
+    this generator.
+    """
     app = web.Application()
     app[PRODUCTS_KEY] = products if products is not None else SyntheticCatalog()
     app.router.add_get("/products", products_page)
-    app.router.add_get("/products.ndjson", products_ndjson)
+    if ndjson_file is None:
+        app.router.add_get("/products.ndjson", products_ndjson)
+    else:
+        total = str(len(app[PRODUCTS_KEY]))
+
+        async def prerendered(request: web.Request) -> web.StreamResponse:
+            return web.FileResponse(
+                ndjson_file, headers={"Content-Type": "application/x-ndjson", "X-Total-Count": total}
+            )
+
+        app.router.add_get("/products.ndjson", prerendered)
     return app
 
 
@@ -434,15 +451,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (127.0.0.1 or ::1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--prerender", type=Path, help="render the NDJSON feed to this file first, serve it")
     args = parser.parse_args(argv)
     if not ipaddress.ip_address(args.host).is_loopback:
         parser.error("--host must be a loopback address")
     host = f"[{args.host}]" if ":" in args.host else args.host
+    catalog = SyntheticCatalog(args.count, args.seed)
+    if args.prerender is not None:
+        with args.prerender.open("wb") as out:
+            for block in iter_ndjson(catalog):
+                out.write(block)
     print(
         f"serving {args.count} products: http://{host}:{args.port}/products and /products.ndjson", flush=True
     )
     web.run_app(
-        build_demo_app(SyntheticCatalog(args.count, args.seed)),
+        build_demo_app(catalog, args.prerender),
         host=args.host,
         port=args.port,
         access_log=None,

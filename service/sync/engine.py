@@ -23,6 +23,9 @@ from service.sync.sources import FeedChunk, Source, redact_url, source_for
 log = logging.getLogger(__name__)
 
 _QUEUE_CHUNKS = 4
+# Mapping runs on the event loop in slices of this many items (a few ms each). A worker thread would
+# not run in parallel (GIL) and makes the loop wait for the GIL on every network read (convoy effect).
+_MAP_SLICE = 100
 # A partial batch is written after this long, so progress shows on a slow feed.
 _FLUSH_AFTER_S = 0.5
 
@@ -72,20 +75,21 @@ async def _map(
     out: asyncio.Queue[MappedChunk | _Failed | _End],
     currency: str,
 ) -> None:
-    loop = asyncio.get_running_loop()
     while True:
         chunk = await chunks.get()
         if not isinstance(chunk, FeedChunk):
             await out.put(chunk)
             return
         try:
-            mapped = await loop.run_in_executor(
-                None, map_items, chunk.items, chunk.first_position, currency, chunk.total
-            )
+            items: list[ProductRow | ItemError] = []
+            for start in range(0, len(chunk.items), _MAP_SLICE):
+                part = chunk.items[start : start + _MAP_SLICE]
+                items.extend(map_items(part, chunk.first_position + start, currency, chunk.total).items)
+                await asyncio.sleep(0)  # let status requests and network reads in between slices
         except Exception as exc:
             await out.put(_Failed(exc))
             return
-        await out.put(mapped)
+        await out.put(MappedChunk(items, chunk.total))
 
 
 async def _write_all(
