@@ -76,7 +76,7 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
 
 
 def upstream(
-    feed: Path, port: int, log_path: Path
+    feed: Path, count: int, port: int, log_path: Path
 ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
     """The built-in demo upstream in its own process, serving ``feed`` as /products.ndjson."""
     args = [
@@ -86,7 +86,7 @@ def upstream(
         "--port",
         str(port),
         "--count",
-        "0",
+        str(count),
         "--ndjson-file",
         str(feed),
     ]
@@ -106,17 +106,17 @@ def peak_rss_mib(pid: int) -> float:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far."""
+    """CPU time (user + system) of the process and of the children it has reaped."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_cpu_seconds(pid: int) -> float:
-    """CPU time of the process and its live children (a sync's worker process)."""
+    """CPU time of the process and all its descendants, live or reaped (e.g. a sync's worker process)."""
     total = cpu_seconds(pid)
     for kid in children_of(pid):
         with contextlib.suppress(OSError):
-            total += cpu_seconds(kid)
+            total += tree_cpu_seconds(kid)
     return total
 
 
@@ -129,9 +129,9 @@ def children_of(pid: int) -> list[int]:
 
 
 def children_peak_rss_mib(pid: int) -> float:
-    """The largest VmHWM among the process's live children (the sync's worker process, if any)."""
+    """The largest VmHWM among the process's live descendants (a fork server, a worker process)."""
     peaks = [0.0]
     for kid in children_of(pid):
         with contextlib.suppress(OSError, BenchError):
-            peaks.append(peak_rss_mib(kid))
+            peaks.extend([peak_rss_mib(kid), children_peak_rss_mib(kid)])
     return max(peaks)

@@ -139,8 +139,8 @@ def throughput_part(args: argparse.Namespace, run_dir: Path, report: Report) -> 
     port, changed_port = free_port(), free_port()
     logs = run_dir / "logs"
     with (
-        upstream(feed, port, logs / "upstream.log"),
-        upstream(changed_feed, changed_port, logs / "upstream-v1.log"),
+        upstream(feed, count, port, logs / "upstream.log"),
+        upstream(changed_feed, count, changed_port, logs / "upstream-v1.log"),
     ):
         _log("our sync: fresh database")
         with service(db, _feed_url(port), logs / "service-fresh.log") as svc:
@@ -273,7 +273,7 @@ def load_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None:
         bare = poll(bare_url, None, connections, seconds)
     port = free_port()
     with (
-        upstream(feed, port, logs / "upstream-load.log"),
+        upstream(feed, count, port, logs / "upstream-load.log"),
         service(run_dir / "load.db", _feed_url(port), logs / "service-load.log") as svc,
     ):
         status_url = f"http://{LOOPBACK}:{svc.port}/admin/sync/status"
@@ -353,7 +353,7 @@ def memory_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None
         feed = feed_file(args.work_dir, count, 0)
         port = free_port()
         with (
-            upstream(feed, port, logs / f"upstream-{count}.log"),
+            upstream(feed, count, port, logs / f"upstream-{count}.log"),
             service(run_dir / f"memory-{count}.db", _feed_url(port), logs / f"service-{count}.log") as svc,
         ):
             results.append((count, svc.sync()))
