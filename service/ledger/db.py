@@ -17,6 +17,8 @@ import aiosqlite
 
 from service.ledger.migrations import apply_migrations, load_migrations
 
+_WRITER_CACHE_KIB = 32 * 1024
+
 
 class DatabaseError(Exception):
     """The database could not be opened, migrated or written."""
@@ -35,6 +37,10 @@ async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aios
             await conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL in WAL mode survives process crashes; only an OS crash can lose the last commits.
             await conn.execute("PRAGMA synchronous = NORMAL")
+            # The catalog's unique indexes (external_id, handle) take random inserts: with SQLite's default
+            # 2 MiB page cache a large catalog is re-read from the OS on every batch. Bounded, so the
+            # service's memory still does not grow with the feed.
+            await conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KIB}")
     except BaseException:
         await conn.close()
         raise
