@@ -86,3 +86,16 @@ WHERE status <> 'running' AND started_at < :cutoff AND id <> (SELECT max(id) FRO
   AND NOT EXISTS (SELECT 1 FROM products WHERE created_run = runs.id OR updated_run = runs.id)
   AND NOT EXISTS (SELECT 1 FROM categories WHERE created_run = runs.id)
 """
+
+# --- /metrics: read at scrape time, so they count runs of every process sharing the file -------------
+
+RUN_TOTALS = """
+SELECT status, runs, created, updated, unchanged, errors, categories_created, duration_s FROM run_totals
+"""
+
+LAST_FINISHED_RUN = """
+SELECT status, started_at, finished_at, duration_s FROM runs
+WHERE status <> 'running' ORDER BY id DESC LIMIT 1
+"""
+
+LAST_SUCCESS_FINISHED_AT = "SELECT max(finished_at) FROM runs WHERE status = 'success'"

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from service.ledger.retention import apply_retention
 from service.ledger.runs import (
     SHUTDOWN_MESSAGE,
     Ledger,
@@ -167,6 +168,7 @@ class SyncRunner:
             log.info("⏹ Manual sync cancelled by %s", final.cancelled_by)
         else:
             log.error("%s%s", FAILURE_PREFIX, final.error_message)
+        await apply_retention(self._ledger, self._settings)
         return final
 
     async def close(self) -> None:
