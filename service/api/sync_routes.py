@@ -56,9 +56,12 @@ async def status(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
     run = await ledger.latest_run()
     # Another process's run: if that process died or hung, record it now rather than report it running.
-    foreign_running = run is not None and run.is_running and run.owner != ledger.owner.owner_id
-    if foreign_running and await ledger.recover_dead_runs() is not None:
-        run = await ledger.latest_run()
+    if run is not None and run.is_running and run.owner != ledger.owner.owner_id:
+        try:
+            if await ledger.recover_dead_runs() is not None:
+                run = await ledger.latest_run()
+        except sqlite3.Error as exc:  # e.g. a read-only file: report what the ledger says
+            log.warning("could not record the recovery of a dead run: %s", exc)
     return json_response(StatusResponse(data=status_data(run)))
 
 
