@@ -59,6 +59,7 @@ class SyncRunner:
         self._watchdog: asyncio.Task[None] | None = None
         self._stop_reason: StopReason | None = None
         self._closing = False
+        self._job_running = False  # only the job is cancelled; recording its outcome must finish
 
     @property
     def source_label(self) -> str:
@@ -98,7 +99,12 @@ class SyncRunner:
         return self._run_id
 
     def _stop_task(self, run_id: int, reason: StopReason) -> None:
-        if self.current_run_id() == run_id and self._task is not None and self._stop_reason is None:
+        if (
+            self.current_run_id() == run_id
+            and self._task is not None
+            and self._job_running
+            and self._stop_reason is None
+        ):
             self._stop_reason = reason
             self._task.cancel()
 
@@ -130,7 +136,11 @@ class SyncRunner:
         cancelled_by: str | None = None
         try:
             async with asyncio.timeout(self._settings.run_timeout_s) as deadline:
-                await self._job(ctx)
+                self._job_running = True
+                try:
+                    await self._job(ctx)
+                finally:
+                    self._job_running = False
             status = "success"
         except asyncio.CancelledError:
             task = asyncio.current_task()
