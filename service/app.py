@@ -27,16 +27,15 @@ from service.keys import (
     SYNC_JOB,
 )
 from service.metrics import HttpMetrics, http_metrics_middleware
-from service.resources import default_job, open_http_client, open_ledger, open_runner, open_source
+from service.resources import open_http_client, open_ledger, open_runner, open_source
 from service.settings import Settings
+from service.sync.engine import run_catalog_sync
 from service.sync.job import SyncJob
 
 log = logging.getLogger(__name__)
 
 # Reachable without credentials: probes, the admin page's files, and the sign-in itself.
 _PUBLIC_ADMIN = frozenset({("GET", "/admin/"), ("GET", "/admin"), ("POST", "/admin/session")})
-
-__all__ = ["create_app", "default_job"]
 
 
 def _needs_auth(request: web.Request) -> bool:
@@ -112,7 +111,7 @@ def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Applica
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[AUTHENTICATOR] = Authenticator(settings.admin_tokens, settings.session_ttl_s)
-    app[SYNC_JOB] = job or default_job()
+    app[SYNC_JOB] = job or run_catalog_sync
     app.cleanup_ctx.extend([database_ctx, http_client_ctx, source_ctx, runner_ctx, openapi_ctx])
     for table in (sync_routes.routes, runs_routes.routes, session_routes.routes, ops_routes.routes):
         app.add_routes(table)

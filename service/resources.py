@@ -18,20 +18,12 @@ from service.ledger.owner import OwnerLock
 from service.ledger.retention import apply_retention
 from service.ledger.runs import Ledger
 from service.settings import Settings
+from service.sync.demo_upstream import DemoUpstream
+from service.sync.engine import run_catalog_sync
 from service.sync.job import SyncJob
 from service.sync.runner import SyncRunner
 
 log = logging.getLogger(__name__)
-
-
-def default_job() -> SyncJob:
-    try:
-        from service.sync.engine import run_catalog_sync
-    except ImportError:
-        from service.sync.placeholder import placeholder_job
-
-        return placeholder_job
-    return run_catalog_sync
 
 
 @asynccontextmanager
@@ -73,9 +65,7 @@ async def open_source(settings: Settings) -> AsyncIterator[str]:
     if settings.source_url:
         yield settings.source_url
         return
-    from service.sync.demo_upstream import DemoUpstream
-
-    upstream = DemoUpstream(count=settings.demo_product_count)
+    upstream = DemoUpstream(count=settings.demo_product_count, source_format=settings.source_format)
     url = await upstream.start()
     log.info("no SYNC_SOURCE_URL set: syncing from the built-in demo upstream at %s", url)
     try:
@@ -110,6 +100,6 @@ async def open_sync_stack(settings: Settings, job: SyncJob | None = None) -> Asy
         http = await stack.enter_async_context(open_http_client(settings))
         source_url = await stack.enter_async_context(open_source(settings))
         runner = await stack.enter_async_context(
-            open_runner(ledger, settings, http, job or default_job(), source_url)
+            open_runner(ledger, settings, http, job or run_catalog_sync, source_url)
         )
         yield SyncStack(ledger, runner)
