@@ -1,8 +1,9 @@
--- Audit additions: totals that survive retention, per-outcome summaries, and item errors with their run.
+-- Audit additions: totals per outcome that survive retention, runs per trigger, item errors with their run.
 
--- What retention removed, per outcome: so totals derived from the ledger (the /metrics counters)
--- never go backwards when old runs are pruned. Filled by the trigger below, never by hand.
-CREATE TABLE pruned_run_totals (
+-- Totals per outcome over every run that ever finished, kept by a trigger as runs finish: reading them
+-- costs nothing however long the ledger grows, and pruning old runs never lowers them (so the /metrics
+-- counters read from here never go backwards). Never written by hand.
+CREATE TABLE run_totals (
     status             TEXT    PRIMARY KEY CHECK (status IN ('success', 'error', 'cancelled')),
     runs               INTEGER NOT NULL DEFAULT 0,
     created            INTEGER NOT NULL DEFAULT 0,
@@ -13,46 +14,31 @@ CREATE TABLE pruned_run_totals (
     duration_s         REAL    NOT NULL DEFAULT 0
 );
 
-CREATE TRIGGER runs_deleted_keep_totals
-BEFORE DELETE ON runs
-WHEN OLD.status <> 'running'
+-- Runs finished before this migration.
+INSERT INTO run_totals (status, runs, created, updated, unchanged, errors, categories_created, duration_s)
+SELECT status, count(*), sum(created), sum(updated), sum(unchanged), sum(errors), sum(categories_created),
+       coalesce(sum(duration_s), 0)
+FROM runs WHERE status <> 'running' GROUP BY status;
+
+-- A run leaves 'running' exactly once (finished rows are final), so each run is added exactly once.
+CREATE TRIGGER runs_finished_add_to_totals
+AFTER UPDATE OF status ON runs
+WHEN OLD.status = 'running' AND NEW.status <> 'running'
 BEGIN
-    INSERT OR IGNORE INTO pruned_run_totals (status) VALUES (OLD.status);
-    UPDATE pruned_run_totals
+    INSERT OR IGNORE INTO run_totals (status) VALUES (NEW.status);
+    UPDATE run_totals
     SET runs = runs + 1,
-        created = created + OLD.created,
-        updated = updated + OLD.updated,
-        unchanged = unchanged + OLD.unchanged,
-        errors = errors + OLD.errors,
-        categories_created = categories_created + OLD.categories_created,
-        duration_s = duration_s + coalesce(OLD.duration_s, 0)
-    WHERE status = OLD.status;
+        created = created + NEW.created,
+        updated = updated + NEW.updated,
+        unchanged = unchanged + NEW.unchanged,
+        errors = errors + NEW.errors,
+        categories_created = categories_created + NEW.categories_created,
+        duration_s = duration_s + coalesce(NEW.duration_s, 0)
+    WHERE status = NEW.status;
 END;
 
 -- Retention deletes item errors by age.
 CREATE INDEX run_errors_recorded_at ON run_errors (recorded_at);
-
--- One row per outcome, over every run ever recorded (pruned ones included): how many, what they did.
-CREATE VIEW run_totals AS
-SELECT
-    status,
-    sum(runs) AS runs,
-    sum(created) AS created,
-    sum(updated) AS updated,
-    sum(unchanged) AS unchanged,
-    sum(errors) AS errors,
-    sum(categories_created) AS categories_created,
-    round(sum(duration_s), 2) AS duration_s
-FROM (
-    SELECT status, count(*) AS runs, sum(created) AS created, sum(updated) AS updated,
-           sum(unchanged) AS unchanged, sum(errors) AS errors,
-           sum(categories_created) AS categories_created, coalesce(sum(duration_s), 0) AS duration_s
-    FROM runs GROUP BY status
-    UNION ALL
-    SELECT status, runs, created, updated, unchanged, errors, categories_created, duration_s
-    FROM pruned_run_totals
-)
-GROUP BY status;
 
 -- Per trigger (admin token name or cli:user) and outcome: who ran what, when first and last, how long.
 CREATE VIEW runs_by_trigger AS

@@ -5,11 +5,13 @@ Two sources, one exposition:
   their template (``/admin/sync/runs/{run_id}``), never the raw path, so cardinality stays bounded.
 - Runs and products, read from the ledger at scrape time. Run status lives in SQLite, so these are right
   whichever process (service, second replica, ``product-sync sync``) did the work, and survive restarts.
-  Pruned runs stay counted through ``pruned_run_totals`` (migration 0004), so the counters never go back.
+  Totals come from ``run_totals`` (migration 0004), kept by a trigger as runs finish, so a scrape is a few
+  index lookups however long the ledger is, and pruning old runs never lowers a counter.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,7 +30,6 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from service.api.errors import Handler
 from service.ledger import queries
 from service.ledger.db import Database
-from service.ledger.runs import RunRecord
 from service.timeutil import from_iso
 
 PREFIX = "product_sync"
@@ -101,9 +102,16 @@ class OutcomeTotals:
 
 
 @dataclass(frozen=True)
+class CurrentRun:
+    processed: int
+    total: int | None
+    started_at: str
+
+
+@dataclass(frozen=True)
 class LedgerSnapshot:
-    totals: Mapping[str, OutcomeTotals]  # by run status, "running" included (its committed batches)
-    running: RunRecord | None
+    totals: Mapping[str, OutcomeTotals]  # finished runs by outcome, plus "running": its committed batches
+    running: CurrentRun | None
     last_finished_status: str | None
     last_finished_at: str | None
     last_duration_s: float | None
@@ -111,28 +119,44 @@ class LedgerSnapshot:
 
 
 async def read_ledger_snapshot(database: Database) -> LedgerSnapshot:
-    totals = {
-        row["status"]: OutcomeTotals(
-            runs=int(row["runs"]),
-            created=int(row["created"]),
-            updated=int(row["updated"]),
-            unchanged=int(row["unchanged"]),
-            errors=int(row["errors"]),
-            categories_created=int(row["categories_created"]),
-            duration_s=float(row["duration_s"]),
-        )
-        for row in await database.fetch_all(queries.RUN_TOTALS)
-    }
-    running_row = await database.fetch_one(queries.RUNNING_RUN)
-    last = await database.fetch_one(queries.LAST_FINISHED_RUN)
-    success = await database.fetch_one(queries.LAST_SUCCESS_FINISHED_AT)
+    totals: dict[str, OutcomeTotals] = {}
+    running: CurrentRun | None = None
+    last: sqlite3.Row | None = None
+    last_success_at: str | None = None
+    for row in await database.fetch_all(queries.LEDGER_METRICS):
+        kind = row["kind"]
+        if kind == "total":
+            totals[row["status"]] = OutcomeTotals(
+                runs=int(row["runs"]),
+                created=int(row["created"]),
+                updated=int(row["updated"]),
+                unchanged=int(row["unchanged"]),
+                errors=int(row["errors"]),
+                categories_created=int(row["categories_created"]),
+                duration_s=float(row["duration_s"]),
+            )
+        elif kind == "running":
+            running = CurrentRun(int(row["processed"]), row["total"], row["started_at"])
+            totals["running"] = OutcomeTotals(
+                runs=1,
+                created=int(row["created"]),
+                updated=int(row["updated"]),
+                unchanged=int(row["unchanged"]),
+                errors=int(row["errors"]),
+                categories_created=int(row["categories_created"]),
+                duration_s=0.0,
+            )
+        elif kind == "last_finished":
+            last = row
+        elif kind == "last_success":
+            last_success_at = row["finished_at"]
     return LedgerSnapshot(
         totals=totals,
-        running=RunRecord.from_row(running_row) if running_row else None,
+        running=running,
         last_finished_status=last["status"] if last else None,
         last_finished_at=last["finished_at"] if last else None,
         last_duration_s=last["duration_s"] if last else None,
-        last_success_at=success[0] if success else None,
+        last_success_at=last_success_at,
     )
 
 

@@ -42,8 +42,15 @@ def insert_finished_run(
     run_id = cursor.lastrowid
     assert run_id is not None
     conn.execute(
-        "UPDATE runs SET status = ?, finished_at = ?, duration_s = 1.5, error_message = ? WHERE id = ?",
-        (status, days_ago(age_days - 0.001), "upstream down" if status == "error" else None, run_id),
+        "UPDATE runs SET status = ?, finished_at = ?, duration_s = 1.5, error_message = ?, cancelled_by = ? "
+        "WHERE id = ?",
+        (
+            status,
+            days_ago(age_days - 0.001),
+            "upstream down" if status == "error" else None,
+            "admin" if status == "cancelled" else None,
+            run_id,
+        ),
     )
     conn.executemany(
         "INSERT INTO run_errors (run_id, position, external_id, reason, recorded_at) VALUES (?, ?, ?, ?, ?)",

@@ -49,7 +49,7 @@ class Json:
 class Body:
     """A non-JSON answer (page, metrics text, redirect)."""
 
-    media_type: str | None
+    media_types: tuple[str, ...]  # empty: no body
     description: str
     headers: Mapping[str, str] = field(default_factory=dict)
 
@@ -228,7 +228,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "adminPageRedirect",
         "Redirect to the admin page",
         "admin page",
-        {308: Body(None, "Permanent redirect to /admin/", {"Location": "/admin/"})},
+        {308: Body((), "Permanent redirect to /admin/", {"Location": "/admin/"})},
     ),
     Operation(
         "GET",
@@ -236,7 +236,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "adminPage",
         "The admin page (signing in happens on the page)",
         "admin page",
-        {200: Body("text/html", "The page")},
+        {200: Body(("text/html",), "The page")},
     ),
     Operation(
         "GET",
@@ -244,7 +244,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "adminAsset",
         "The admin page's script and stylesheet",
         "admin page",
-        {200: Body("text/plain", "The file (text/css or text/javascript)"), 404: Ref("NotFound")},
+        {200: Body(("text/css", "text/javascript"), "The stylesheet or the script"), 404: Ref("NotFound")},
         parameters=(Param("name", "path", {"type": "string"}, "File name, from a fixed allow-list"),),
     ),
     Operation(
@@ -269,7 +269,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "metrics",
         "Prometheus metrics (text exposition format 0.0.4)",
         "operations",
-        {200: Body("text/plain", "Metrics"), 500: Ref("InternalError")},
+        {200: Body(("text/plain",), "Metrics"), 500: Ref("InternalError")},
     ),
     Operation(
         "GET",
@@ -277,7 +277,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "openapi",
         "This document",
         "operations",
-        {200: Body(JSON, "The OpenAPI 3.1 document")},
+        {200: Body((JSON,), "The OpenAPI 3.1 document")},
     ),
 )
 
@@ -303,9 +303,11 @@ def _response(answer: Json | Body | Ref, refs: Refs) -> dict[str, Any]:
     doc: dict[str, Any] = {"description": answer.description}
     if isinstance(answer, Json):
         doc["content"] = _content(JSON, refs[answer.model])
-    elif answer.media_type is not None:
-        schema = {"type": "object"} if answer.media_type == JSON else {"type": "string"}
-        doc["content"] = _content(answer.media_type, schema)
+    elif answer.media_types:
+        doc["content"] = {
+            media_type: {"schema": {"type": "object"} if media_type == JSON else {"type": "string"}}
+            for media_type in answer.media_types
+        }
     if answer.headers:
         doc["headers"] = {
             name: {"description": example, "schema": {"type": "string"}}
