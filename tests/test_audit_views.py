@@ -8,7 +8,7 @@ from pathlib import Path
 
 from service.ledger.db import Database
 from service.settings import DEFAULT_MIGRATIONS_DIR
-from tests.test_retention import insert_finished_run
+from tests.ledger_rows import insert_finished_run
 
 TOTALS = "SELECT status, runs, created, errors, duration_s FROM run_totals ORDER BY status"
 

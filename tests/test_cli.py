@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 
 from service.cli import main
+from service.ledger.db import Database
 from service.ledger.migrations import load_migrations
 from service.settings import DEFAULT_MIGRATIONS_DIR
 from service.sync.runner import FAILURE_PREFIX, SUCCESS_LINE
+from tests.ledger_rows import insert_finished_run
 from tests.service_process import REPO_ROOT, ServiceProcess
 from tests.upstream import FeedControl
 
@@ -224,28 +226,35 @@ async def test_progress_bar_on_a_terminal(upstream_url: str, feed: FeedControl, 
     assert "run 1 success" in screen
 
 
-async def test_runs_lists_recent_runs(upstream_url: str, db_path: Path) -> None:
-    assert (await run_cli("sync", env=cli_env(db_path, upstream_url))).code == 0
-    wrong = upstream_url.replace("/products", "/gone")
-    assert (await run_cli("sync", env=cli_env(db_path, wrong))).code == 1
+async def test_runs_lists_recent_runs(db_path: Path) -> None:
+    await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
+        insert_finished_run(conn, 3, created=194)
+        insert_finished_run(conn, 2, status="error")
+        insert_finished_run(conn, 1, errors=2)
 
     table = await run_cli("runs", env=cli_env(db_path))
-    assert table.code == 0
+    assert table.code == 0, table
     header, *rows = table.stdout.strip().splitlines()
-    assert header.split()[:5] == ["ID", "STATUS", "STARTED", "DURATION", "BY"]
-    assert [row.split()[:2] for row in rows] == [["2", "error"], ["1", "success"]]
-    assert "404" in rows[0] and "194" in rows[1]
+    assert header.split() == [
+        "ID", "STATUS", "STARTED", "DURATION", "BY", "CREATED", "UPDATED", "UNCHANGED", "ERRORS", "MESSAGE",
+    ]  # fmt: skip
+    assert [row.split()[:2] for row in rows] == [["3", "success"], ["2", "error"], ["1", "success"]]
+    assert rows[1].rstrip().endswith("upstream down") and rows[2].split()[5] == "194"
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", rows[0].split()[2])
 
     errors_only = await run_cli("runs", "--status", "error", env=cli_env(db_path))
     assert [row.split()[0] for row in errors_only.stdout.strip().splitlines()[1:]] == ["2"]
-    newest = await run_cli("runs", "--limit", "1", env=cli_env(db_path))
-    assert len(newest.stdout.strip().splitlines()) == 2
-    as_json = json.loads((await run_cli("runs", "--json", env=cli_env(db_path))).stdout)
-    assert [run["id"] for run in as_json["runs"]] == [2, 1]
-    assert as_json["runs"][1]["stats"]["created"] == 194
+    as_json = json.loads((await run_cli("runs", "--json", "--limit", "2", env=cli_env(db_path))).stdout)
+    assert [run["id"] for run in as_json["runs"]] == [3, 2]
+    assert as_json["runs"][1]["error"] == "upstream down"
 
-    bad = await run_cli("runs", "--limit", "0", env=cli_env(db_path))
-    assert bad.code == 2 and "--limit" in bad.stderr
+
+def test_runs_rejects_a_bad_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["runs", "--limit", "0"])
+    assert exited.value.code == 2
+    assert "--limit" in capsys.readouterr().err
 
 
 async def test_runs_without_a_database(tmp_path: Path) -> None:

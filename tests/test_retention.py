@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -13,50 +12,16 @@ from service.app import create_app
 from service.keys import RUNNER
 from service.ledger.db import Database
 from service.settings import DEFAULT_MIGRATIONS_DIR
-from service.timeutil import to_iso, utc_now
 from tests.conftest import AUTH, AiohttpClient, make_settings
 from tests.jobs import ScriptedJob
+from tests.ledger_rows import days_ago, insert_finished_run
 
 Client = TestClient[web.Request, web.Application]
 SOURCE = "http://127.0.0.1:9/"
 
 
-def days_ago(days: float) -> str:
-    return to_iso(utc_now() - timedelta(days=days))
-
-
 async def migrated(db_path: Path) -> None:
     await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
-
-
-def insert_finished_run(
-    conn: sqlite3.Connection, age_days: float, status: str = "success", errors: int = 0, created: int = 0
-) -> int:
-    """A run as the ledger would have written it ``age_days`` ago, with ``errors`` item errors."""
-    started = days_ago(age_days)
-    cursor = conn.execute(
-        "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner, created, errors) "
-        "VALUES ('running', ?, ?, 'admin', 'gone-host.1.dead', ?, ?)",
-        (started, started, created, errors),
-    )
-    run_id = cursor.lastrowid
-    assert run_id is not None
-    conn.execute(
-        "UPDATE runs SET status = ?, finished_at = ?, duration_s = 1.5, error_message = ?, cancelled_by = ? "
-        "WHERE id = ?",
-        (
-            status,
-            days_ago(age_days - 0.001),
-            "upstream down" if status == "error" else None,
-            "admin" if status == "cancelled" else None,
-            run_id,
-        ),
-    )
-    conn.executemany(
-        "INSERT INTO run_errors (run_id, position, external_id, reason, recorded_at) VALUES (?, ?, ?, ?, ?)",
-        [(run_id, i, f"x{i}", "bad price", started) for i in range(errors)],
-    )
-    return run_id
 
 
 def error_counts(db_path: Path) -> dict[int, int]:
