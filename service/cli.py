@@ -39,6 +39,8 @@ EXIT_USAGE = 2
 EXIT_ALREADY_RUNNING = 3
 
 POLL_INTERVAL_S = 0.5
+# What a missing, unwritable, locked or corrupt database file raises: reported in one line, exit 1.
+_STORAGE_ERRORS = (DatabaseError, MigrationError, sqlite3.Error, OSError)
 RUN_STATUSES = ("running", "success", "error", "cancelled")
 
 _SYNC_EPILOG = """exit codes:
@@ -93,7 +95,7 @@ def serve(settings: Settings) -> int:
 def sync(settings: Settings, quiet: bool) -> int:
     try:
         return asyncio.run(_sync(settings, quiet))
-    except (DatabaseError, MigrationError, sqlite3.Error, OSError) as exc:
+    except _STORAGE_ERRORS as exc:
         print(f"sync failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
@@ -153,7 +155,7 @@ def runs(settings: Settings, limit: int, status: str | None, as_json: bool) -> i
         return EXIT_FAILED
     try:
         records = asyncio.run(_read_runs(settings, limit, status))
-    except (DatabaseError, MigrationError, sqlite3.Error) as exc:
+    except _STORAGE_ERRORS as exc:
         print(f"cannot read runs: {exc}", file=sys.stderr)
         return EXIT_FAILED
     if as_json:
@@ -189,7 +191,7 @@ def migrate(settings: Settings) -> int:
 
     try:
         applied = asyncio.run(_run())
-    except (DatabaseError, MigrationError, sqlite3.Error) as exc:
+    except _STORAGE_ERRORS as exc:
         print(f"migration failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     version = applied[-1]["version"] if applied else 0

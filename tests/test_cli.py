@@ -11,16 +11,17 @@ import re
 import signal
 import sqlite3
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from service.cli import main
+from service.cli import main, migrate, sync
 from service.ledger.db import Database
 from service.ledger.migrations import load_migrations
-from service.settings import DEFAULT_MIGRATIONS_DIR
+from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
 from service.sync.runner import FAILURE_PREFIX, SUCCESS_LINE
 from tests.ledger_rows import insert_finished_run
 from tests.service_process import REPO_ROOT, ServiceProcess
@@ -282,6 +283,17 @@ async def test_help_as_a_process(tmp_path: Path) -> None:
     for command in ("serve", "sync", "runs", "migrate"):
         assert command in result.stdout
     assert not (tmp_path / "unused.db").exists()
+
+
+@pytest.mark.parametrize("command", [migrate, lambda settings: sync(settings, quiet=True)])
+def test_an_unusable_database_path_is_one_line_and_exit_1(
+    command: Callable[[Settings], int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    assert command(Settings(db_path=blocker / "sync.db")) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "a-file" in err
 
 
 @pytest.mark.parametrize("command", ["serve", "sync", "runs", "migrate"])
