@@ -33,6 +33,8 @@ from service.sync.runner import SyncRunner
 
 log = logging.getLogger(__name__)
 
+_MAX_HEADER_BYTES = 32 * 1024
+
 # Reachable without credentials: probes, the admin page's files, and the sign-in itself.
 _PUBLIC_ADMIN = frozenset({("GET", "/admin/"), ("GET", "/admin"), ("POST", "/admin/session")})
 
@@ -116,6 +118,9 @@ def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Applica
     app = web.Application(
         middlewares=[error_middleware, body_limit_middleware, auth_middleware],
         client_max_size=settings.max_request_body_bytes,
+        # Long headers (up to 32 KiB each) still reach the app, so a padded token gets the JSON 401;
+        # past that aiohttp answers 400 itself.
+        handler_args={"max_field_size": _MAX_HEADER_BYTES, "max_line_size": _MAX_HEADER_BYTES},
     )
     app[SETTINGS] = settings
     app[AUTHENTICATOR] = Authenticator(settings.admin_tokens, settings.session_ttl_s)
