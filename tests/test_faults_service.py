@@ -132,7 +132,7 @@ async def run_and_watch(service: ServiceProcess) -> tuple[dict[str, Any], list[f
     """Trigger a run and poll status every ~20 ms on a dedicated connection until it ends.
 
     Returns the final status and every poll's response time in ms (the first, which opens the
-    connection, is left out).
+    connection, is left out when there are others).
     """
     code, body = await service.request("POST", "/admin/sync/trigger")
     assert code == 200, body
@@ -148,7 +148,7 @@ async def run_and_watch(service: ServiceProcess) -> tuple[dict[str, Any], list[f
                 data: dict[str, Any] = (await response.json())["data"]
             latencies.append((time.perf_counter() - started) * 1000)
             if data["runId"] == run_id and not data["isRunning"]:
-                return data, latencies[1:]
+                return data, latencies[1:] or latencies  # the run may end before a second poll
             assert time.monotonic() < deadline, f"run {run_id} did not end: {data}\n{service.log_text()}"
             await asyncio.sleep(0.02)
 
@@ -186,7 +186,6 @@ async def test_fault_fails_the_run_clearly_and_the_next_run_recovers(
     reliability.integrity_checks_passed += 1
     reliability.ledger_catalog_checks_passed += 1
 
-    assert latencies, "the run ended before status could be polled twice"
     assert_responsive(latencies, reliability)
     reliability.peak_rss(peak)
     assert peak < PEAK_RSS_BOUND_MIB
