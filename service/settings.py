@@ -101,6 +101,11 @@ class Settings(BaseModel):
         return cls.model_validate(values)
 
 
+_OPTIONAL_FIELDS = frozenset(
+    {"source_url", "source_auth_header", "error_retention_days", "run_retention_days"}
+)
+
+
 def _parse_pairs(raw: str, separator: str) -> dict[str, str]:
     """``name:value,name2:value2`` (or ``;``-separated, for values containing commas)."""
     pairs: dict[str, str] = {}
@@ -121,6 +126,6 @@ def _parse_env_value(name: str, raw: str) -> Any:
         return _parse_pairs(raw, ":")
     if name == "cors_origins":
         return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if raw == "" and name in {"source_url", "source_auth_header", "error_retention_days", "run_retention_days"}:
+    if raw == "" and name in _OPTIONAL_FIELDS:
         return None
     return raw

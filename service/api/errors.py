@@ -1,0 +1,67 @@
+"""Every answer is JSON; every error has the contract's shape ``{"status":"error","message":…}``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from service.api.schemas import ErrorResponse
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_REASONS = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    500: "Internal server error",
+}
+
+
+def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=model.model_dump_json(), status=status, content_type="application/json", headers=headers
+    )
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response(ErrorResponse(message=message), status=status, headers=headers)
+
+
+class ApiError(Exception):
+    """Raised by handlers for an answer in the error shape; carries its HTTP status."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like pass through
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "www-authenticate"}}
+        message = exc.text if exc.text and exc.content_type == "text/plain" else None
+        if not message or message.startswith(f"{exc.status}:"):
+            message = _REASONS.get(exc.status, exc.reason)
+        return error_response(exc.status, message, headers)
+    except Exception:
+        # The traceback goes to the log; the client gets the shape, never internals.
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "Internal server error")

@@ -1,0 +1,32 @@
+"""Liveness and readiness probes: cheap, unauthenticated."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from aiohttp import web
+
+from service.api.errors import ApiError, json_response
+from service.api.schemas import HealthResponse, ReadyResponse
+from service.keys import DATABASE
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    return json_response(HealthResponse())
+
+
+@routes.get("/ready")
+async def ready(request: web.Request) -> web.Response:
+    database = request.app[DATABASE]
+    expected = database.schema_version
+    try:
+        row = await database.fetch_one("SELECT max(version) FROM schema_migrations")
+    except sqlite3.Error as exc:
+        raise ApiError(503, f"Database unavailable: {exc}") from exc
+    version = int(row[0]) if row and row[0] is not None else 0
+    if version < expected:
+        raise ApiError(503, f"Database schema at version {version}, expected {expected}")
+    return json_response(ReadyResponse(schemaVersion=version))

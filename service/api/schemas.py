@@ -1,0 +1,213 @@
+"""Response bodies as pydantic models: handlers build these, and the OpenAPI document is generated from them.
+
+Field names are the contract's (camelCase); extra fields are additions, never renames.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.ledger.runs import RunErrorRecord, RunRecord
+
+LastStatus = Literal["idle", "running", "success", "error", "cancelled"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ErrorResponse(_Model):
+    status: Literal["error"] = "error"
+    message: str
+
+
+class Stats(_Model):
+    created: int = 0
+    updated: int = 0
+    errors: int = 0
+    unchanged: int = 0
+    categoriesCreated: int = 0
+
+
+class Progress(_Model):
+    processed: int
+    total: int | None
+
+
+class StatusData(_Model):
+    isRunning: bool
+    lastRun: str | None
+    lastStatus: LastStatus
+    lastError: str | None
+    lastDuration: float | None
+    stats: Stats
+    runId: int | None = None
+    progress: Progress | None = None
+    triggeredBy: str | None = None
+    finishedAt: str | None = None
+    cancelledBy: str | None = None
+
+
+class StatusResponse(_Model):
+    status: Literal["success"] = "success"
+    data: StatusData
+
+
+class TriggerData(_Model):
+    startedAt: str
+    checkStatusAt: str = "/admin/sync/status"
+    runId: int
+
+
+class TriggerResponse(_Model):
+    status: Literal["success"] = "success"
+    message: str = "Sync job triggered successfully"
+    data: TriggerData
+
+
+class AlreadyRunningData(_Model):
+    startedAt: str
+    runId: int
+
+
+class AlreadyRunningResponse(_Model):
+    status: Literal["error"] = "error"
+    message: str = "Sync job is already running"
+    data: AlreadyRunningData
+
+
+class CancelData(_Model):
+    runId: int
+
+
+class CancelResponse(_Model):
+    status: Literal["success"] = "success"
+    message: str = "Sync cancellation requested"
+    data: CancelData
+
+
+class Run(_Model):
+    id: int
+    status: Literal["running", "success", "error", "cancelled"]
+    startedAt: str
+    finishedAt: str | None
+    duration: float | None
+    error: str | None
+    triggeredBy: str
+    cancelledBy: str | None
+    stats: Stats
+    progress: Progress
+    source: str | None = None
+
+
+class RunList(_Model):
+    runs: list[Run]
+    nextCursor: str | None
+
+
+class RunListResponse(_Model):
+    status: Literal["success"] = "success"
+    data: RunList
+
+
+class RunItemError(_Model):
+    position: int
+    externalId: str | None
+    reason: str
+    recordedAt: str
+
+
+class RunDetail(_Model):
+    run: Run
+    errors: list[RunItemError]
+    nextErrorsCursor: str | None
+
+
+class RunDetailResponse(_Model):
+    status: Literal["success"] = "success"
+    data: RunDetail
+
+
+class SessionRequest(_Model):
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class SessionData(_Model):
+    tokenName: str
+    expiresAt: str
+
+
+class SessionResponse(_Model):
+    status: Literal["success"] = "success"
+    data: SessionData
+
+
+class MessageResponse(_Model):
+    status: Literal["success"] = "success"
+    message: str
+
+
+class HealthResponse(_Model):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(_Model):
+    status: Literal["ready"] = "ready"
+    schemaVersion: int
+
+
+def stats_of(run: RunRecord) -> Stats:
+    return Stats(
+        created=run.created,
+        updated=run.updated,
+        errors=run.errors,
+        unchanged=run.unchanged,
+        categoriesCreated=run.categories_created,
+    )
+
+
+def run_model(run: RunRecord) -> Run:
+    return Run(
+        id=run.id,
+        status=run.status,
+        startedAt=run.started_at,
+        finishedAt=run.finished_at,
+        duration=run.duration_s,
+        error=run.error_message,
+        triggeredBy=run.triggered_by,
+        cancelledBy=run.cancelled_by,
+        stats=stats_of(run),
+        progress=Progress(processed=run.processed, total=run.total),
+        source=run.source,
+    )
+
+
+def status_data(run: RunRecord | None) -> StatusData:
+    if run is None:
+        return StatusData(
+            isRunning=False, lastRun=None, lastStatus="idle", lastError=None, lastDuration=None, stats=Stats()
+        )
+    return StatusData(
+        isRunning=run.is_running,
+        lastRun=run.started_at,
+        lastStatus=run.status,
+        lastError=run.error_message,
+        lastDuration=None if run.duration_s is None else round(run.duration_s, 2),
+        stats=stats_of(run),
+        runId=run.id,
+        progress=Progress(processed=run.processed, total=run.total),
+        triggeredBy=run.triggered_by,
+        finishedAt=run.finished_at,
+        cancelledBy=run.cancelled_by,
+    )
+
+
+def error_item(record: RunErrorRecord) -> RunItemError:
+    return RunItemError(
+        position=record.position,
+        externalId=record.external_id,
+        reason=record.reason,
+        recordedAt=record.recorded_at,
+    )

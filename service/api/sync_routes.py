@@ -1,0 +1,73 @@
+"""The contract's endpoints: trigger, status, and (added) cancel."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from aiohttp import web
+
+from service.api.auth import Principal
+from service.api.errors import ApiError, json_response
+from service.api.schemas import (
+    AlreadyRunningData,
+    AlreadyRunningResponse,
+    CancelData,
+    CancelResponse,
+    StatusResponse,
+    TriggerData,
+    TriggerResponse,
+    status_data,
+)
+from service.keys import LEDGER, RUNNER
+from service.ledger.db import DatabaseError
+from service.ledger.runs import NoRunRunning, RunAlreadyRunning
+from service.sync.job import SyncFailed
+
+log = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+
+
+def principal_of(request: web.Request) -> Principal:
+    principal = request.get("principal")
+    assert isinstance(principal, Principal), "auth middleware sets the principal on /admin routes"
+    return principal
+
+
+@routes.post("/admin/sync/trigger")
+async def trigger(request: web.Request) -> web.Response:
+    runner = request.app[RUNNER]
+    try:
+        run = await runner.trigger(principal_of(request).token_name)
+    except RunAlreadyRunning as exc:
+        body = AlreadyRunningResponse(
+            data=AlreadyRunningData(startedAt=exc.running.started_at, runId=exc.running.id)
+        )
+        return json_response(body, status=409)
+    except (SyncFailed, DatabaseError, sqlite3.Error, OSError) as exc:
+        # A read-only or full disk, a database locked past the busy timeout, a shutdown in progress.
+        log.exception("could not start a sync")
+        raise ApiError(500, f"Could not start the sync: {exc}") from exc
+    return json_response(TriggerResponse(data=TriggerData(startedAt=run.started_at, runId=run.id)))
+
+
+@routes.get("/admin/sync/status")
+async def status(request: web.Request) -> web.Response:
+    ledger = request.app[LEDGER]
+    run = await ledger.latest_run()
+    # Another process's run: if that process died or hung, record it now rather than report it running.
+    foreign_running = run is not None and run.is_running and run.owner != ledger.owner.owner_id
+    if foreign_running and await ledger.recover_dead_runs() is not None:
+        run = await ledger.latest_run()
+    return json_response(StatusResponse(data=status_data(run)))
+
+
+@routes.post("/admin/sync/cancel")
+async def cancel(request: web.Request) -> web.Response:
+    runner = request.app[RUNNER]
+    try:
+        run_id = await runner.cancel(principal_of(request).token_name)
+    except NoRunRunning:
+        raise ApiError(409, "No sync is running") from None
+    return json_response(CancelResponse(data=CancelData(runId=run_id)))

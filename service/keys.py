@@ -1,0 +1,22 @@
+"""Typed keys for what the application holds; each value is owned by one cleanup_ctx in service.app."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from service.api.auth import Authenticator
+from service.ledger.db import Database
+from service.ledger.runs import Ledger
+from service.settings import Settings
+from service.sync.job import SyncJob
+from service.sync.runner import SyncRunner
+
+SETTINGS = web.AppKey("settings", Settings)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+DATABASE = web.AppKey("database", Database)
+LEDGER = web.AppKey("ledger", Ledger)
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
+SOURCE_URL = web.AppKey("source_url", str)
+SYNC_JOB: web.AppKey[SyncJob] = web.AppKey("sync_job")
+RUNNER = web.AppKey("runner", SyncRunner)

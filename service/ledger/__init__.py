@@ -1,0 +1,1 @@
+"""The SQLite ledger: connections, migrations and the runs table."""

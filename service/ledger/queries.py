@@ -1,0 +1,88 @@
+"""Every SQL statement of the ledger, in one place. All parameterised."""
+
+RUN_COLUMNS = """
+    id, status, started_at, finished_at, duration_s, heartbeat_at, error_message,
+    created, updated, unchanged, errors, categories_created, processed, total,
+    triggered_by, cancel_requested_by, cancelled_by, owner, source
+"""
+
+LATEST_RUN = f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT 1"
+
+RUN_BY_ID = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
+
+RUNNING_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'"
+
+INSERT_RUN = """
+INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner, source)
+VALUES ('running', :now, :now, :triggered_by, :owner, :source)
+RETURNING id
+"""
+
+# Every transition out of 'running' is guarded: a row that already finished (recovered, cancelled,
+# or finished by a duplicate finisher) matches nothing, and the runs_finished_are_final trigger
+# rejects any unguarded attempt.
+FINISH_RUN = """
+UPDATE runs
+SET status = :status,
+    finished_at = :now,
+    duration_s = round((julianday(:now) - julianday(started_at)) * 86400.0, 2),
+    error_message = :error_message,
+    cancelled_by = :cancelled_by
+WHERE id = :run_id AND status = 'running'
+"""
+
+# The batch counters move in the same transaction as the catalog rows they count.
+RECORD_PROGRESS = """
+UPDATE runs
+SET created = created + :created,
+    updated = updated + :updated,
+    unchanged = unchanged + :unchanged,
+    errors = errors + :errors,
+    categories_created = categories_created + :categories_created,
+    processed = processed + :processed,
+    total = coalesce(:total, total),
+    heartbeat_at = :now
+WHERE id = :run_id AND status = 'running'
+"""
+
+HEARTBEAT = "UPDATE runs SET heartbeat_at = :now WHERE id = :run_id AND status = 'running'"
+
+REQUEST_CANCEL = """
+UPDATE runs SET cancel_requested_by = coalesce(cancel_requested_by, :by)
+WHERE status = 'running'
+RETURNING id
+"""
+
+CANCEL_REQUEST_OF_RUN = "SELECT cancel_requested_by, heartbeat_at FROM runs WHERE id = ?"
+
+INSERT_RUN_ERROR = """
+INSERT INTO run_errors (run_id, position, external_id, reason, recorded_at)
+VALUES (?, ?, ?, ?, ?)
+"""
+
+LIST_RUNS = f"""
+SELECT {RUN_COLUMNS} FROM runs
+WHERE (:status IS NULL OR status = :status) AND (:before_id IS NULL OR id < :before_id)
+ORDER BY id DESC
+LIMIT :limit
+"""
+
+LIST_RUN_ERRORS = """
+SELECT id, position, external_id, reason, recorded_at FROM run_errors
+WHERE run_id = :run_id AND (:after_id IS NULL OR id > :after_id)
+ORDER BY id
+LIMIT :limit
+"""
+
+# Retention never touches the newest run: it is what the status endpoint reports.
+PRUNE_RUN_ERRORS = """
+DELETE FROM run_errors
+WHERE recorded_at < :cutoff AND run_id <> (SELECT max(id) FROM runs)
+"""
+
+PRUNE_RUNS = """
+DELETE FROM runs
+WHERE status <> 'running' AND started_at < :cutoff AND id <> (SELECT max(id) FROM runs)
+  AND NOT EXISTS (SELECT 1 FROM products WHERE created_run = runs.id OR updated_run = runs.id)
+  AND NOT EXISTS (SELECT 1 FROM categories WHERE created_run = runs.id)
+"""

@@ -1,0 +1,307 @@
+"""The runs ledger: start, progress, finish and recover runs, with every rule checked by SQLite."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+import aiosqlite
+
+from service.ledger import queries
+from service.ledger.db import Database
+from service.ledger.owner import OwnerLock
+from service.timeutil import from_iso, to_iso, utc_now
+
+log = logging.getLogger(__name__)
+
+RunStatus = Literal["running", "success", "error", "cancelled"]
+FinalStatus = Literal["success", "error", "cancelled"]
+
+INTERRUPTED_MESSAGE = "Sync interrupted: the service process running it stopped unexpectedly"
+SHUTDOWN_MESSAGE = "Sync interrupted by service shutdown"
+
+
+class RunAlreadyRunning(Exception):
+    """A trigger found a run in progress (in this process or another one sharing the file)."""
+
+    def __init__(self, running: RunRecord) -> None:
+        super().__init__(f"run {running.id} is already running")
+        self.running = running
+
+
+class NoRunRunning(Exception):
+    """A cancel found nothing to cancel."""
+
+
+class RunNoLongerRunning(Exception):
+    """A guarded write found its run already finished (recovered as stalled, cancelled, ...)."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} is no longer running")
+        self.run_id = run_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: int
+    status: RunStatus
+    started_at: str
+    finished_at: str | None
+    duration_s: float | None
+    heartbeat_at: str
+    error_message: str | None
+    created: int
+    updated: int
+    unchanged: int
+    errors: int
+    categories_created: int
+    processed: int
+    total: int | None
+    triggered_by: str
+    cancel_requested_by: str | None
+    cancelled_by: str | None
+    owner: str
+    source: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        return cls(**{key: row[key] for key in row.keys()})  # noqa: SIM118 - sqlite3.Row needs keys()
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    """What one committed batch did; added to the run's counters in the same transaction."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    errors: int = 0
+    categories_created: int = 0
+    processed: int = 0
+    total: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemError:
+    position: int
+    external_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunErrorRecord:
+    id: int
+    position: int
+    external_id: str | None
+    reason: str
+    recorded_at: str
+
+
+class Ledger:
+    def __init__(self, db: Database, owner: OwnerLock, stall_timeout_s: float) -> None:
+        self.db = db
+        self.owner = owner
+        self._stall_timeout = timedelta(seconds=stall_timeout_s)
+
+    # --- reads (read connection: never queued behind a sync batch) -------------------------------
+
+    async def latest_run(self) -> RunRecord | None:
+        row = await self.db.fetch_one(queries.LATEST_RUN)
+        return RunRecord.from_row(row) if row else None
+
+    async def get_run(self, run_id: int) -> RunRecord | None:
+        row = await self.db.fetch_one(queries.RUN_BY_ID, (run_id,))
+        return RunRecord.from_row(row) if row else None
+
+    async def list_runs(self, limit: int, before_id: int | None, status: str | None) -> list[RunRecord]:
+        rows = await self.db.fetch_all(
+            queries.LIST_RUNS, {"limit": limit, "before_id": before_id, "status": status}
+        )
+        return [RunRecord.from_row(row) for row in rows]
+
+    async def list_run_errors(self, run_id: int, limit: int, after_id: int | None) -> list[RunErrorRecord]:
+        rows = await self.db.fetch_all(
+            queries.LIST_RUN_ERRORS, {"run_id": run_id, "limit": limit, "after_id": after_id}
+        )
+        return [RunErrorRecord(*row) for row in rows]
+
+    # --- liveness -----------------------------------------------------------------------------
+
+    def is_stalled(self, run: RunRecord, now: datetime | None = None) -> bool:
+        return (now or utc_now()) - from_iso(run.heartbeat_at) > self._stall_timeout
+
+    def _why_dead(self, run: RunRecord, now: datetime) -> str | None:
+        """Why ``run`` can no longer finish by itself, or None while its owner is alive and progressing."""
+        if not self.owner.is_alive(run.owner):
+            return INTERRUPTED_MESSAGE
+        if self.is_stalled(run, now):
+            return self.stall_message()
+        return None
+
+    def stall_message(self) -> str:
+        seconds = self._stall_timeout.total_seconds()
+        return f"Sync stalled: no progress for {seconds:g} s; the run was failed so new syncs can start"
+
+    async def recover_dead_runs(self) -> RunRecord | None:
+        """Fail a running row whose owner died or hung; return the recovered row, if any."""
+        async with self.db.transaction() as conn:
+            return await self._recover_in(conn, utc_now())
+
+    async def _recover_in(self, conn: aiosqlite.Connection, now: datetime) -> RunRecord | None:
+        async with conn.execute(queries.RUNNING_RUN) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        running = RunRecord.from_row(row)
+        reason = self._why_dead(running, now)
+        if reason is None:
+            return None
+        await conn.execute(
+            queries.FINISH_RUN,
+            {
+                "status": "error",
+                "now": to_iso(now),
+                "error_message": reason,
+                "cancelled_by": None,
+                "run_id": running.id,
+            },
+        )
+        log.warning("recovered run %s: %s", running.id, reason, extra={"run_id": running.id})
+        return running
+
+    # --- writes (single write connection) -------------------------------------------------------
+
+    async def start_run(self, triggered_by: str, source: str | None) -> RunRecord:
+        """Insert a new running row, or raise RunAlreadyRunning with the run that is in progress.
+
+        The partial unique index on status='running' is the rule; the check before it only turns a
+        dead owner's leftover row into a recorded interruption first.
+        """
+        now = utc_now()
+        try:
+            async with self.db.transaction() as conn:
+                await self._recover_in(conn, now)
+                async with conn.execute(
+                    queries.INSERT_RUN,
+                    {
+                        "now": to_iso(now),
+                        "triggered_by": triggered_by,
+                        "owner": self.owner.owner_id,
+                        "source": source,
+                    },
+                ) as cursor:
+                    row = await cursor.fetchone()
+                    assert row is not None
+                    run_id = int(row[0])
+        except sqlite3.IntegrityError:
+            running = await self._running_or_none()
+            if running is None:  # finished between our insert attempt and this read: rare, say so plainly
+                raise
+            raise RunAlreadyRunning(running) from None
+        run = await self.get_run(run_id)
+        assert run is not None
+        return run
+
+    async def _running_or_none(self) -> RunRecord | None:
+        row = await self.db.fetch_one(queries.RUNNING_RUN)
+        return RunRecord.from_row(row) if row else None
+
+    async def record_batch(
+        self, conn: aiosqlite.Connection, run_id: int, counts: BatchCounts, errors: Sequence[ItemError]
+    ) -> None:
+        """Inside the caller's transaction: add counters and item errors, or raise RunNoLongerRunning."""
+        now = to_iso(utc_now())
+        cursor = await conn.execute(
+            queries.RECORD_PROGRESS,
+            {
+                "run_id": run_id,
+                "now": now,
+                "created": counts.created,
+                "updated": counts.updated,
+                "unchanged": counts.unchanged,
+                "errors": counts.errors,
+                "categories_created": counts.categories_created,
+                "processed": counts.processed,
+                "total": counts.total,
+            },
+        )
+        if cursor.rowcount != 1:
+            raise RunNoLongerRunning(run_id)
+        if errors:
+            await conn.executemany(
+                queries.INSERT_RUN_ERROR,
+                [(run_id, e.position, e.external_id, e.reason, now) for e in errors],
+            )
+
+    async def record_progress(self, run_id: int, counts: BatchCounts, errors: Sequence[ItemError]) -> None:
+        async with self.db.transaction() as conn:
+            await self.record_batch(conn, run_id, counts, errors)
+
+    async def heartbeat(self, run_id: int) -> None:
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(queries.HEARTBEAT, {"run_id": run_id, "now": to_iso(utc_now())})
+            if cursor.rowcount != 1:
+                raise RunNoLongerRunning(run_id)
+
+    async def finish_run(
+        self,
+        run_id: int,
+        status: FinalStatus,
+        *,
+        error_message: str | None = None,
+        cancelled_by: str | None = None,
+    ) -> bool:
+        """Finish a running row; False when it had already finished (the earlier outcome stands)."""
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(
+                queries.FINISH_RUN,
+                {
+                    "status": status,
+                    "now": to_iso(utc_now()),
+                    "error_message": error_message,
+                    "cancelled_by": cancelled_by,
+                    "run_id": run_id,
+                },
+            )
+            return cursor.rowcount == 1
+
+    async def request_cancel(self, requested_by: str) -> int:
+        """Flag the running run for cancellation (its owner, in any process, stops at its next check)."""
+        async with (
+            self.db.transaction() as conn,
+            conn.execute(queries.REQUEST_CANCEL, {"by": requested_by}) as cursor,
+        ):
+            row = await cursor.fetchone()
+        if row is None:
+            raise NoRunRunning()
+        return int(row[0])
+
+    async def cancel_request(self, run_id: int) -> tuple[str | None, str] | None:
+        """(who asked to cancel, heartbeat) of a run, or None when it no longer exists."""
+        row = await self.db.fetch_one(queries.CANCEL_REQUEST_OF_RUN, (run_id,))
+        return (row[0], row[1]) if row else None
+
+    async def prune(self, error_days: int | None, run_days: int | None) -> tuple[int, int]:
+        """Retention: delete item errors (and optionally runs) older than N days, never the newest run."""
+        now = utc_now()
+        errors_deleted = runs_deleted = 0
+        async with self.db.transaction() as conn:
+            if error_days is not None:
+                cursor = await conn.execute(
+                    queries.PRUNE_RUN_ERRORS, {"cutoff": to_iso(now - timedelta(days=error_days))}
+                )
+                errors_deleted = cursor.rowcount
+            if run_days is not None:
+                cursor = await conn.execute(
+                    queries.PRUNE_RUNS, {"cutoff": to_iso(now - timedelta(days=run_days))}
+                )
+                runs_deleted = cursor.rowcount
+        return errors_deleted, runs_deleted

@@ -1,0 +1,1 @@
+"""The sync engine: source -> mapping -> sink, and the runner that owns the background run."""
