@@ -25,10 +25,10 @@ from playwright.async_api import (
     BrowserContext,
     ConsoleMessage,
     Page,
-    Request,
     async_playwright,
     expect,
 )
+from pydantic import SecretStr
 from pytest_aiohttp import AiohttpServer
 
 from service.api.static_routes import add_static_routes
@@ -133,10 +133,22 @@ def closed_loopback_port() -> int:
 # ---- service -------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SeenRequest:
+    method: str
+    path: str
+    origin: str | None
+    fetch_site: str | None
+    has_session_cookie: bool
+    has_authorization: bool
+    status: int
+
+
 @dataclass
 class Service:
     server: TestServer
     db_path: Path
+    seen: list[SeenRequest]
 
     def url(self, path: str = "") -> str:
         return str(self.server.make_url(path))
@@ -176,6 +188,34 @@ class Service:
 
 
 StartService = Callable[..., Awaitable[Service]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def recording_middleware(seen: list[SeenRequest]) -> Any:
+    @web.middleware
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        else:
+            status = response.status
+            return response
+        finally:
+            seen.append(
+                SeenRequest(
+                    method=request.method,
+                    path=request.path,
+                    origin=request.headers.get("Origin"),
+                    fetch_site=request.headers.get("Sec-Fetch-Site"),
+                    has_session_cookie="sync_session" in request.cookies,
+                    has_authorization="Authorization" in request.headers,
+                    status=status,
+                )
+            )
+
+    return record
 
 
 @pytest.fixture
@@ -196,7 +236,7 @@ def start_service(aiohttp_server: AiohttpServer, tmp_path: Path, upstream: TestS
         db_path = tmp_path / f"service-{next(numbers)}.db"
         settings = Settings(
             db_path=db_path,
-            admin_tokens={TOKEN_NAME: ADMIN_TOKEN},
+            admin_tokens={TOKEN_NAME: SecretStr(ADMIN_TOKEN)},
             source_url=source_url or str(upstream.make_url("/products")),
             source_format="dummyjson",
             page_size=PAGE_SIZE,
@@ -208,7 +248,10 @@ def start_service(aiohttp_server: AiohttpServer, tmp_path: Path, upstream: TestS
         app = create_app(settings)
         if not any(resource.canonical == "/admin/" for resource in app.router.resources()):
             add_static_routes(app)
-        return Service(server=await aiohttp_server(app), db_path=db_path)
+        seen: list[SeenRequest] = []
+        # Outermost, so it sees every request as the browser sent it and the final status answered.
+        app.middlewares.insert(0, recording_middleware(seen))
+        return Service(server=await aiohttp_server(app), db_path=db_path, seen=seen)
 
     return start
 
@@ -297,8 +340,11 @@ async def test_wrong_token_is_refused_and_the_right_one_signs_in_without_keeping
     await expect(token_input).to_have_value("")
     await expect(page.get_by_role("button", name="Sync products")).to_be_hidden()
     assert await context.cookies() == []
+    await expect(token_input).to_be_focused()  # ready for another try
 
-    # Keyboard only: Tab from the top of the page reaches the token field, Enter submits.
+    # Keyboard only: Tab from the top of a fresh page reaches the token field, Enter submits.
+    await page.reload()
+    await expect(token_input).to_be_visible()
     await page.keyboard.press("Tab")  # skip link
     await page.keyboard.press("Tab")
     await expect(token_input).to_be_focused()
@@ -340,9 +386,7 @@ async def test_documented_examples_run_verbatim_from_a_signed_in_page(
     feed.count, feed.page_delay_s = 30, 0.8
     page, watch = await signed_in_page(context, service)
 
-    sent: list[Request] = []
-    page.on("request", lambda request: sent.append(request) if "/admin/sync/" in request.url else None)
-
+    already_seen = len(service.seen)
     sync_button_trigger = (DOC_EXAMPLES / "sync_button_trigger.js").read_text()
     await page.evaluate(
         "async () => {\n"
@@ -359,11 +403,14 @@ async def test_documented_examples_run_verbatim_from_a_signed_in_page(
     assert statuses[-1]["lastStatus"] == "success"
     assert statuses[-1]["stats"]["created"] == feed.count
     assert any(status["isRunning"] for status in statuses[:-1]), "the slow run was never seen running"
-    assert {request.url.split("/admin/sync/")[1] for request in sent} == {"trigger", "status"}
-    for request in sent:
-        headers = await request.all_headers()
-        assert "authorization" not in headers
-        assert "sync_session=" in headers.get("cookie", "")
+    # Every request of the document's SyncButton authenticated by the session cookie alone.
+    calls = [seen for seen in service.seen[already_seen:] if seen.path.startswith("/admin/sync/")]
+    assert {(seen.method, seen.path) for seen in calls} == {
+        ("POST", "/admin/sync/trigger"),
+        ("GET", "/admin/sync/status"),
+    }
+    for seen in calls:
+        assert (seen.has_authorization, seen.has_session_cookie, seen.status) == (False, True, 200)
 
     # The React example, verbatim, with the bearer token the document expects in `token`.
     logs: list[str] = []
@@ -425,28 +472,23 @@ async def test_cross_origin_page_cannot_trigger_with_the_session_cookie(
     assert attacker.port != service.server.port  # another origin: same loopback host, other port
 
     other = await context.new_page()
-    refused: list[tuple[int, str, str]] = []
-
-    async def record(response: Any) -> None:
-        if response.url.endswith("/admin/sync/trigger"):
-            headers = await response.request.all_headers()
-            refused.append((response.status, headers.get("origin", ""), headers.get("cookie", "")))
-
-    other.on("response", record)
     await other.goto(str(attacker.make_url("/")))
     outcomes = await other.evaluate("attack()")
     # CORS hides the answer from the other origin; the real verdict is the server's, checked below.
-    assert outcomes[0] == "cors:TypeError"
-    assert outcomes[1] == "no-cors:opaque:0"
+    assert outcomes == ["cors:TypeError", "no-cors:opaque:0"]
     async with other.expect_navigation():
         await other.evaluate("document.getElementById('csrf').submit()")
     assert json.loads(await other.inner_text("body"))["status"] == "error"
 
-    assert len(refused) == 3
-    for status, origin, cookie in refused:
-        assert status == 403
-        assert origin == str(attacker.make_url("")).rstrip("/")
-        assert "sync_session=" in cookie  # the cookie went along: the origin check is what refused it
+    attempts = [seen for seen in service.seen if seen.path == "/admin/sync/trigger"]
+    assert len(attempts) == 3
+    for attempt in attempts:
+        assert attempt.method == "POST"
+        assert attempt.origin == str(attacker.make_url("")).rstrip("/")
+        assert attempt.fetch_site == "same-site"  # other port, same host: cookies still ride along
+        assert attempt.has_session_cookie  # so the origin check is what refused it
+        assert not attempt.has_authorization
+        assert attempt.status == 403
 
     # Not triggered: the ledger has no run and the status is idle.
     assert service.ledger("SELECT count(*) FROM runs")[0][0] == 0
@@ -638,7 +680,11 @@ async def test_history_lists_runs_with_item_errors_on_demand(
         viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True
     )
     try:
-        await phone.add_cookies(await context.cookies())
+        # The phone signs in on its own, like a second device would.
+        mobile_sign_in_page, _ = await open_admin(phone, service)
+        await sign_in(mobile_sign_in_page)
+        await expect(mobile_sign_in_page.get_by_role("button", name="Sync products")).to_be_visible()
+        await mobile_sign_in_page.close()
         mobile_page, mobile_watch = await open_admin(phone, service)
         await expect(mobile_page.locator("#history-body tr.run-row")).to_have_count(3)
         await mobile_page.get_by_role("button", name=f"Details of run {run_ids[0]}").click()
