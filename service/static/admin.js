@@ -256,7 +256,9 @@
     if (state.running) {
       schedulePoll();
     } else if (wasRunning) {
-      loadRuns(true); // the run just ended: its final row belongs in the history
+      // The run just ended: the summary now tells the outcome, and its final row belongs in the history.
+      if (!el.syncMessage.classList.contains('notice-error')) hideNotice(el.syncMessage);
+      loadRuns(true);
     }
   }
 
@@ -278,6 +280,7 @@
     el.countUpdated.textContent = String(count(stats, 'updated'));
     el.countUnchanged.textContent = String(count(stats, 'unchanged'));
     el.countErrors.textContent = String(count(stats, 'errors'));
+    el.countErrors.parentElement.classList.toggle('has-errors', count(stats, 'errors') > 0);
   }
 
   function renderProgress(progress, running) {
@@ -429,11 +432,11 @@
     row.className = 'run-row';
     row.setAttribute('data-run-id', String(run.id));
     var stats = run.stats || {};
-    cell(row, 'Run', '#' + run.id);
-    cell(row, 'Status', badge(run.status));
-    cell(row, 'Triggered by', run.triggeredBy || '—');
-    cell(row, 'Started', timeElement(run.startedAt));
-    cell(row, 'Duration', run.status === 'running' ? 'running' : formatDuration(run.duration));
+    cell(row, 'Run', '#' + run.id, 'cell-id');
+    cell(row, 'Status', badge(run.status), 'cell-status');
+    cell(row, 'Triggered by', run.triggeredBy || '—', 'cell-by');
+    cell(row, 'Started', timeElement(run.startedAt), 'cell-started');
+    cell(row, 'Duration', run.status === 'running' ? 'running' : formatDuration(run.duration), 'cell-duration');
     cell(row, 'Created', String(count(stats, 'created')), 'num');
     cell(row, 'Updated', String(count(stats, 'updated')), 'num');
     cell(row, 'Unchanged', String(count(stats, 'unchanged')), 'num');
@@ -564,6 +567,7 @@
         tr.appendChild(td);
       });
       var when = document.createElement('td');
+      when.setAttribute('data-label', 'Recorded');
       when.appendChild(timeElement(item.recordedAt));
       tr.appendChild(when);
       body.appendChild(tr);
