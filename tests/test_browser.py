@@ -34,6 +34,7 @@ from pytest_aiohttp import AiohttpServer
 from service.api.static_routes import add_static_routes
 from service.app import create_app
 from service.settings import Settings
+from tests.upstream import make_product
 
 pytestmark = pytest.mark.browser
 
@@ -72,30 +73,12 @@ class Feed:
     pages_served: int = field(default=0)
 
 
-def dummyjson_product(product_id: int, feed: Feed) -> dict[str, Any]:
-    product: dict[str, Any] = {
-        "id": product_id,
-        "title": f"Test product {product_id}",
-        "description": f"Description of test product {product_id}.",
-        "category": ("beauty", "groceries", "furniture")[product_id % 3],
-        "price": round(9.99 + product_id + feed.price_bump, 2),
-        "discountPercentage": 5.5,
-        "rating": 4.2,
-        "stock": 10 + product_id,
-        "tags": ["test", f"tag-{product_id % 4}"],
-        "brand": "Acme",
-        "sku": f"SKU-{product_id:05d}",
-        "weight": 2,
-        "dimensions": {"width": 1.5, "height": 2.5, "depth": 3.5},
-        "availabilityStatus": "In Stock",
-        "meta": {"createdAt": "2025-04-30T09:41:02.053Z", "updatedAt": "2025-04-30T09:41:02.053Z"},
-        "images": [f"http://127.0.0.1/images/{product_id}/1.webp"],
-        "thumbnail": f"http://127.0.0.1/images/{product_id}/thumbnail.webp",
-    }
+def feed_product(product_id: int, feed: Feed) -> dict[str, Any]:
+    product = make_product(product_id)
+    product["price"] = round(product["price"] + feed.price_bump, 2)
     if product_id in feed.invalid_ids:
         # An item the mapping must refuse: no title and a negative price.
-        product["title"] = ""
-        product["price"] = -1
+        product.update(title="", price=-1)
     return product
 
 
@@ -110,7 +93,7 @@ def upstream_app(feed: Feed) -> web.Application:
         ids = range(skip + 1, min(skip + limit, feed.count) + 1)
         return web.json_response(
             {
-                "products": [dummyjson_product(i, feed) for i in ids],
+                "products": [feed_product(i, feed) for i in ids],
                 "total": feed.count,
                 "skip": skip,
                 "limit": len(ids),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.api.static_routes import CONTENT_SECURITY_POLICY, STATIC_DIR, add_static_routes
+from service.app import create_app
+from tests.conftest import make_settings
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
@@ -80,3 +83,34 @@ async def test_paths_outside_the_route_match_nothing(client: Client, path: str) 
     response = await client.get(path)
     assert response.status == 404
     assert b"BaseModel" not in await response.read()
+
+
+@pytest.fixture
+async def service_client(aiohttp_client: ClientFactory, tmp_path: Path) -> Client:
+    app = create_app(make_settings(tmp_path, source_url="http://127.0.0.1:9/products"))
+    if not any(resource.canonical == "/admin/" for resource in app.router.resources()):
+        add_static_routes(app)  # until create_app wires the page itself
+    return await aiohttp_client(app)
+
+
+async def test_in_the_service_the_page_needs_no_credentials_but_the_api_does(service_client: Client) -> None:
+    for path in ("/admin/", "/admin/static/admin.js", "/admin/static/admin.css"):
+        response = await service_client.get(path)
+        assert response.status == 200, path
+    response = await service_client.get("/admin/sync/status")
+    assert response.status == 401
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/static/unknown.js",
+        "/admin/static/..%2F..%2Fsettings.py",
+        "/admin/static/../../settings.py",
+        "/admin/static/%2e%2e/%2e%2e/settings.py",
+    ],
+)
+async def test_in_the_service_unknown_static_paths_are_json_404s(service_client: Client, path: str) -> None:
+    response = await service_client.get(path)
+    assert response.status == 404
+    assert await response.json() == {"status": "error", "message": "Not found"}
