@@ -323,6 +323,7 @@
       var by = data.triggeredBy ? ' (started by ' + data.triggeredBy + ')' : '';
       setSummary('Sync running since ' + formatTime(data.lastRun) + by + '.', 'running');
       renderCounters(stats);
+      updateRunningRow(data.runId, stats);
       return;
     }
     if (status === 'idle' || !data.lastRun) {
@@ -457,6 +458,17 @@
     });
     cell(row, 'Details', button, 'cell-action');
     return row;
+  }
+
+  function updateRunningRow(runId, stats) {
+    // Keep the history's running row in step with the status poll, without refetching the list.
+    if (runId === null || runId === undefined) return;
+    var row = el.historyBody.querySelector('tr.run-row[data-run-id="' + String(Number(runId)) + '"]');
+    if (!row) return;
+    ['Created', 'Updated', 'Unchanged', 'Errors'].forEach(function (label) {
+      var td = row.querySelector('td[data-label="' + label + '"]');
+      if (td) td.textContent = String(count(stats, label.toLowerCase()));
+    });
   }
 
   async function loadRuns(reset) {
