@@ -308,6 +308,18 @@ def summary(page: Page) -> Any:
     return page.get_by_role("status")
 
 
+SNAPSHOT_JS = """() => {
+  const bar = document.getElementById('progress-bar')
+  return {
+    created: Number(document.getElementById('count-created').textContent),
+    barShown: bar.checkVisibility(),
+    value: bar.value,
+    max: bar.max,
+    syncDisabled: document.getElementById('sync-button').disabled,
+  }
+}"""
+
+
 # ---- scenarios -----------------------------------------------------------------------------------
 
 
@@ -500,23 +512,24 @@ async def test_slow_sync_shows_live_progress_then_success(
     await expect(sync_button).to_be_disabled()
     await expect(page.get_by_role("button", name="Cancel sync")).to_be_visible()
     await expect(summary(page)).to_contain_text("Sync running since")
+    await expect(page.get_by_role("progressbar", name="Progress")).to_be_visible(timeout=10_000)
 
-    created_seen: list[int] = []
-    progress_seen: list[tuple[str | None, str | None]] = []
-    bar = page.get_by_role("progressbar", name="Progress")
+    # One atomic look at the page every 200 ms: what the operator sees while the run goes on.
+    snapshots: list[dict[str, Any]] = []
     for _ in range(RUN_TIMEOUT_MS // 200):
-        created_seen.append(int(await page.locator("#count-created").inner_text()))
-        if await bar.is_visible():
-            progress_seen.append((await bar.get_attribute("value"), await bar.get_attribute("max")))
-        if not await sync_button.is_disabled():
+        snapshot = await page.evaluate(SNAPSHOT_JS)
+        snapshots.append(snapshot)
+        if not snapshot["syncDisabled"]:
             break
         await asyncio.sleep(0.2)
+    created_seen = [snapshot["created"] for snapshot in snapshots]
+    progress_seen = [(snapshot["value"], snapshot["max"]) for snapshot in snapshots if snapshot["barShown"]]
 
     assert created_seen == sorted(created_seen), "counters never go backwards"
     assert any(0 < seen < feed.count for seen in created_seen), f"no partial count seen: {created_seen}"
     assert progress_seen, "the progress bar never showed"
-    assert all(maximum == str(feed.count) for _, maximum in progress_seen)
-    assert any(0 < int(float(value or 0)) < feed.count for value, _ in progress_seen)
+    assert all(maximum == feed.count for _, maximum in progress_seen)
+    assert any(0 < value < feed.count for value, _ in progress_seen), progress_seen
 
     await expect(summary(page)).to_contain_text("Last sync succeeded")
     await expect(summary(page)).to_contain_text(f"{feed.count} created, 0 updated, 0 unchanged, 0 errors")
