@@ -668,6 +668,9 @@ async def test_history_lists_runs_with_item_errors_on_demand(
     await expect(page.locator(f"#run-details-{run_ids[1]}")).to_contain_text("No item errors.")
     await failed_button.click()
     await expect(page.locator(f"#run-details-{run_ids[1]}")).to_have_count(0)
+    await expect(failed_button).to_have_attribute("aria-expanded", "false")
+    await failed_button.press("Enter")  # and back open from the keyboard, for the screenshot
+    await expect(page.locator(f"#run-details-{run_ids[1]}")).to_contain_text("Run error:")
 
     # Screenshots of the finished page for a human look: desktop, then phone width.
     ARTIFACTS.mkdir(exist_ok=True)
