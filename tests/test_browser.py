@@ -301,6 +301,11 @@ async def signed_in_page(context: BrowserContext, service: Service) -> tuple[Pag
     page, watch = await open_admin(context, service)
     await sign_in(page)
     await expect(page.get_by_role("button", name="Sync products")).to_be_visible()
+    # Let the dashboard's own first requests (status, history) finish before a test acts.
+    await expect(summary(page)).not_to_have_text("Checking status…")
+    await page.wait_for_function(
+        "() => !document.getElementById('history').hidden || !document.getElementById('history-empty').hidden"
+    )
     return page, watch
 
 
