@@ -560,7 +560,10 @@ async def test_second_tab_is_told_a_sync_is_already_running(
 
     await first.get_by_role("button", name="Sync products").click()
     await expect(first.get_by_role("button", name="Sync products")).to_be_disabled()
-    started_at = (await service.status())["lastRun"]
+    await expect(summary(first)).to_contain_text("Sync running since")  # the trigger has answered
+    running = await service.status()
+    assert running["isRunning"] is True
+    started_at = running["lastRun"]
 
     await second_button.click()
     local_start = await second.evaluate("(iso) => new Date(iso).toLocaleString()", started_at)
