@@ -351,6 +351,7 @@ async def test_wrong_token_is_refused_and_the_right_one_signs_in_without_keeping
     await page.keyboard.type(ADMIN_TOKEN)
     await page.keyboard.press("Enter")
     await expect(page.get_by_text(f"Signed in as {TOKEN_NAME}")).to_be_visible()
+    await expect(page.get_by_role("heading", name="Product sync")).to_be_focused()
     await page.keyboard.press("Tab")
     await expect(page.get_by_role("button", name="Sync products")).to_be_focused()
 
@@ -372,6 +373,7 @@ async def test_wrong_token_is_refused_and_the_right_one_signs_in_without_keeping
     await expect(page.get_by_text(f"Signed in as {TOKEN_NAME}")).to_be_visible()
     await page.get_by_role("button", name="Sign out").click()
     await expect(token_input).to_be_visible()
+    assert "sync_session" not in {cookie["name"] for cookie in await context.cookies()}
     await page.reload()
     await expect(token_input).to_be_visible()
     await expect(page.get_by_role("button", name="Sync products")).to_be_hidden()
