@@ -197,13 +197,14 @@ class NdjsonSource:
                     pending = lines.pop()
                     if len(pending) > self._max_line:
                         raise self._too_long(line_number + len(lines) + 1)
-                    for line in lines:
-                        line_number += 1
-                        if len(line) > self._max_line:
-                            raise self._too_long(line_number)
-                        if line.strip():
-                            items.append(line)
-                            position += 1
+                    # Whole-block operations (C loops), not a Python loop per line: this runs on the loop.
+                    if lines and max(map(len, lines)) > self._max_line:
+                        first_long = next(i for i, line in enumerate(lines) if len(line) > self._max_line)
+                        raise self._too_long(line_number + first_long + 1)
+                    line_number += len(lines)
+                    kept = [line for line in lines if line.strip()]
+                    items.extend(kept)
+                    position += len(kept)
                     now = time.monotonic()
                     if items and (len(items) >= self._chunk_size or now - last_yield >= _CHUNK_MAX_WAIT_S):
                         yield FeedChunk(items, first_position, total)
