@@ -13,6 +13,7 @@ from service.api.auth import Authenticator
 from service.api.cors import cors_middleware
 from service.api.errors import ApiError, Handler, error_middleware
 from service.api.openapi import build_document
+from service.api.static_routes import add_static_routes
 from service.keys import (
     AUTHENTICATOR,
     DATABASE,
@@ -37,7 +38,15 @@ log = logging.getLogger(__name__)
 _MAX_HEADER_BYTES = 32 * 1024
 
 # Reachable without credentials: probes, the admin page's files, and the sign-in itself.
-_PUBLIC_ADMIN = frozenset({("GET", "/admin/"), ("GET", "/admin"), ("POST", "/admin/session")})
+_PUBLIC_ADMIN = frozenset(
+    {
+        ("GET", "/admin/"),
+        ("HEAD", "/admin/"),
+        ("GET", "/admin"),
+        ("HEAD", "/admin"),
+        ("POST", "/admin/session"),
+    }
+)
 
 
 def _needs_auth(request: web.Request) -> bool:
@@ -120,4 +129,5 @@ def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Applica
     app.cleanup_ctx.extend([database_ctx, http_client_ctx, source_ctx, runner_ctx, openapi_ctx])
     for table in (sync_routes.routes, runs_routes.routes, session_routes.routes, ops_routes.routes):
         app.add_routes(table)
+    add_static_routes(app)
     return app

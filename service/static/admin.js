@@ -1,0 +1,702 @@
+// product-sync admin page: plain JS over the same JSON API as every other client.
+// The admin token is only ever sent once (POST /admin/session); the server answers with an
+// HttpOnly cookie, so this script never stores the token anywhere.
+(function () {
+  'use strict';
+
+  var POLL_INTERVAL_MS = 2000;
+  var HISTORY_LIMIT = 20;
+  var ERRORS_PAGE_SIZE = 50;
+
+  var el = {};
+  var state = {
+    signedIn: false,
+    running: false,
+    runId: null,
+    pollTimer: null,
+    generation: 0, // bumped on sign-in/out so late responses of an old session are dropped
+    historyCursor: null,
+    cancelRequested: false,
+  };
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  // ---- HTTP -----------------------------------------------------------------
+
+  class NetworkError extends Error {}
+
+  async function api(method, path, body) {
+    var init = {
+      method: method,
+      credentials: 'same-origin',
+      cache: 'no-store',
+      headers: { Accept: 'application/json' },
+    };
+    if (body !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    var response;
+    try {
+      response = await fetch(path, init);
+    } catch (err) {
+      throw new NetworkError('Could not reach the server.');
+    }
+    var payload = null;
+    try {
+      payload = await response.json();
+    } catch (err) {
+      payload = null;
+    }
+    return { status: response.status, ok: response.ok, body: payload };
+  }
+
+  function messageOf(result, fallback) {
+    if (result.body && typeof result.body.message === 'string' && result.body.message) {
+      return result.body.message;
+    }
+    return fallback + ' (HTTP ' + result.status + ')';
+  }
+
+  // ---- formatting -----------------------------------------------------------
+
+  function formatTime(iso) {
+    if (!iso) return '—';
+    var date = new Date(iso);
+    if (isNaN(date.getTime())) return String(iso);
+    return date.toLocaleString();
+  }
+
+  function formatDuration(seconds) {
+    if (seconds === null || seconds === undefined) return '—';
+    var value = Number(seconds);
+    if (!isFinite(value)) return '—';
+    if (value < 60) return value.toFixed(2) + ' s';
+    var minutes = Math.floor(value / 60);
+    var rest = value - minutes * 60;
+    return minutes + ' min ' + rest.toFixed(0) + ' s';
+  }
+
+  function count(stats, key) {
+    var value = stats && stats[key];
+    return typeof value === 'number' ? value : 0;
+  }
+
+  function countsSentence(stats) {
+    return count(stats, 'created') + ' created, ' + count(stats, 'updated') + ' updated, ' +
+      count(stats, 'unchanged') + ' unchanged, ' + count(stats, 'errors') + ' errors';
+  }
+
+  function timeElement(iso) {
+    var node = document.createElement('time');
+    if (iso) node.dateTime = iso;
+    node.textContent = formatTime(iso);
+    return node;
+  }
+
+  // ---- messages -------------------------------------------------------------
+
+  function showNotice(node, text, kind) {
+    node.textContent = text;
+    node.className = 'notice' + (kind ? ' notice-' + kind : '');
+    node.hidden = false;
+  }
+
+  function hideNotice(node) {
+    node.hidden = true;
+    node.textContent = '';
+  }
+
+  // ---- session ----------------------------------------------------------------
+
+  function showSignIn(message) {
+    state.generation += 1;
+    state.signedIn = false;
+    stopPolling();
+    el.loading.hidden = true;
+    el.dashboard.hidden = true;
+    el.account.hidden = true;
+    el.accountName.textContent = '';
+    el.historyBody.textContent = '';
+    el.signIn.hidden = false;
+    if (message) {
+      showNotice(el.signInMessage, message, 'error');
+    } else {
+      hideNotice(el.signInMessage);
+    }
+  }
+
+  function showDashboard(session) {
+    state.generation += 1;
+    state.signedIn = true;
+    el.loading.hidden = true;
+    el.signIn.hidden = true;
+    hideNotice(el.signInMessage);
+    el.accountName.textContent = (session && session.tokenName) || 'admin';
+    if (session && session.expiresAt) {
+      el.accountName.title = 'Session ends ' + formatTime(session.expiresAt);
+    }
+    el.account.hidden = false;
+    el.dashboard.hidden = false;
+    hideNotice(el.syncMessage);
+    refreshStatus();
+    loadRuns(true);
+  }
+
+  async function checkSession() {
+    var result;
+    try {
+      result = await api('GET', '/admin/session');
+    } catch (err) {
+      showSignIn(err.message + ' Reload the page to try again.');
+      return;
+    }
+    if (result.ok && result.body && result.body.data) {
+      showDashboard(result.body.data);
+    } else if (result.status === 401) {
+      showSignIn(null);
+    } else {
+      showSignIn(messageOf(result, 'Could not check the session.'));
+    }
+  }
+
+  async function onSignIn(event) {
+    event.preventDefault();
+    var token = el.token.value.trim();
+    el.token.value = ''; // never leave the secret in the DOM
+    if (!token) {
+      showNotice(el.signInMessage, 'Paste an admin token first.', 'error');
+      el.token.focus();
+      return;
+    }
+    el.signInButton.disabled = true;
+    var result;
+    try {
+      result = await api('POST', '/admin/session', { token: token });
+    } catch (err) {
+      showNotice(el.signInMessage, err.message, 'error');
+      return;
+    } finally {
+      token = '';
+      el.signInButton.disabled = false;
+    }
+    if (result.ok) {
+      // Ask the server who we are rather than trusting the sign-in answer's shape.
+      await checkSession();
+      if (state.signedIn) el.syncTitle.focus();
+      return;
+    }
+    var text = result.status === 401
+      ? 'That token was not accepted. Check it and try again.'
+      : messageOf(result, 'Sign-in failed.');
+    showNotice(el.signInMessage, text, 'error');
+    el.token.focus();
+  }
+
+  async function onSignOut() {
+    el.signOut.disabled = true;
+    try {
+      await api('DELETE', '/admin/session');
+    } catch (err) {
+      // The cookie may still be valid; say so instead of pretending.
+      showNotice(el.syncMessage, err.message + ' You may still be signed in.', 'error');
+      return;
+    } finally {
+      el.signOut.disabled = false;
+    }
+    showSignIn(null);
+    showNotice(el.signInMessage, 'You have signed out.', 'ok');
+    el.token.focus();
+  }
+
+  function sessionEnded() {
+    showSignIn('Your session has ended. Please sign in again.');
+  }
+
+  // ---- sync status ------------------------------------------------------------
+
+  function stopPolling() {
+    if (state.pollTimer !== null) {
+      clearTimeout(state.pollTimer);
+      state.pollTimer = null;
+    }
+  }
+
+  function schedulePoll() {
+    stopPolling();
+    state.pollTimer = setTimeout(refreshStatus, POLL_INTERVAL_MS);
+  }
+
+  async function refreshStatus() {
+    state.pollTimer = null;
+    var generation = state.generation;
+    var result;
+    try {
+      result = await api('GET', '/admin/sync/status');
+    } catch (err) {
+      if (generation !== state.generation) return;
+      showNotice(el.syncMessage, err.message + ' Retrying…', 'error');
+      if (state.running) schedulePoll();
+      return;
+    }
+    if (generation !== state.generation) return;
+    if (result.status === 401) {
+      sessionEnded();
+      return;
+    }
+    if (!result.ok || !result.body || !result.body.data) {
+      showNotice(el.syncMessage, messageOf(result, 'Could not read the sync status.'), 'error');
+      if (state.running) schedulePoll();
+      return;
+    }
+    var wasRunning = state.running;
+    renderStatus(result.body.data);
+    if (state.running) {
+      schedulePoll();
+    } else if (wasRunning) {
+      // The run just ended: the summary now tells the outcome, and its final row belongs in the history.
+      if (!el.syncMessage.classList.contains('notice-error')) hideNotice(el.syncMessage);
+      loadRuns(true);
+    }
+  }
+
+  function setRunning(running) {
+    var hadFocus = document.activeElement;
+    state.running = running;
+    el.syncButton.disabled = running;
+    el.cancelButton.hidden = !running;
+    if (!running) state.cancelRequested = false;
+    el.cancelButton.disabled = state.cancelRequested;
+    // Keep keyboard users' focus on a live control when the focused one goes away.
+    if (running && hadFocus === el.syncButton) el.cancelButton.focus();
+    if (!running && hadFocus === el.cancelButton) el.syncButton.focus();
+  }
+
+  function renderCounters(stats) {
+    el.counters.hidden = false;
+    el.countCreated.textContent = String(count(stats, 'created'));
+    el.countUpdated.textContent = String(count(stats, 'updated'));
+    el.countUnchanged.textContent = String(count(stats, 'unchanged'));
+    el.countErrors.textContent = String(count(stats, 'errors'));
+    el.countErrors.parentElement.classList.toggle('has-errors', count(stats, 'errors') > 0);
+  }
+
+  function renderProgress(progress, running) {
+    if (!running || !progress) {
+      el.progressBlock.hidden = true;
+      return;
+    }
+    var processed = typeof progress.processed === 'number' ? progress.processed : 0;
+    var total = typeof progress.total === 'number' ? progress.total : null;
+    el.progressBlock.hidden = false;
+    if (total !== null && total > 0) {
+      el.progressBar.hidden = false;
+      el.progressLabel.hidden = false;
+      el.progressBar.max = total;
+      el.progressBar.value = Math.min(processed, total);
+      el.progressText.textContent = processed + ' / ' + total + ' processed (' +
+        Math.floor((Math.min(processed, total) / total) * 100) + '%)';
+    } else {
+      // Total not known yet (first page not read, or a feed without a total).
+      el.progressBar.hidden = true;
+      el.progressLabel.hidden = true;
+      el.progressText.textContent = processed + ' processed';
+    }
+  }
+
+  function setSummary(text, kind) {
+    // Only touch the live region when the sentence changes, so polling stays quiet.
+    if (el.statusSummary.textContent !== text) el.statusSummary.textContent = text;
+    el.statusSummary.className = 'status-summary' + (kind ? ' is-' + kind : '');
+  }
+
+  function renderStatus(data) {
+    var running = Boolean(data.isRunning);
+    state.runId = data.runId === undefined ? null : data.runId;
+    setRunning(running);
+    renderProgress(data.progress, running);
+    var stats = data.stats || {};
+    var status = data.lastStatus || 'idle';
+    if (running) {
+      var by = data.triggeredBy ? ' (started by ' + data.triggeredBy + ')' : '';
+      setSummary('Sync running since ' + formatTime(data.lastRun) + by + '.', 'running');
+      renderCounters(stats);
+      updateRunningRow(data.runId, stats);
+      return;
+    }
+    if (status === 'idle' || !data.lastRun) {
+      setSummary('No sync has run yet.', null);
+      el.counters.hidden = true;
+      return;
+    }
+    renderCounters(stats);
+    var took = data.lastDuration === null || data.lastDuration === undefined
+      ? '' : ' in ' + formatDuration(data.lastDuration);
+    if (status === 'success') {
+      setSummary('Last sync succeeded' + took + ': ' + countsSentence(stats) + '. Started ' +
+        formatTime(data.lastRun) + '.', 'success');
+    } else if (status === 'cancelled') {
+      var who = data.cancelledBy ? ' by ' + data.cancelledBy : '';
+      setSummary('Last sync was cancelled' + who + took + ': ' + countsSentence(stats) + '.', 'cancelled');
+    } else {
+      setSummary('Last sync failed' + took + ': ' + (data.lastError || 'unknown error') + '.', 'error');
+    }
+  }
+
+  // ---- actions ------------------------------------------------------------------
+
+  async function onSync() {
+    hideNotice(el.syncMessage);
+    el.syncButton.disabled = true; // no double submits while the request is in flight
+    var result;
+    try {
+      result = await api('POST', '/admin/sync/trigger');
+    } catch (err) {
+      showNotice(el.syncMessage, err.message, 'error');
+      el.syncButton.disabled = state.running;
+      return;
+    }
+    if (result.status === 401) {
+      sessionEnded();
+      return;
+    }
+    if (result.ok) {
+      var started = result.body && result.body.data ? result.body.data.startedAt : null;
+      showNotice(el.syncMessage, 'Sync started at ' + formatTime(started) + '.', 'ok');
+      setRunning(true);
+      await refreshStatus();
+      loadRuns(true);
+      return;
+    }
+    if (result.status === 409) {
+      var since = result.body && result.body.data ? result.body.data.startedAt : null;
+      showNotice(el.syncMessage, 'A sync is already running since ' + formatTime(since) + '.', 'warn');
+      setRunning(true);
+      await refreshStatus(); // follow the run that is already going
+      return;
+    }
+    showNotice(el.syncMessage, messageOf(result, 'The sync could not be started.'), 'error');
+    el.syncButton.disabled = state.running;
+  }
+
+  async function onCancel() {
+    state.cancelRequested = true;
+    el.cancelButton.disabled = true;
+    var result;
+    try {
+      result = await api('POST', '/admin/sync/cancel');
+    } catch (err) {
+      state.cancelRequested = false;
+      el.cancelButton.disabled = false;
+      showNotice(el.syncMessage, err.message, 'error');
+      return;
+    }
+    if (result.status === 401) {
+      sessionEnded();
+      return;
+    }
+    if (result.ok) {
+      showNotice(el.syncMessage, 'Cancellation requested; the sync stops after its current batch.', 'warn');
+    } else if (result.status === 409) {
+      showNotice(el.syncMessage, 'No sync is running.', 'warn');
+    } else {
+      state.cancelRequested = false;
+      el.cancelButton.disabled = false;
+      showNotice(el.syncMessage, messageOf(result, 'The sync could not be cancelled.'), 'error');
+    }
+    await refreshStatus();
+  }
+
+  // ---- history ------------------------------------------------------------------
+
+  function cell(row, label, content, className) {
+    var td = document.createElement('td');
+    td.setAttribute('data-label', label);
+    if (className) td.className = className;
+    if (content instanceof Node) td.appendChild(content);
+    else td.textContent = content;
+    row.appendChild(td);
+    return td;
+  }
+
+  function badge(status) {
+    var span = document.createElement('span');
+    span.className = 'badge badge-' + status;
+    span.textContent = status;
+    return span;
+  }
+
+  function runRow(run) {
+    var row = document.createElement('tr');
+    row.className = 'run-row';
+    row.setAttribute('data-run-id', String(run.id));
+    var stats = run.stats || {};
+    cell(row, 'Run', '#' + run.id, 'cell-id');
+    cell(row, 'Status', badge(run.status), 'cell-status');
+    cell(row, 'Triggered by', run.triggeredBy || '—', 'cell-by');
+    cell(row, 'Started', timeElement(run.startedAt), 'cell-started');
+    cell(row, 'Duration', run.status === 'running' ? 'running' : formatDuration(run.duration), 'cell-duration');
+    cell(row, 'Created', String(count(stats, 'created')), 'num');
+    cell(row, 'Updated', String(count(stats, 'updated')), 'num');
+    cell(row, 'Unchanged', String(count(stats, 'unchanged')), 'num');
+    cell(row, 'Errors', String(count(stats, 'errors')), 'num');
+
+    var button = document.createElement('button');
+    button.type = 'button';
+    button.className = 'button button-small';
+    button.setAttribute('aria-expanded', 'false');
+    button.setAttribute('aria-controls', 'run-details-' + run.id);
+    button.appendChild(document.createTextNode('Details'));
+    var hint = document.createElement('span');
+    hint.className = 'visually-hidden';
+    hint.textContent = ' of run ' + run.id;
+    button.appendChild(hint);
+    button.addEventListener('click', function () {
+      toggleDetails(row, run, button);
+    });
+    cell(row, 'Details', button, 'cell-action');
+    return row;
+  }
+
+  function updateRunningRow(runId, stats) {
+    // Keep the history's running row in step with the status poll, without refetching the list.
+    if (runId === null || runId === undefined) return;
+    var row = el.historyBody.querySelector('tr.run-row[data-run-id="' + String(Number(runId)) + '"]');
+    if (!row) return;
+    ['Created', 'Updated', 'Unchanged', 'Errors'].forEach(function (label) {
+      var td = row.querySelector('td[data-label="' + label + '"]');
+      if (td) td.textContent = String(count(stats, label.toLowerCase()));
+    });
+  }
+
+  async function loadRuns(reset) {
+    var generation = state.generation;
+    var path = '/admin/sync/runs?limit=' + HISTORY_LIMIT;
+    if (!reset && state.historyCursor) path += '&cursor=' + encodeURIComponent(state.historyCursor);
+    el.historyRefresh.disabled = true;
+    var result;
+    try {
+      result = await api('GET', path);
+    } catch (err) {
+      if (generation === state.generation) showNotice(el.historyMessage, err.message, 'error');
+      return;
+    } finally {
+      el.historyRefresh.disabled = false;
+    }
+    if (generation !== state.generation) return;
+    if (result.status === 401) {
+      sessionEnded();
+      return;
+    }
+    if (!result.ok || !result.body || !result.body.data) {
+      showNotice(el.historyMessage, messageOf(result, 'Could not load the run history.'), 'error');
+      return;
+    }
+    hideNotice(el.historyMessage);
+    var runs = result.body.data.runs || [];
+    if (reset) el.historyBody.textContent = '';
+    runs.forEach(function (run) {
+      el.historyBody.appendChild(runRow(run));
+    });
+    state.historyCursor = result.body.data.nextCursor || null;
+    el.historyMore.hidden = !state.historyCursor;
+    var empty = el.historyBody.children.length === 0;
+    el.history.hidden = empty;
+    el.historyEmpty.hidden = !empty;
+  }
+
+  function toggleDetails(row, run, button) {
+    var id = 'run-details-' + run.id;
+    var existing = $(id);
+    if (existing) {
+      existing.remove();
+      button.setAttribute('aria-expanded', 'false');
+      return;
+    }
+    var detailsRow = document.createElement('tr');
+    detailsRow.id = id;
+    detailsRow.className = 'run-details';
+    var td = document.createElement('td');
+    td.colSpan = 10;
+    var box = document.createElement('div');
+    box.className = 'details';
+    box.setAttribute('aria-live', 'polite');
+    var loading = document.createElement('p');
+    loading.className = 'muted';
+    loading.textContent = 'Loading run ' + run.id + '…';
+    box.appendChild(loading);
+    td.appendChild(box);
+    detailsRow.appendChild(td);
+    row.after(detailsRow);
+    button.setAttribute('aria-expanded', 'true');
+    loadDetails(run.id, box, null);
+  }
+
+  function paragraph(text, className) {
+    var p = document.createElement('p');
+    if (className) p.className = className;
+    p.textContent = text;
+    return p;
+  }
+
+  function errorsTable(runId) {
+    var table = document.createElement('table');
+    table.className = 'item-errors';
+    var caption = document.createElement('caption');
+    caption.className = 'visually-hidden';
+    caption.textContent = 'Item errors of run ' + runId;
+    table.appendChild(caption);
+    var head = document.createElement('thead');
+    var headRow = document.createElement('tr');
+    ['Position', 'Item id', 'Reason', 'Recorded'].forEach(function (name) {
+      var th = document.createElement('th');
+      th.scope = 'col';
+      th.textContent = name;
+      headRow.appendChild(th);
+    });
+    head.appendChild(headRow);
+    table.appendChild(head);
+    table.appendChild(document.createElement('tbody'));
+    return table;
+  }
+
+  function appendErrors(table, errors) {
+    var body = table.tBodies[0];
+    errors.forEach(function (item) {
+      var tr = document.createElement('tr');
+      var values = [
+        ['Position', item.position === null || item.position === undefined ? '—' : String(item.position), ''],
+        ['Item id', item.externalId === null || item.externalId === undefined ? '—' : String(item.externalId), ''],
+        ['Reason', item.reason || '', 'reason'],
+      ];
+      values.forEach(function (entry) {
+        var td = document.createElement('td');
+        td.setAttribute('data-label', entry[0]);
+        if (entry[2]) td.className = entry[2];
+        td.textContent = entry[1];
+        tr.appendChild(td);
+      });
+      var when = document.createElement('td');
+      when.setAttribute('data-label', 'Recorded');
+      when.appendChild(timeElement(item.recordedAt));
+      tr.appendChild(when);
+      body.appendChild(tr);
+    });
+  }
+
+  async function loadDetails(runId, box, cursor) {
+    var path = '/admin/sync/runs/' + encodeURIComponent(String(runId)) + '?errorsLimit=' + ERRORS_PAGE_SIZE;
+    if (cursor) path += '&errorsCursor=' + encodeURIComponent(cursor);
+    var result;
+    try {
+      result = await api('GET', path);
+    } catch (err) {
+      box.textContent = '';
+      box.appendChild(paragraph(err.message, 'notice notice-error'));
+      return;
+    }
+    if (result.status === 401) {
+      sessionEnded();
+      return;
+    }
+    if (!result.ok || !result.body || !result.body.data) {
+      box.textContent = '';
+      box.appendChild(paragraph(messageOf(result, 'Could not load run ' + runId + '.'), 'notice notice-error'));
+      return;
+    }
+    var data = result.body.data;
+    var errors = data.errors || [];
+    var table;
+    if (!cursor) {
+      var run = data.run || {};
+      box.textContent = '';
+      if (run.error) box.appendChild(paragraph('Run error: ' + run.error, 'notice notice-error'));
+      if (run.cancelledBy) box.appendChild(paragraph('Cancelled by ' + run.cancelledBy + '.'));
+      if (run.finishedAt) box.appendChild(paragraph('Finished ' + formatTime(run.finishedAt) + '.'));
+      if (run.progress && typeof run.progress.processed === 'number') {
+        var total = typeof run.progress.total === 'number' ? ' of ' + run.progress.total : '';
+        box.appendChild(paragraph(run.progress.processed + total + ' items processed.'));
+      }
+      var heading = document.createElement('h3');
+      heading.textContent = 'Item errors';
+      box.appendChild(heading);
+      if (errors.length === 0) {
+        box.appendChild(paragraph('No item errors.', 'muted'));
+        return;
+      }
+      table = errorsTable(runId);
+      box.appendChild(table);
+    } else {
+      table = box.querySelector('table.item-errors');
+    }
+    appendErrors(table, errors);
+    var more = box.querySelector('button.more-errors');
+    if (more) more.remove();
+    if (data.nextErrorsCursor) {
+      more = document.createElement('button');
+      more.type = 'button';
+      more.className = 'button button-small more-errors';
+      more.textContent = 'Show more item errors';
+      more.addEventListener('click', function () {
+        more.disabled = true;
+        loadDetails(runId, box, data.nextErrorsCursor);
+      });
+      box.appendChild(more);
+    }
+  }
+
+  // ---- start ----------------------------------------------------------------------
+
+  function init() {
+    el.loading = $('loading');
+    el.signIn = $('sign-in');
+    el.signInForm = $('sign-in-form');
+    el.signInButton = $('sign-in-button');
+    el.signInMessage = $('sign-in-message');
+    el.token = $('token');
+    el.account = $('account');
+    el.accountName = $('account-name');
+    el.signOut = $('sign-out');
+    el.dashboard = $('dashboard');
+    el.syncTitle = $('sync-title');
+    el.syncButton = $('sync-button');
+    el.cancelButton = $('cancel-button');
+    el.syncMessage = $('sync-message');
+    el.statusSummary = $('status-summary');
+    el.progressBlock = $('progress-block');
+    el.progressBar = $('progress-bar');
+    el.progressLabel = el.progressBlock.querySelector('label');
+    el.progressText = $('progress-text');
+    el.counters = $('counters');
+    el.countCreated = $('count-created');
+    el.countUpdated = $('count-updated');
+    el.countUnchanged = $('count-unchanged');
+    el.countErrors = $('count-errors');
+    el.history = $('history');
+    el.historyBody = $('history-body');
+    el.historyEmpty = $('history-empty');
+    el.historyMessage = $('history-message');
+    el.historyRefresh = $('history-refresh');
+    el.historyMore = $('history-more');
+
+    el.signInForm.addEventListener('submit', onSignIn);
+    el.signOut.addEventListener('click', onSignOut);
+    el.syncButton.addEventListener('click', onSync);
+    el.cancelButton.addEventListener('click', onCancel);
+    el.historyRefresh.addEventListener('click', function () {
+      loadRuns(true);
+    });
+    el.historyMore.addEventListener('click', function () {
+      loadRuns(false);
+    });
+    checkSession();
+  }
+
+  if (document.readyState === 'loading') {
+    document.addEventListener('DOMContentLoaded', init);
+  } else {
+    init();
+  }
+})();
