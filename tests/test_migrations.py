@@ -75,3 +75,30 @@ def test_misnumbered_files_are_refused(tmp_path: Path) -> None:
     (tmp_path / "0003_c.sql").write_text("SELECT 1;")
     with pytest.raises(MigrationError, match="without gaps"):
         load_migrations(tmp_path)
+
+
+async def test_a_cancel_while_begin_waits_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """BEGIN queued behind another process's lock, then cancelled: the connection must stay usable."""
+    import asyncio
+
+    db_path = tmp_path / "cancel.db"
+    database = await Database.open(db_path, DEFAULT_MIGRATIONS_DIR, busy_timeout_s=5)
+    blocker = sqlite3.connect(db_path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: our BEGIN IMMEDIATE waits in SQLite
+
+    async def write() -> None:
+        async with database.transaction() as conn:
+            await conn.execute("SELECT 1")
+
+    try:
+        task = asyncio.create_task(write())
+        await asyncio.sleep(0.3)
+        task.cancel()
+        blocker.execute("ROLLBACK")  # our BEGIN now goes through in aiosqlite's thread, after the cancel
+        blocker.close()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with database.transaction() as conn:  # "cannot start a transaction within a transaction" before
+            await conn.execute("SELECT 1")
+    finally:
+        await database.close()

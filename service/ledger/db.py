@@ -88,13 +88,24 @@ class Database:
         can't be invalidated by another process writing in between.
         """
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a cancel that lands while BEGIN is queued still lets BEGIN run in
+                # aiosqlite's thread, and the rollback below (queued after it) closes what it opened.
+                await self._writer.execute("BEGIN IMMEDIATE")
                 yield self._writer
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await self._rollback()
                 raise
-            await self._writer.execute("COMMIT")
+            try:
+                await self._writer.execute("COMMIT")
+            except BaseException:
+                await self._rollback()  # a failed COMMIT (disk full, I/O error) leaves the transaction open
+                raise
+
+    async def _rollback(self) -> None:
+        # sqlite3's rollback() is a no-op outside a transaction, so this is safe whatever state BEGIN,
+        # the body or COMMIT left; being queued on the same thread, it runs after them.
+        await self._writer.rollback()
 
     async def fetch_one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Row | None:
         """The first row of a query that returns at most a few rows (fetched whole: one thread hop)."""
