@@ -13,7 +13,8 @@
 #   SMOKE_DEBIAN_MIRROR  mirror for debootstrap (default: the host's apt mirror, else http://deb.debian.org/debian)
 #   SMOKE_NETWORK        bridge (default: publish 127.0.0.1:PORT -> 9000, service binds 0.0.0.0 in its own
 #                        network namespace) or host (--network host, service binds 127.0.0.1:PORT)
-#   SMOKE_STORAGE_DRIVER podman storage driver (default: podman's own; vfs is chosen when that does not work)
+#   SMOKE_STORAGE_DRIVER podman storage driver, in a store of its own (default: podman's own store;
+#                        vfs is chosen when that does not work)
 #   SMOKE_EXPECTED_CREATED  products the demo upstream serves (default 194)
 #   SMOKE_SYNC_TIMEOUT_S    how long the sync may take (default 120)
 #   SMOKE_KEEP_DATA=1    keep the data directory (the ledger) after the run
@@ -116,12 +117,20 @@ install_tools() {
             "${missing[@]}" uidmap containernetworking-plugins iptables ca-certificates >/dev/null
     fi
     if [[ -n "${SMOKE_STORAGE_DRIVER:-}" ]]; then
-        PODMAN=(podman --storage-driver "${SMOKE_STORAGE_DRIVER}")
+        use_storage_driver "${SMOKE_STORAGE_DRIVER}"
     elif ! podman info >/dev/null 2>&1; then
         info "podman's default storage does not work here; using vfs"
-        PODMAN=(podman --storage-driver vfs)
+        use_storage_driver vfs
     fi
-    step_done "$(podman --version), storage driver $("${PODMAN[@]}" info --format '{{.Store.GraphDriverName}}')"
+    local driver
+    driver="$("${PODMAN[@]}" info --format '{{.Store.GraphDriverName}}')" || fail "podman does not work here"
+    step_done "$(podman --version), storage driver ${driver}"
+}
+
+use_storage_driver() {
+    # A store remembers its driver: another driver needs its own store, or podman refuses to start.
+    PODMAN=(podman --storage-driver "$1" --root "/var/lib/containers/storage-$1"
+        --runroot "/run/containers/storage-$1")
 }
 
 # --- 2. base image ----------------------------------------------------------------------------------------
@@ -158,10 +167,13 @@ build_base_tarball() {
 
 ensure_base_image() {
     step "2/9 base image ${BASE_IMAGE}"
-    if "${PODMAN[@]}" image exists "${BASE_IMAGE}"; then
-        step_done "present"
-        return
-    fi
+    local exists=0
+    "${PODMAN[@]}" image exists "${BASE_IMAGE}" || exists=$?
+    case "${exists}" in
+        0) step_done "present" && return ;;
+        1) ;;
+        *) fail "podman image exists failed (${exists})" ;;
+    esac
     if [[ "${BASE_IMAGE}" != "${DEFAULT_BASE_IMAGE}" ]]; then
         "${PODMAN[@]}" pull "${BASE_IMAGE}" || fail "cannot pull ${BASE_IMAGE}"
         step_done "pulled"
@@ -171,7 +183,7 @@ ensure_base_image() {
     "${PODMAN[@]}" import \
         --change 'ENV=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
         --change 'CMD=["/bin/bash"]' \
-        "${BASE_TARBALL}" "${BASE_IMAGE}" >/dev/null
+        "${BASE_TARBALL}" "${BASE_IMAGE}" >/dev/null || fail "podman import of ${BASE_TARBALL} failed"
     step_done "imported from ${BASE_TARBALL}"
 }
 
