@@ -16,6 +16,7 @@ from service.keys import (
     DATABASE,
     HTTP_CLIENT,
     LEDGER,
+    PRINCIPAL,
     RUNNER,
     SETTINGS,
     SOURCE_URL,
@@ -46,7 +47,7 @@ def _needs_auth(request: web.Request) -> bool:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if _needs_auth(request):
-        request["principal"] = request.app[AUTHENTICATOR].authenticate(request)
+        request[PRINCIPAL] = request.app[AUTHENTICATOR].authenticate(request)
     return await handler(request)
 
 

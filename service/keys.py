@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from service.api.auth import Authenticator
+from service.api.auth import Authenticator, Principal
 from service.ledger.db import Database
 from service.ledger.runs import Ledger
 from service.settings import Settings
@@ -20,3 +20,4 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SOURCE_URL = web.AppKey("source_url", str)
 SYNC_JOB: web.AppKey[SyncJob] = web.AppKey("sync_job")
 RUNNER = web.AppKey("runner", SyncRunner)
+PRINCIPAL = web.RequestKey("principal", Principal)

@@ -19,7 +19,7 @@ from service.api.schemas import (
     TriggerResponse,
     status_data,
 )
-from service.keys import LEDGER, RUNNER
+from service.keys import LEDGER, PRINCIPAL, RUNNER
 from service.ledger.db import DatabaseError
 from service.ledger.runs import NoRunRunning, RunAlreadyRunning
 from service.sync.job import SyncFailed
@@ -30,9 +30,8 @@ routes = web.RouteTableDef()
 
 
 def principal_of(request: web.Request) -> Principal:
-    principal = request.get("principal")
-    assert isinstance(principal, Principal), "auth middleware sets the principal on /admin routes"
-    return principal
+    # The auth middleware sets it on every protected /admin route; a KeyError here is a routing bug.
+    return request[PRINCIPAL]
 
 
 @routes.post("/admin/sync/trigger")
@@ -57,9 +56,12 @@ async def status(request: web.Request) -> web.Response:
     ledger = request.app[LEDGER]
     run = await ledger.latest_run()
     # Another process's run: if that process died or hung, record it now rather than report it running.
-    foreign_running = run is not None and run.is_running and run.owner != ledger.owner.owner_id
-    if foreign_running and await ledger.recover_dead_runs() is not None:
-        run = await ledger.latest_run()
+    if run is not None and run.is_running and run.owner != ledger.owner.owner_id:
+        try:
+            if await ledger.recover_dead_runs() is not None:
+                run = await ledger.latest_run()
+        except sqlite3.Error as exc:  # e.g. a read-only file: report what the ledger says
+            log.warning("could not record the recovery of a dead run: %s", exc)
     return json_response(StatusResponse(data=status_data(run)))
 
 

@@ -53,8 +53,6 @@ WHERE status = 'running'
 RETURNING id
 """
 
-CANCEL_REQUEST_OF_RUN = "SELECT cancel_requested_by, heartbeat_at FROM runs WHERE id = ?"
-
 INSERT_RUN_ERROR = """
 INSERT INTO run_errors (run_id, position, external_id, reason, recorded_at)
 VALUES (?, ?, ?, ?, ?)

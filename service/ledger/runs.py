@@ -186,6 +186,11 @@ class Ledger:
         dead owner's leftover row into a recorded interruption first.
         """
         now = utc_now()
+        # Fast path for the common 409: a live run seen on the read connection needs no write lock, so a
+        # trigger during a sync doesn't queue behind the sync's batch transactions.
+        running = await self._running_or_none()
+        if running is not None and self._why_dead(running, now) is None:
+            raise RunAlreadyRunning(running)
         try:
             async with self.db.transaction() as conn:
                 await self._recover_in(conn, now)
@@ -283,11 +288,6 @@ class Ledger:
         if row is None:
             raise NoRunRunning()
         return int(row[0])
-
-    async def cancel_request(self, run_id: int) -> tuple[str | None, str] | None:
-        """(who asked to cancel, heartbeat) of a run, or None when it no longer exists."""
-        row = await self.db.fetch_one(queries.CANCEL_REQUEST_OF_RUN, (run_id,))
-        return (row[0], row[1]) if row else None
 
     async def prune(self, error_days: int | None, run_days: int | None) -> tuple[int, int]:
         """Retention: delete item errors (and optionally runs) older than N days, never the newest run."""

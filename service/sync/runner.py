@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from dataclasses import dataclass
 
 import aiohttp
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SUCCESS_LINE = "✅ Manual sync completed successfully"
 FAILURE_PREFIX = "❌ Manual sync failed: "
+FINISH_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -103,18 +105,20 @@ class SyncRunner:
         """Notice cancel requests from other processes and hung runs, within one interval."""
         while self.current_run_id() == run_id:
             await asyncio.sleep(self._settings.watchdog_interval_s)
-            state = await self._ledger.cancel_request(run_id)
-            if state is None:
-                return
-            cancel_requested_by, _ = state
-            run = await self._ledger.get_run(run_id)
-            if run is None or not run.is_running:
-                # Finished by someone else (e.g. recovered as stalled by another process): stop writing.
-                self._stop_task(run_id, StopReason("error", "the run was closed by another process"))
-            elif cancel_requested_by is not None:
-                self._stop_task(run_id, StopReason("cancelled", cancelled_by=cancel_requested_by))
-            elif self._ledger.is_stalled(run):
-                self._stop_task(run_id, StopReason("error", self._ledger.stall_message()))
+            try:
+                await self._check(run_id)
+            except sqlite3.Error as exc:  # a busy or failing database must not kill the watchdog
+                log.warning("watchdog could not read run %s: %s", run_id, exc)
+
+    async def _check(self, run_id: int) -> None:
+        run = await self._ledger.get_run(run_id)
+        if run is None or not run.is_running:
+            # Finished by someone else (e.g. recovered as stalled by another process): stop writing.
+            self._stop_task(run_id, StopReason("error", "the run was closed by another process"))
+        elif run.cancel_requested_by is not None:
+            self._stop_task(run_id, StopReason("cancelled", cancelled_by=run.cancel_requested_by))
+        elif self._ledger.is_stalled(run):
+            self._stop_task(run_id, StopReason("error", self._ledger.stall_message()))
 
     async def _execute(self, run: RunRecord) -> RunRecord:
         run_id_var.set(run.id)
@@ -151,12 +155,7 @@ class SyncRunner:
     async def _record_outcome(
         self, run: RunRecord, status: str, message: str | None, cancelled_by: str | None
     ) -> RunRecord:
-        if status == "success":
-            finished = await self._ledger.finish_run(run.id, "success")
-        elif status == "cancelled":
-            finished = await self._ledger.finish_run(run.id, "cancelled", cancelled_by=cancelled_by)
-        else:
-            finished = await self._ledger.finish_run(run.id, "error", error_message=message)
+        finished = await self._finish_with_retries(run.id, status, message, cancelled_by)
         final = await self._ledger.get_run(run.id)
         assert final is not None
         if not finished:
@@ -168,6 +167,25 @@ class SyncRunner:
         else:
             log.error("%s%s", FAILURE_PREFIX, final.error_message)
         return final
+
+    async def _finish_with_retries(
+        self, run_id: int, status: str, message: str | None, cancelled_by: str | None
+    ) -> bool:
+        """Record the outcome; a locked or briefly failing database gets a few tries before we give up.
+
+        Giving up is safe: the row stays 'running' with a stale heartbeat, and the stall rule frees it.
+        """
+        for attempt in range(FINISH_ATTEMPTS):
+            try:
+                if status == "success":
+                    return await self._ledger.finish_run(run_id, "success")
+                if status == "cancelled":
+                    return await self._ledger.finish_run(run_id, "cancelled", cancelled_by=cancelled_by)
+                return await self._ledger.finish_run(run_id, "error", error_message=message)
+            except sqlite3.OperationalError as exc:
+                log.warning("could not record the end of run %s (attempt %s): %s", run_id, attempt + 1, exc)
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise SyncFailed(f"could not record the end of run {run_id}")
 
     async def close(self) -> None:
         """Shutdown: stop the running sync, record it as interrupted by shutdown, within the timeout."""

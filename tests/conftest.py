@@ -1,0 +1,81 @@
+"""Fixtures shared by the suites: settings on a real SQLite file, a real upstream, a real app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from pydantic import SecretStr
+
+from service.app import create_app
+from service.settings import Settings
+from tests.upstream import FeedControl, dummyjson_app, make_product
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+OTHER_TOKEN = "test-ci-token-9876543210"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+AiohttpServer = Callable[..., Awaitable[TestServer]]
+AiohttpClient = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "db_path": tmp_path / "sync.db",
+        "admin_tokens": {"admin": SecretStr(ADMIN_TOKEN), "ci": SecretStr(OTHER_TOKEN)},
+        "retry_base_delay_s": 0.01,
+        "retry_max_delay_s": 0.05,
+        "watchdog_interval_s": 0.05,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def feed() -> FeedControl:
+    return FeedControl(products=[make_product(i) for i in range(1, 195)])
+
+
+@pytest.fixture
+async def upstream_url(aiohttp_server: AiohttpServer, feed: FeedControl) -> str:
+    server = await aiohttp_server(dummyjson_app(feed), host="127.0.0.1")
+    return str(server.make_url("/products"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, upstream_url: str) -> Settings:
+    return make_settings(tmp_path, source_url=upstream_url, page_size=50)
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> TestClient[web.Request, web.Application]:
+    return await aiohttp_client(create_app(settings))
+
+
+async def wait_for_status(
+    client: TestClient[web.Request, web.Application],
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout_s: float = 20.0,
+) -> dict[str, Any]:
+    """Poll GET /admin/sync/status until ``predicate(data)`` holds; fail with the last answer otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    data: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        response = await client.get("/admin/sync/status", headers=AUTH)
+        assert response.status == 200
+        data = (await response.json())["data"]
+        if predicate(data):
+            return data
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"status never satisfied the condition; last answer: {data}")
+
+
+def finished(data: dict[str, Any]) -> bool:
+    return data["isRunning"] is False and data["lastStatus"] != "idle"

@@ -1,0 +1,54 @@
+"""The README documents every setting, so the table cannot drift from the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.settings import Settings
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_every_setting_is_in_the_readme_table() -> None:
+    text = README.read_text(encoding="utf-8")
+    missing = [
+        f"SYNC_{name.upper()}"
+        for name in Settings.model_fields
+        if f"| `SYNC_{name.upper()}` |" not in text and name != "admin_tokens"
+    ]
+    assert missing == []
+    assert "| `SYNC_ADMIN_TOKENS` |" in text and "| `SYNC_ADMIN_TOKEN` |" in text
+
+
+def test_settings_from_env_parse_the_documented_forms(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        {
+            "SYNC_ADMIN_TOKENS": "alice:tok1,ci:tok2",
+            "SYNC_ADMIN_TOKEN": "tok0",
+            "SYNC_SOURCE_HEADERS": "X-Api-Key:abc,Accept-Language:en",
+            "SYNC_CORS_ORIGINS": "https://a.example,https://b.example",
+            "SYNC_PORT": "9001",
+            "SYNC_DB_PATH": str(tmp_path / "x.db"),
+            "HOME": "/ignored",
+        }
+    )
+    tokens = {name: secret.get_secret_value() for name, secret in settings.admin_tokens.items()}
+    assert tokens == {"alice": "tok1", "ci": "tok2", "admin": "tok0"}
+    assert settings.source_headers == {"X-Api-Key": "abc", "Accept-Language": "en"}
+    assert settings.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.port == 9001
+
+
+def test_unknown_setting_is_an_error() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown setting SYNC_PROT"):
+        Settings.from_env({"SYNC_PROT": "9000"})
+
+
+def test_generated_token_only_when_none_configured() -> None:
+    settings, token = Settings().with_generated_token()
+    assert token is not None and len(token) >= 24
+    assert settings.admin_tokens["generated"].get_secret_value() == token
+    configured, none = settings.with_generated_token()
+    assert none is None and configured is settings

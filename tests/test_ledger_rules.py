@@ -1,0 +1,146 @@
+"""The rules that matter are SQLite's, so they hold for any process and any client, even sqlite3 itself."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from service.ledger.db import Database
+from service.ledger.owner import OwnerLock
+from service.ledger.runs import (
+    INTERRUPTED_MESSAGE,
+    BatchCounts,
+    Ledger,
+    RunAlreadyRunning,
+    RunNoLongerRunning,
+)
+from service.settings import DEFAULT_MIGRATIONS_DIR
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+    database = await Database.open(tmp_path / "ledger.db", DEFAULT_MIGRATIONS_DIR)
+    owner = OwnerLock(OwnerLock.lock_dir_for(database.path))
+    owner.acquire()
+    yield Ledger(database, owner, stall_timeout_s=60)
+    await database.close()
+    owner.release()
+
+
+def _raw(ledger: Ledger) -> sqlite3.Connection:
+    return sqlite3.connect(ledger.db.path, isolation_level=None)
+
+
+async def test_only_one_running_row_even_for_a_raw_client(ledger: Ledger) -> None:
+    await ledger.start_run("admin", None)
+    with _raw(ledger) as conn, pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+        conn.execute(
+            "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)"
+            " VALUES ('running', 'x', 'x', 'sqlite3', 'other')"
+        )
+
+
+async def test_second_start_names_the_running_run(ledger: Ledger) -> None:
+    first = await ledger.start_run("admin", None)
+    with pytest.raises(RunAlreadyRunning) as caught:
+        await ledger.start_run("ci", None)
+    assert caught.value.running.id == first.id
+    assert caught.value.running.started_at == first.started_at
+
+
+async def test_finished_rows_are_final(ledger: Ledger) -> None:
+    run = await ledger.start_run("admin", None)
+    assert await ledger.finish_run(run.id, "success")
+    # A duplicate or late finisher changes nothing...
+    assert not await ledger.finish_run(run.id, "error", error_message="late")
+    with pytest.raises(RunNoLongerRunning):
+        await ledger.record_progress(run.id, BatchCounts(created=5), [])
+    final = await ledger.get_run(run.id)
+    assert final is not None and final.status == "success" and final.created == 0
+    # ...and not even a raw client can rewrite history.
+    with _raw(ledger) as conn, pytest.raises(sqlite3.IntegrityError, match="final"):
+        conn.execute("UPDATE runs SET status = 'error', error_message = 'x' WHERE id = ?", (run.id,))
+
+
+async def test_runs_start_as_running_and_states_are_consistent(ledger: Ledger) -> None:
+    with _raw(ledger) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="start as running"):
+            conn.execute(
+                "INSERT INTO runs (status, started_at, finished_at, heartbeat_at, triggered_by, owner)"
+                " VALUES ('success', 'x', 'y', 'x', 'a', 'o')"
+            )
+        run = await ledger.start_run("admin", None)
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):  # an error needs its message
+            conn.execute("UPDATE runs SET status = 'error', finished_at = 'y' WHERE id = ?", (run.id,))
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):  # unknown status
+            conn.execute("UPDATE runs SET status = 'paused' WHERE id = ?", (run.id,))
+
+
+async def test_counters_and_item_errors_move_together(ledger: Ledger) -> None:
+    from service.ledger.runs import ItemError
+
+    run = await ledger.start_run("admin", None)
+    await ledger.record_progress(
+        run.id,
+        BatchCounts(created=3, errors=1, processed=4, total=10),
+        [ItemError(position=2, external_id="42", reason="price: must be >= 0")],
+    )
+    current = await ledger.get_run(run.id)
+    assert current is not None
+    assert (current.created, current.errors, current.processed, current.total) == (3, 1, 4, 10)
+    errors = await ledger.list_run_errors(run.id, 10, None)
+    assert [(e.position, e.external_id, e.reason) for e in errors] == [(2, "42", "price: must be >= 0")]
+
+
+async def test_a_run_of_a_dead_owner_is_recovered_at_the_next_start(ledger: Ledger) -> None:
+    with _raw(ledger) as conn:
+        conn.execute(
+            "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)"
+            " VALUES ('running', '2026-01-07T13:30:00.000Z', '2099-01-01T00:00:00.000Z',"
+            " 'admin', 'gone.1.dead')"
+        )
+    run = await ledger.start_run("admin", None)
+    old = await ledger.get_run(run.id - 1)
+    assert old is not None and old.status == "error" and old.error_message == INTERRUPTED_MESSAGE
+    assert old.finished_at is not None and old.duration_s is not None
+
+
+async def test_a_live_owner_with_a_stale_heartbeat_is_failed_as_stalled(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    other = OwnerLock(OwnerLock.lock_dir_for(ledger.db.path))
+    other.acquire()  # alive: its lock is held
+    try:
+        with _raw(ledger) as conn:
+            conn.execute(
+                "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)"
+                " VALUES ('running', '2026-01-07T13:30:00.000Z', '2026-01-07T13:30:00.000Z', 'admin', ?)",
+                (other.owner_id,),
+            )
+        recovered = await ledger.recover_dead_runs()
+        assert recovered is not None
+        row = await ledger.get_run(recovered.id)
+        assert row is not None and row.status == "error"
+        assert row.error_message is not None and row.error_message.startswith("Sync stalled")
+    finally:
+        other.release()
+
+
+async def test_a_live_progressing_owner_is_left_alone(ledger: Ledger) -> None:
+    other = OwnerLock(OwnerLock.lock_dir_for(ledger.db.path))
+    other.acquire()
+    try:
+        with _raw(ledger) as conn:
+            conn.execute(
+                "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)"
+                " VALUES ('running', '2099-01-01T00:00:00.000Z', '2099-01-01T00:00:00.000Z', 'admin', ?)",
+                (other.owner_id,),
+            )
+        assert await ledger.recover_dead_runs() is None
+        with pytest.raises(RunAlreadyRunning):
+            await ledger.start_run("admin", None)
+    finally:
+        other.release()
