@@ -26,6 +26,8 @@ from service.ledger.db import Database
 from service.ledger.owner import OwnerLock
 from service.ledger.runs import Ledger
 from service.settings import Settings
+from service.sync.demo_upstream import DemoUpstream
+from service.sync.engine import run_catalog_sync
 from service.sync.job import SyncJob
 from service.sync.runner import SyncRunner
 
@@ -93,9 +95,7 @@ async def source_ctx(app: web.Application) -> AsyncIterator[None]:
         app[SOURCE_URL] = settings.source_url
         yield
         return
-    from service.sync.demo_upstream import DemoUpstream
-
-    upstream = DemoUpstream(count=settings.demo_product_count)
+    upstream = DemoUpstream(count=settings.demo_product_count, source_format=settings.source_format)
     app[SOURCE_URL] = await upstream.start()
     log.info("no SYNC_SOURCE_URL set: syncing from the built-in demo upstream at %s", app[SOURCE_URL])
     try:
@@ -112,16 +112,6 @@ async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
     await runner.close()
 
 
-def default_job() -> SyncJob:
-    try:
-        from service.sync.engine import run_catalog_sync
-    except ImportError:
-        from service.sync.placeholder import placeholder_job
-
-        return placeholder_job
-    return run_catalog_sync
-
-
 def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, body_limit_middleware, auth_middleware],
@@ -129,7 +119,7 @@ def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Applica
     )
     app[SETTINGS] = settings
     app[AUTHENTICATOR] = Authenticator(settings.admin_tokens, settings.session_ttl_s)
-    app[SYNC_JOB] = job or default_job()
+    app[SYNC_JOB] = job or run_catalog_sync
     app.cleanup_ctx.extend([database_ctx, http_client_ctx, source_ctx, runner_ctx])
     for table in (sync_routes.routes, runs_routes.routes, session_routes.routes, ops_routes.routes):
         app.add_routes(table)

@@ -12,16 +12,16 @@ RUN_BY_ID = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
 
 RUNNING_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'"
 
-INSERT_RUN = """
+INSERT_RUN = f"""
 INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner, source)
 VALUES ('running', :now, :now, :triggered_by, :owner, :source)
-RETURNING id
+RETURNING {RUN_COLUMNS}
 """
 
 # Every transition out of 'running' is guarded: a row that already finished (recovered, cancelled,
 # or finished by a duplicate finisher) matches nothing, and the runs_finished_are_final trigger
 # rejects any unguarded attempt.
-FINISH_RUN = """
+FINISH_RUN = f"""
 UPDATE runs
 SET status = :status,
     finished_at = :now,
@@ -29,6 +29,7 @@ SET status = :status,
     error_message = :error_message,
     cancelled_by = :cancelled_by
 WHERE id = :run_id AND status = 'running'
+RETURNING {RUN_COLUMNS}
 """
 
 # The batch counters move in the same transaction as the catalog rows they count.

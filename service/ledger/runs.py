@@ -164,16 +164,7 @@ class Ledger:
         reason = self._why_dead(running, now)
         if reason is None:
             return None
-        await conn.execute(
-            queries.FINISH_RUN,
-            {
-                "status": "error",
-                "now": to_iso(now),
-                "error_message": reason,
-                "cancelled_by": None,
-                "run_id": running.id,
-            },
-        )
+        await self._finish_in(conn, running.id, "error", reason, None)
         log.warning("recovered run %s: %s", running.id, reason, extra={"run_id": running.id})
         return running
 
@@ -204,15 +195,13 @@ class Ledger:
                     },
                 ) as cursor:
                     row = await cursor.fetchone()
-                    assert row is not None
-                    run_id = int(row[0])
+                assert row is not None, "INSERT ... RETURNING yields the new row"
+                run = RunRecord.from_row(row)
         except sqlite3.IntegrityError:
             running = await self._running_or_none()
             if running is None:  # finished between our insert attempt and this read: rare, say so plainly
                 raise
             raise RunAlreadyRunning(running) from None
-        run = await self.get_run(run_id)
-        assert run is not None
         return run
 
     async def _running_or_none(self) -> RunRecord | None:
@@ -263,20 +252,30 @@ class Ledger:
         *,
         error_message: str | None = None,
         cancelled_by: str | None = None,
-    ) -> bool:
-        """Finish a running row; False when it had already finished (the earlier outcome stands)."""
+    ) -> RunRecord | None:
+        """Finish a running row and return it; None when it had already finished (that outcome stands)."""
         async with self.db.transaction() as conn:
-            cursor = await conn.execute(
-                queries.FINISH_RUN,
-                {
-                    "status": status,
-                    "now": to_iso(utc_now()),
-                    "error_message": error_message,
-                    "cancelled_by": cancelled_by,
-                    "run_id": run_id,
-                },
-            )
-            return cursor.rowcount == 1
+            return await self._finish_in(conn, run_id, status, error_message, cancelled_by)
+
+    async def _finish_in(
+        self,
+        conn: aiosqlite.Connection,
+        run_id: int,
+        status: FinalStatus,
+        error_message: str | None,
+        cancelled_by: str | None,
+    ) -> RunRecord | None:
+        params = {
+            "status": status,
+            "now": to_iso(utc_now()),
+            "error_message": error_message,
+            "cancelled_by": cancelled_by,
+            "run_id": run_id,
+        }
+        # RETURNING hands back the row as written: no re-read through the other connection.
+        async with conn.execute(queries.FINISH_RUN, params) as cursor:
+            row = await cursor.fetchone()
+        return RunRecord.from_row(row) if row else None
 
     async def request_cancel(self, requested_by: str) -> int:
         """Flag the running run for cancellation (its owner, in any process, stops at its next check)."""

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -27,4 +28,4 @@ class RunContext:
 # A job streams the feed into the catalog, recording progress through ``ledger`` batch by batch.
 # It returns normally on success, raises SyncFailed for a clear failure, and is cancelled (asyncio)
 # for cancel, stall and shutdown; the runner records the outcome.
-SyncJob = Callable[[RunContext], Awaitable[None]]
+SyncJob = Callable[[RunContext], Coroutine[Any, Any, None]]

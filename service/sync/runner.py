@@ -7,18 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import sqlite3
 from dataclasses import dataclass
 
 import aiohttp
 
-from service.ledger.runs import (
-    SHUTDOWN_MESSAGE,
-    Ledger,
-    RunNoLongerRunning,
-    RunRecord,
-)
+from service.ledger.runs import SHUTDOWN_MESSAGE, FinalStatus, Ledger, RunNoLongerRunning, RunRecord
 from service.logs import run_id_var
 from service.settings import Settings
 from service.sync.job import RunContext, SyncFailed, SyncJob
@@ -28,18 +24,25 @@ log = logging.getLogger(__name__)
 SUCCESS_LINE = "✅ Manual sync completed successfully"
 FAILURE_PREFIX = "❌ Manual sync failed: "
 FINISH_ATTEMPTS = 5
+CLOSED_ELSEWHERE_MESSAGE = "the run was closed by another process"
 
 
 @dataclass(frozen=True)
 class StopReason:
     """Why the runner cancelled its own task; decides how the row is finished."""
 
-    status: str  # "cancelled" or "error"
+    status: FinalStatus  # "cancelled" or "error"
     message: str | None = None
     cancelled_by: str | None = None
 
 
 class SyncRunner:
+    """Owns this process's run: the job's task, the supervisor that records its end, and a watchdog.
+
+    Only the job's task is ever cancelled (cancel, stall, shutdown); the supervisor always gets to
+    record the outcome, so a row is never left 'running' by a live process.
+    """
+
     def __init__(
         self,
         ledger: Ledger,
@@ -53,8 +56,9 @@ class SyncRunner:
         self._http = http
         self._job = job
         self._source_url = source_url
-        self._task: asyncio.Task[RunRecord] | None = None
         self._run_id: int | None = None
+        self._job_task: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[RunRecord] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._stop_reason: StopReason | None = None
         self._closing = False
@@ -70,10 +74,19 @@ class SyncRunner:
         if self._closing:
             raise SyncFailed("the service is shutting down")
         run = await self._ledger.start_run(triggered_by, self.source_label)
-        self._stop_reason = None
-        self._run_id = run.id
-        self._task = asyncio.create_task(self._execute(run), name=f"sync-run-{run.id}")
-        self._watchdog = asyncio.create_task(self._watch(run.id), name=f"sync-watchdog-{run.id}")
+        # Every task of the run logs with its id.
+        context = contextvars.copy_context()
+        context.run(run_id_var.set, run.id)
+        ctx = RunContext(run, self._ledger, self._settings, self._http, self._source_url)
+        self._run_id, self._stop_reason = run.id, None
+        self._job_task = asyncio.create_task(self._job(ctx), name=f"sync-job-{run.id}", context=context)
+        self._supervisor = asyncio.create_task(
+            self._supervise(run, self._job_task), name=f"sync-run-{run.id}", context=context
+        )
+        self._watchdog = asyncio.create_task(
+            self._watch(run.id), name=f"sync-watchdog-{run.id}", context=context
+        )
+        log.info("sync run %s started by %s from %s", run.id, run.triggered_by, self.source_label)
         return run
 
     async def run_in_foreground(self, triggered_by: str) -> RunRecord:
@@ -82,24 +95,27 @@ class SyncRunner:
         return await self.wait()
 
     async def wait(self) -> RunRecord:
-        assert self._task is not None
-        return await asyncio.shield(self._task)
+        assert self._supervisor is not None, "wait() follows a trigger()"
+        return await asyncio.shield(self._supervisor)
 
     async def cancel(self, requested_by: str) -> int:
         """Ask the running run (ours or another process's) to stop; raises NoRunRunning."""
         run_id = await self._ledger.request_cancel(requested_by)
-        self._stop_task(run_id, StopReason("cancelled", cancelled_by=requested_by))
+        self._stop_job(run_id, StopReason("cancelled", cancelled_by=requested_by))
         return run_id
 
     def current_run_id(self) -> int | None:
-        if self._task is None or self._task.done():
+        """The run this process is executing right now, if any."""
+        if self._supervisor is None or self._supervisor.done():
             return None
         return self._run_id
 
-    def _stop_task(self, run_id: int, reason: StopReason) -> None:
-        if self.current_run_id() == run_id and self._task is not None and self._stop_reason is None:
-            self._stop_reason = reason
-            self._task.cancel()
+    def _stop_job(self, run_id: int, reason: StopReason) -> None:
+        job = self._job_task
+        if run_id != self._run_id or job is None or job.done() or self._stop_reason is not None:
+            return
+        self._stop_reason = reason
+        job.cancel()
 
     async def _watch(self, run_id: int) -> None:
         """Notice cancel requests from other processes and hung runs, within one interval."""
@@ -114,53 +130,46 @@ class SyncRunner:
         run = await self._ledger.get_run(run_id)
         if run is None or not run.is_running:
             # Finished by someone else (e.g. recovered as stalled by another process): stop writing.
-            self._stop_task(run_id, StopReason("error", "the run was closed by another process"))
+            self._stop_job(run_id, StopReason("error", CLOSED_ELSEWHERE_MESSAGE))
         elif run.cancel_requested_by is not None:
-            self._stop_task(run_id, StopReason("cancelled", cancelled_by=run.cancel_requested_by))
+            self._stop_job(run_id, StopReason("cancelled", cancelled_by=run.cancel_requested_by))
         elif self._ledger.is_stalled(run):
-            self._stop_task(run_id, StopReason("error", self._ledger.stall_message()))
+            self._stop_job(run_id, StopReason("error", self._ledger.stall_message()))
 
-    async def _execute(self, run: RunRecord) -> RunRecord:
-        run_id_var.set(run.id)
-        ctx = RunContext(run, self._ledger, self._settings, self._http, self._source_url)
-        log.info("sync run %s started by %s from %s", run.id, run.triggered_by, self.source_label)
-        status: str
+    async def _supervise(self, run: RunRecord, job: asyncio.Task[None]) -> RunRecord:
+        status: FinalStatus = "error"
         message: str | None = None
         cancelled_by: str | None = None
         try:
-            async with asyncio.timeout(self._settings.run_timeout_s) as deadline:
-                await self._job(ctx)
+            # The job enforces the run time limit itself (settings.run_timeout_s) with a clear message.
+            await job
             status = "success"
         except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
+            if not job.cancelled():
+                raise  # the supervisor itself was cancelled: not ours to swallow
             reason = self._stop_reason or StopReason("error", SHUTDOWN_MESSAGE)
             status, message, cancelled_by = reason.status, reason.message, reason.cancelled_by
         except TimeoutError as exc:
-            status = "error"
-            if deadline.expired():
-                message = f"Sync exceeded the run time limit of {self._settings.run_timeout_s:g} s"
-            else:
-                message = f"Network timeout: {exc}" if str(exc) else "Network timeout"
+            message = f"Network timeout: {exc}" if str(exc) else "Network timeout"
         except SyncFailed as exc:
-            status, message = "error", str(exc)
+            message = str(exc)
         except RunNoLongerRunning:
-            status, message = "error", "the run was closed by another process"
+            message = CLOSED_ELSEWHERE_MESSAGE
         except Exception as exc:
             log.exception("sync run %s crashed", run.id)
-            status, message = "error", f"Unexpected error: {type(exc).__name__}: {exc}"
+            message = f"Unexpected error: {type(exc).__name__}: {exc}"
         return await self._record_outcome(run, status, message, cancelled_by)
 
     async def _record_outcome(
-        self, run: RunRecord, status: str, message: str | None, cancelled_by: str | None
+        self, run: RunRecord, status: FinalStatus, message: str | None, cancelled_by: str | None
     ) -> RunRecord:
-        finished = await self._finish_with_retries(run.id, status, message, cancelled_by)
-        final = await self._ledger.get_run(run.id)
-        assert final is not None
-        if not finished:
-            log.warning("sync run %s had already been finished as %s", run.id, final.status)
-        elif final.status == "success":
+        final = await self._finish_with_retries(run.id, status, message, cancelled_by)
+        if final is None:
+            current = await self._ledger.get_run(run.id)
+            assert current is not None
+            log.warning("sync run %s had already been finished as %s", run.id, current.status)
+            return current
+        if final.status == "success":
             log.info(SUCCESS_LINE)
         elif final.status == "cancelled":
             log.info("⏹ Manual sync cancelled by %s", final.cancelled_by)
@@ -169,19 +178,20 @@ class SyncRunner:
         return final
 
     async def _finish_with_retries(
-        self, run_id: int, status: str, message: str | None, cancelled_by: str | None
-    ) -> bool:
+        self, run_id: int, status: FinalStatus, message: str | None, cancelled_by: str | None
+    ) -> RunRecord | None:
         """Record the outcome; a locked or briefly failing database gets a few tries before we give up.
 
         Giving up is safe: the row stays 'running' with a stale heartbeat, and the stall rule frees it.
         """
         for attempt in range(FINISH_ATTEMPTS):
             try:
-                if status == "success":
-                    return await self._ledger.finish_run(run_id, "success")
-                if status == "cancelled":
-                    return await self._ledger.finish_run(run_id, "cancelled", cancelled_by=cancelled_by)
-                return await self._ledger.finish_run(run_id, "error", error_message=message)
+                return await self._ledger.finish_run(
+                    run_id,
+                    status,
+                    error_message=message if status == "error" else None,
+                    cancelled_by=cancelled_by if status == "cancelled" else None,
+                )
             except sqlite3.OperationalError as exc:
                 log.warning("could not record the end of run %s (attempt %s): %s", run_id, attempt + 1, exc)
                 await asyncio.sleep(0.2 * 2**attempt)
@@ -190,15 +200,14 @@ class SyncRunner:
     async def close(self) -> None:
         """Shutdown: stop the running sync, record it as interrupted by shutdown, within the timeout."""
         self._closing = True
-        run_id = self.current_run_id()
-        if run_id is not None:
-            self._stop_task(run_id, StopReason("error", SHUTDOWN_MESSAGE))
+        if self._run_id is not None:
+            self._stop_job(self._run_id, StopReason("error", SHUTDOWN_MESSAGE))
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog
-        if self._task is not None:
+        if self._supervisor is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), self._settings.shutdown_timeout_s)
+                await asyncio.wait_for(asyncio.shield(self._supervisor), self._settings.shutdown_timeout_s)
             except TimeoutError:
                 log.error("sync run %s did not stop within the shutdown timeout", self._run_id)

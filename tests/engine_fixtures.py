@@ -1,0 +1,110 @@
+"""Helpers for the engine tests: a real ledger on a tmp_path SQLite file and a run driven to its end."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from service.ledger.db import Database
+from service.ledger.owner import OwnerLock
+from service.ledger.runs import Ledger, RunRecord
+from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
+from service.sync.engine import run_catalog_sync
+from service.sync.job import RunContext, SyncFailed
+from service.sync.sink import CatalogSink
+
+
+def engine_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for tests: small timeouts and fast retries so faults resolve quickly."""
+    values: dict[str, Any] = {
+        "db_path": tmp_path / "catalog.db",
+        "connect_timeout_s": 2.0,
+        "read_timeout_s": 2.0,
+        "retry_attempts": 4,
+        "retry_base_delay_s": 0.01,
+        "retry_max_delay_s": 0.05,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Harness:
+    settings: Settings
+    db: Database
+    ledger: Ledger
+    http: aiohttp.ClientSession
+
+    async def sync(self, url: str, sink: CatalogSink | None = None, **overrides: Any) -> RunRecord:
+        """Start a run, sync ``url`` into the catalog, finish the run as the runner would; return its row."""
+        settings = self.settings.model_copy(update=overrides) if overrides else self.settings
+        run = await self.ledger.start_run("tester", url)
+        ctx = RunContext(run=run, ledger=self.ledger, settings=settings, http=self.http, source_url=url)
+        try:
+            await run_catalog_sync(ctx, sink)
+        except SyncFailed as exc:
+            await self.ledger.finish_run(run.id, "error", error_message=str(exc))
+        else:
+            await self.ledger.finish_run(run.id, "success")
+        finished = await self.ledger.get_run(run.id)
+        assert finished is not None
+        return finished
+
+    async def products(self) -> dict[str, Mapping[str, Any]]:
+        rows = await self.db.fetch_all(
+            "SELECT p.*, c.handle AS category_handle, c.name AS category_name"
+            " FROM products p JOIN categories c ON c.id = p.category_id"
+        )
+        return {row["external_id"]: dict(zip(row.keys(), tuple(row), strict=True)) for row in rows}
+
+    async def scalar(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        row = await self.db.fetch_one(sql, params)
+        assert row is not None
+        return row[0]
+
+    async def run_errors(self, run_id: int) -> list[tuple[int, str | None, str]]:
+        rows = await self.db.fetch_all(
+            "SELECT position, external_id, reason FROM run_errors WHERE run_id = ? ORDER BY position",
+            (run_id,),
+        )
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    async def assert_ledger_matches_catalog(self, run_id: int) -> None:
+        """The run's counters are exactly what the catalog holds from that run."""
+        run = await self.ledger.get_run(run_id)
+        assert run is not None
+        created = await self.scalar("SELECT count(*) FROM products WHERE created_run = ?", (run_id,))
+        updated = await self.scalar(
+            "SELECT count(*) FROM products WHERE updated_run = ? AND created_run <> ?", (run_id, run_id)
+        )
+        categories = await self.scalar("SELECT count(*) FROM categories WHERE created_run = ?", (run_id,))
+        errors = await self.scalar("SELECT count(*) FROM run_errors WHERE run_id = ?", (run_id,))
+        assert (run.created, run.updated, run.categories_created, run.errors) == (
+            created,
+            updated,
+            categories,
+            errors,
+        )
+        assert run.processed == run.created + run.updated + run.unchanged + run.errors
+
+
+@asynccontextmanager
+async def harness(tmp_path: Path, **overrides: Any) -> AsyncIterator[Harness]:
+    settings = engine_settings(tmp_path, **overrides)
+    db = await Database.open(settings.db_path, settings.migrations_dir)
+    owner = OwnerLock(OwnerLock.lock_dir_for(settings.db_path))
+    owner.acquire()
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Harness(settings, db, Ledger(db, owner, settings.stall_timeout_s), http)
+    finally:
+        owner.release()
+        await db.close()
+
+
+__all__ = ["DEFAULT_MIGRATIONS_DIR", "Harness", "engine_settings", "harness"]

@@ -1,0 +1,189 @@
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+
+from service.ledger.runs import ItemError
+from service.sync.demo_upstream import demo_product
+from service.sync.mapping import MappingError, ProductRow, map_item, map_items, slugify, to_minor_units
+
+
+def product(**changes: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": 7,
+        "title": "Essence Mascara Lash Princess",
+        "description": "Volumizing.",
+        "category": "beauty",
+        "price": 9.99,
+        "brand": "Essence",
+        "sku": "BEA-ESS-001",
+        "stock": 99,
+        "images": ["https://x/1.webp"],
+        "thumbnail": "https://x/t.webp",
+        "tags": ["beauty", "mascara"],
+        "rating": 2.56,
+        "dimensions": {"width": 15.14},
+        "meta": {"barcode": "5784719087687"},
+    }
+    item.update(changes)
+    return {key: value for key, value in item.items() if value is not ...}
+
+
+def mapped(raw: dict[str, Any] | bytes, currency: str = "USD") -> ProductRow:
+    row = map_item(raw, 3, currency)
+    assert isinstance(row, ProductRow), row
+    return row
+
+
+def error_of(raw: dict[str, Any] | bytes) -> ItemError:
+    error = map_item(raw, 3, "USD")
+    assert isinstance(error, ItemError), error
+    return error
+
+
+@pytest.mark.parametrize(
+    ("title", "slug"),
+    [
+        ("Essence Mascara Lash Princess", "essence-mascara-lash-princess"),
+        ("Blue & Black Check Shirt", "blue-black-check-shirt"),
+        ("Crème brûlée  Set!", "creme-brulee-set"),
+        ("  --iPhone 13 Pro--", "iphone-13-pro"),
+        ("日本", ""),
+    ],
+)
+def test_slugify(title: str, slug: str) -> None:
+    assert slugify(title) == slug
+
+
+@pytest.mark.parametrize(
+    ("price", "currency", "minor"),
+    [
+        (Decimal("9.99"), "USD", 999),
+        (Decimal("1899.99"), "USD", 189999),
+        (Decimal("0.1"), "EUR", 10),
+        (Decimal("12"), "USD", 1200),
+        (Decimal("1E+2"), "USD", 10000),
+        (Decimal("250"), "JPY", 250),
+        (Decimal("1.005"), "KWD", 1005),
+        (Decimal("0"), "USD", 0),
+    ],
+)
+def test_prices_convert_exactly_to_minor_units(price: Decimal, currency: str, minor: int) -> None:
+    assert to_minor_units(price, currency) == minor
+
+
+def test_a_price_finer_than_the_currency_is_refused_not_rounded() -> None:
+    with pytest.raises(MappingError, match="more than 2 decimal places"):
+        to_minor_units(Decimal("9.999"), "USD")
+    with pytest.raises(MappingError, match="more than 0 decimal places"):
+        to_minor_units(Decimal("100.5"), "JPY")
+
+
+def test_json_float_prices_keep_their_decimal_value() -> None:
+    # 0.1 + 0.2 style binary noise must not appear: the literal 1.1 is 110 cents, and so on.
+    for literal, cents in [(b"1.1", 110), (b"0.29", 29), (b"4.35", 435), (b"1899.99", 189999), (b"0.07", 7)]:
+        line = orjson.dumps(product()).replace(b'"price":9.99', b'"price":' + literal)
+        assert mapped(line).price_minor == cents
+        assert mapped(orjson.loads(line)).price_minor == cents
+
+
+def test_maps_every_field_and_keeps_the_rest_in_metadata() -> None:
+    row = mapped(product())
+    assert row.position == 3
+    assert row.external_id == "7"
+    assert row.handle_base == "essence-mascara-lash-princess"
+    assert (row.title, row.description, row.brand, row.sku, row.stock) == (
+        "Essence Mascara Lash Princess",
+        "Volumizing.",
+        "Essence",
+        "BEA-ESS-001",
+        99,
+    )
+    assert (row.category_handle, row.category_name) == ("beauty", "beauty")
+    assert (row.price_minor, row.currency) == (999, "USD")
+    assert orjson.loads(row.images) == ["https://x/1.webp"]
+    assert row.thumbnail == "https://x/t.webp"
+    assert orjson.loads(row.tags) == ["beauty", "mascara"]
+    assert orjson.loads(row.metadata) == {
+        "rating": 2.56,
+        "dimensions": {"width": 15.14},
+        "meta": {"barcode": "5784719087687"},
+    }
+
+
+def test_optional_fields_may_be_missing() -> None:
+    row = mapped(product(brand=..., sku=..., stock=..., images=..., thumbnail=..., tags=..., description=...))
+    assert (row.brand, row.sku, row.stock, row.thumbnail, row.images, row.tags, row.description) == (
+        None,
+        None,
+        None,
+        None,
+        "[]",
+        "[]",
+        "",
+    )
+
+
+def test_category_handle_is_the_slug_of_its_name() -> None:
+    row = mapped(product(category="Kitchen Accessories"))
+    assert (row.category_handle, row.category_name) == ("kitchen-accessories", "Kitchen Accessories")
+
+
+def test_content_hash_is_stable_and_sees_every_content_change() -> None:
+    base = mapped(product()).content_hash
+    assert mapped(product()).content_hash == base
+    assert 0 <= base < 2**63
+    # Key order upstream does not matter.
+    assert mapped(dict(reversed(list(product().items())))).content_hash == base
+    changes: list[dict[str, Any]] = [
+        {"title": "Other"},
+        {"price": 9.98},
+        {"stock": 98},
+        {"brand": None},
+        {"images": []},
+        {"tags": ["x"]},
+        {"rating": 2.57},
+        {"category": "makeup"},
+        {"description": "New."},
+    ]
+    for change in changes:
+        assert mapped(product(**change)).content_hash != base, change
+    assert mapped(product(), currency="EUR").content_hash != base
+
+
+@pytest.mark.parametrize(
+    ("raw", "external_id", "reason"),
+    [
+        (product(title=...), "7", "title: Field required"),
+        (product(title="   "), "7", "title: String should have at least 1 character"),
+        (product(price=-1), "7", "price: Input should be greater than or equal to 0"),
+        (product(price="abc"), "7", "price: Input should be a valid decimal"),
+        (product(price=9.999), "7", "price 9.999 has more than 2 decimal places for USD"),
+        (product(id=...), None, "id: Field required"),
+        (product(category="%%%"), "7", "category '%%%' has no letters or digits"),
+        (b'{"id": 12, "title": "x", "price": ', None, "invalid JSON: EOF while parsing"),
+        (b"[1, 2]", None, "Input should be an object"),
+    ],
+)
+def test_bad_items_become_item_errors(
+    raw: dict[str, Any] | bytes, external_id: str | None, reason: str
+) -> None:
+    error = error_of(raw)
+    assert error.position == 3
+    assert error.external_id == external_id
+    assert reason in error.reason
+
+
+def test_bytes_and_objects_map_the_same() -> None:
+    item = demo_product(5)
+    assert mapped(item) == mapped(orjson.dumps(item))
+
+
+def test_map_items_numbers_positions_from_the_chunk_start() -> None:
+    chunk = map_items([product(id=1), product(id=2, price=-5), product(id=3)], 100, "USD", 500)
+    assert [row.position for row in chunk.rows] == [100, 102]
+    assert [(e.position, e.external_id) for e in chunk.errors] == [(101, "2")]
+    assert (chunk.processed, chunk.total) == (3, 500)
