@@ -37,6 +37,7 @@ readonly CONTAINER="product-sync-smoke-$$"
 readonly RUN_FLAGS=(--runtime runc --ulimit nofile=20000:20000 --ulimit nproc=20000:20000)
 
 PODMAN=(podman)
+PYTHON=python3
 DATA_DIR=""
 WORK_DIR=""
 CONTAINER_STARTED=0
@@ -122,6 +123,8 @@ install_tools() {
         info "podman's default storage does not work here; using vfs"
         use_storage_driver vfs
     fi
+    # The real interpreter, not a version-manager shim: the HTTP checks start it many times.
+    PYTHON="$(python3 -c 'import sys; print(sys.executable)')"
     local driver
     driver="$("${PODMAN[@]}" info --format '{{.Store.GraphDriverName}}')" || fail "podman does not work here"
     step_done "$(podman --version), storage driver ${driver}"
@@ -211,7 +214,7 @@ build_image() {
 # --- 4. run -----------------------------------------------------------------------------------------------
 
 free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    "${PYTHON}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 start_container() {
@@ -221,7 +224,7 @@ start_container() {
     DATA_DIR="$(mktemp -d /tmp/product-sync-smoke-data.XXXXXX)"
     # The service runs as the image's non-root user: it must own the host directory behind /data.
     chown "${user}" "${DATA_DIR}"
-    ADMIN_TOKEN="smoke-$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')"
+    ADMIN_TOKEN="smoke-$("${PYTHON}" -c 'import secrets; print(secrets.token_urlsafe(18))')"
     port="$(free_port)"
     BASE_URL="http://127.0.0.1:${port}"
 
@@ -243,36 +246,12 @@ start_container() {
     step_done "${CONTAINER} on ${BASE_URL}, /data -> ${DATA_DIR}"
 }
 
-# --- HTTP helper: prints "<status> <json body>"; the token comes from the environment ---------------------
+# --- HTTP side: scripts/container_smoke_client.py; the token goes through the environment, never argv ---
 
-http() {
-    local method="$1" path="$2"
-    SMOKE_TOKEN="${ADMIN_TOKEN}" python3 - "${method}" "${BASE_URL}${path}" <<'PY'
-import os, sys, urllib.error, urllib.request
+smoke_client() { SMOKE_TOKEN="${ADMIN_TOKEN}" "${PYTHON}" "${REPO_DIR}/scripts/container_smoke_client.py" "$@"; }
 
-method, url = sys.argv[1], sys.argv[2]
-request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
-request.add_header("Authorization", "Bearer " + os.environ["SMOKE_TOKEN"])
-request.add_header("Accept", "application/json")
-try:
-    with urllib.request.urlopen(request, timeout=10) as response:
-        print(response.status, response.read().decode())
-except urllib.error.HTTPError as error:
-    print(error.code, error.read().decode())
-except OSError as error:
-    print(0, f'{{"connection": "{error}"}}')
-PY
-}
-
-json_field() {
-    # json_field '<json>' 'data.stats.created' -> value (JSON-encoded for non-strings)
-    python3 -c '
-import json, sys
-value = json.loads(sys.argv[1])
-for key in sys.argv[2].split("."):
-    value = value[key] if isinstance(value, dict) else None
-print(value if isinstance(value, str) else json.dumps(value))' "$1" "$2"
-}
+# field NAME < key=value lines
+field() { sed -n "s/^$1=//p" | head -n 1; }
 
 container_state() { "${PODMAN[@]}" inspect --format '{{.State.Status}}' "${CONTAINER}" 2>/dev/null || echo gone; }
 
@@ -281,14 +260,12 @@ container_state() { "${PODMAN[@]}" inspect --format '{{.State.Status}}' "${CONTA
 wait_for_health() {
     step "5/9 wait for GET /health"
     local deadline=$((SECONDS + HEALTH_TIMEOUT_S)) reply
-    while :; do
-        reply="$(http GET /health)"
-        [[ "${reply%% *}" == 200 ]] && break
+    until reply="$(smoke_client health "${BASE_URL}")"; do
         [[ "$(container_state)" == running ]] || fail "container stopped before it was healthy"
-        ((SECONDS < deadline)) || fail "no healthy /health after ${HEALTH_TIMEOUT_S}s (last: ${reply})"
+        ((SECONDS < deadline)) || fail "no healthy /health after ${HEALTH_TIMEOUT_S}s (${reply})"
         sleep 0.5
     done
-    info "/health: ${reply#* }"
+    info "/health: $(field health <<<"${reply}")"
     # The image's own HEALTHCHECK command, run inside the container.
     "${PODMAN[@]}" healthcheck run "${CONTAINER}" >/dev/null || fail "image HEALTHCHECK reports unhealthy"
     step_done "HEALTHCHECK healthy"
@@ -298,37 +275,21 @@ wait_for_health() {
 
 run_sync() {
     step "6/9 POST /admin/sync/trigger, poll GET /admin/sync/status"
-    local reply status body run_id
-    reply="$(http GET /admin/sync/status)"
-    [[ "${reply%% *}" == 200 ]] || fail "status before trigger: ${reply}"
-    reply="$(http POST /admin/sync/trigger)"
-    status="${reply%% *}" body="${reply#* }"
-    [[ "${status}" == 200 ]] || fail "trigger answered ${reply}"
-    [[ "$(json_field "${body}" message)" == "Sync job triggered successfully" ]] || fail "trigger body: ${body}"
-    run_id="$(json_field "${body}" data.runId)"
-    info "triggered run ${run_id}, startedAt $(json_field "${body}" data.startedAt)"
-
-    local deadline=$((SECONDS + SYNC_TIMEOUT_S)) last_status=""
-    while :; do
-        reply="$(http GET /admin/sync/status)"
-        [[ "${reply%% *}" == 200 ]] || fail "status answered ${reply}"
-        body="${reply#* }"
-        last_status="$(json_field "${body}" data.lastStatus)"
-        case "${last_status}" in
-            success) break ;;
-            error | cancelled) fail "sync ended ${last_status}: $(json_field "${body}" data.lastError)" ;;
-        esac
-        ((SECONDS < deadline)) || fail "sync not finished after ${SYNC_TIMEOUT_S}s (status ${last_status})"
-        sleep 0.5
-    done
-    local created run_id_now
-    created="$(json_field "${body}" data.stats.created)"
-    run_id_now="$(json_field "${body}" data.runId)"
-    info "status: lastStatus=success created=${created} duration=$(json_field "${body}" data.lastDuration)s" \
-        "triggeredBy=$(json_field "${body}" data.triggeredBy)"
-    [[ "${run_id_now}" == "${run_id}" ]] || fail "status shows run ${run_id_now}, triggered ${run_id}"
+    local reply
+    reply="$(smoke_client sync "${BASE_URL}" "${SYNC_TIMEOUT_S}")" || fail "$(field error <<<"${reply}")"
+    local triggered_run last_status run_id created
+    triggered_run="$(field triggeredRunId <<<"${reply}")"
+    last_status="$(field lastStatus <<<"${reply}")"
+    run_id="$(field runId <<<"${reply}")"
+    created="$(field created <<<"${reply}")"
+    info "triggered run ${triggered_run}, startedAt $(field startedAt <<<"${reply}")"
+    info "status: lastStatus=${last_status} created=${created} duration=$(field lastDuration <<<"${reply}")s" \
+        "triggeredBy=$(field triggeredBy <<<"${reply}")"
+    [[ "${last_status}" == success ]] \
+        || fail "sync ended '${last_status}' (within ${SYNC_TIMEOUT_S}s): $(field lastError <<<"${reply}")"
+    [[ "${run_id}" == "${triggered_run}" ]] || fail "status shows run ${run_id}, triggered ${triggered_run}"
     [[ "${created}" == "${EXPECTED_CREATED}" ]] || fail "stats.created=${created}, expected ${EXPECTED_CREATED}"
-    [[ "$(json_field "${body}" data.isRunning)" == false ]] || fail "isRunning still true after success"
+    [[ "$(field isRunning <<<"${reply}")" == false ]] || fail "isRunning still true after success"
     step_done "created ${created}"
 }
 
@@ -373,7 +334,8 @@ audit_ledger() {
 
 remove_container() {
     step "9/9 remove container"
-    "${PODMAN[@]}" rm "${CONTAINER}" >/dev/null || fail "podman rm failed"
+    "${PODMAN[@]}" rm "${CONTAINER}" >/dev/null 2>"${WORK_DIR}/rm.log" \
+        || { cat "${WORK_DIR}/rm.log" >&2; fail "podman rm failed"; }
     CONTAINER_STARTED=0
     step_done
 }
