@@ -151,12 +151,15 @@ debian_mirror() {
 }
 
 build_base_tarball() {
-    local rootfs="${WORK_DIR}/rootfs" mirror
+    local rootfs="${WORK_DIR}/rootfs" mirror started
     mirror="$(debian_mirror)"
+    started="$(date +%s.%N)"
     info "debootstrap bookworm (minbase + python3, python3-venv, ca-certificates) from ${mirror}"
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
         bookworm "${rootfs}" "${mirror}" >"${WORK_DIR}/debootstrap.log" 2>&1 \
         || { tail -n 20 "${WORK_DIR}/debootstrap.log" >&2; fail "debootstrap failed"; }
+    info "debootstrap done in $(elapsed "${started}")s"
+    started="$(date +%s.%N)"
     # Package caches and docs are dead weight in an image.
     rm -rf "${rootfs}"/var/cache/apt/archives/*.deb "${rootfs}"/var/cache/apt/*.bin \
         "${rootfs}"/var/lib/apt/lists/* "${rootfs}"/usr/share/doc/* "${rootfs}"/usr/share/man/*
@@ -165,7 +168,7 @@ build_base_tarball() {
     tar --numeric-owner -C "${rootfs}" -czf "${BASE_TARBALL}.partial" .
     mv "${BASE_TARBALL}.partial" "${BASE_TARBALL}"
     rm -rf "${rootfs}"
-    info "cached ${BASE_TARBALL} ($(du -h "${BASE_TARBALL}" | cut -f1))"
+    info "cached ${BASE_TARBALL} ($(du -h "${BASE_TARBALL}" | cut -f1), packed in $(elapsed "${started}")s)"
 }
 
 ensure_base_image() {
