@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Container smoke test: build the image with podman, run it with a host-dir volume, sync the demo catalog
-# over the admin API, stop it with SIGTERM and audit the ledger file left on the volume.
+# over the admin API, stop it with SIGTERM and audit the ledger file left on the volume; then restart on the
+# same volume, stop it with SIGTERM in the middle of a long sync and audit that the run was closed.
 #
 # Works from nothing on a Debian/Ubuntu host as root: installs podman & co. via apt, builds a Debian
 # bookworm base image with debootstrap (cached as a tarball) when the base image is missing.
@@ -32,6 +33,8 @@ readonly EXPECTED_CREATED="${SMOKE_EXPECTED_CREATED:-194}"
 readonly SYNC_TIMEOUT_S="${SMOKE_SYNC_TIMEOUT_S:-120}"
 readonly HEALTH_TIMEOUT_S=60
 readonly STOP_TIMEOUT_S=15
+# Far more than can sync before the SIGTERM that follows the first progress report.
+readonly LONG_FEED_COUNT=1000000
 readonly CONTAINER="product-sync-smoke-$$"
 # The runtime's default rlimits are above what this host lets a container set; runc is what works here.
 readonly RUN_FLAGS=(--runtime runc --ulimit nofile=20000:20000 --ulimit nproc=20000:20000)
@@ -42,6 +45,8 @@ DATA_DIR=""
 WORK_DIR=""
 CONTAINER_STARTED=0
 ADMIN_TOKEN=""
+BASE_URL=""
+INTERRUPTED_RUN=""
 STEP_STARTED=0
 SCRIPT_STARTED="$(date +%s.%N)"
 
@@ -95,12 +100,14 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
-trap 'fail "interrupted"' INT TERM
+trap 'fail "interrupted"' INT TERM HUP
+# Output piped into something that quits early (e.g. head): still clean up, quietly.
+trap 'exit 141' PIPE
 
 # --- 1. tools ---------------------------------------------------------------------------------------------
 
 install_tools() {
-    step "1/9 tools: podman, buildah, runc, debootstrap, sqlite3, python3"
+    step "1/11 tools: podman, buildah, runc, debootstrap, sqlite3, python3"
     local -A package_for=(
         [podman]=podman [buildah]=buildah [runc]=runc [debootstrap]=debootstrap
         [sqlite3]=sqlite3 [python3]=python3 [tar]=tar [gzip]=gzip
@@ -172,7 +179,7 @@ build_base_tarball() {
 }
 
 ensure_base_image() {
-    step "2/9 base image ${BASE_IMAGE}"
+    step "2/11 base image ${BASE_IMAGE}"
     local exists=0
     "${PODMAN[@]}" image exists "${BASE_IMAGE}" || exists=$?
     case "${exists}" in
@@ -196,7 +203,7 @@ ensure_base_image() {
 # --- 3. project image -------------------------------------------------------------------------------------
 
 build_image() {
-    step "3/9 build ${IMAGE} from ${REPO_DIR}/Dockerfile"
+    step "3/11 build ${IMAGE} from ${REPO_DIR}/Dockerfile"
     local build_args=(--build-arg "BASE_IMAGE=${BASE_IMAGE}")
     # pip inside the build must trust what the host trusts (PyPI may be reached through a TLS-inspecting proxy).
     if [[ -s /etc/ssl/certs/ca-certificates.crt ]]; then
@@ -221,17 +228,22 @@ free_port() {
 }
 
 start_container() {
-    step "4/9 start container (${NETWORK_MODE} network)"
-    local user port
+    step "4/11 start container (${NETWORK_MODE} network)"
+    local user
     user="$("${PODMAN[@]}" image inspect --format '{{.Config.User}}' "${IMAGE}")"
     DATA_DIR="$(mktemp -d /tmp/product-sync-smoke-data.XXXXXX)"
     # The service runs as the image's non-root user: it must own the host directory behind /data.
     chown "${user}" "${DATA_DIR}"
     ADMIN_TOKEN="smoke-$("${PYTHON}" -c 'import secrets; print(secrets.token_urlsafe(18))')"
+    launch_container
+    step_done "${CONTAINER} on ${BASE_URL}, /data -> ${DATA_DIR}"
+}
+
+# launch_container [--env NAME=VALUE ...]: run the image on DATA_DIR, on a free loopback port (BASE_URL).
+launch_container() {
+    local port network_flags
     port="$(free_port)"
     BASE_URL="http://127.0.0.1:${port}"
-
-    local network_flags
     if [[ "${NETWORK_MODE}" == host ]]; then
         network_flags=(--network host --env "SYNC_HOST=127.0.0.1" --env "SYNC_PORT=${port}")
     else
@@ -242,11 +254,41 @@ start_container() {
     # HEALTHCHECK is run on demand in step 5 instead.
     SYNC_ADMIN_TOKEN="${ADMIN_TOKEN}" "${PODMAN[@]}" run --detach --name "${CONTAINER}" "${RUN_FLAGS[@]}" \
         "${network_flags[@]}" --health-interval disable \
-        --volume "${DATA_DIR}:/data" --env SYNC_ADMIN_TOKEN \
+        --volume "${DATA_DIR}:/data" --env SYNC_ADMIN_TOKEN "$@" \
         "${IMAGE}" >/dev/null 2>"${WORK_DIR}/run.log" \
         || { cat "${WORK_DIR}/run.log" >&2; fail "podman run failed"; }
     CONTAINER_STARTED=1
-    step_done "${CONTAINER} on ${BASE_URL}, /data -> ${DATA_DIR}"
+}
+
+await_health() {
+    local deadline=$((SECONDS + HEALTH_TIMEOUT_S)) reply
+    until reply="$(smoke_client health "${BASE_URL}")"; do
+        [[ "$(container_state)" == running ]] || fail "container stopped before it was healthy"
+        ((SECONDS < deadline)) || fail "no healthy /health after ${HEALTH_TIMEOUT_S}s (${reply})"
+        sleep 0.5
+    done
+    info "/health: $(field health <<<"${reply}")"
+}
+
+# stop_with_sigterm: podman stop, then require exit code 0, no SIGKILL and no token in the log.
+stop_with_sigterm() {
+    local started exit_code logs
+    started="$(date +%s.%N)"
+    "${PODMAN[@]}" stop --time "${STOP_TIMEOUT_S}" "${CONTAINER}" >/dev/null 2>"${WORK_DIR}/stop.log" \
+        || { cat "${WORK_DIR}/stop.log" >&2; fail "podman stop failed"; }
+    # podman stop falls back to SIGKILL after the timeout: that is exit 137 and a warning, never clean.
+    if grep -q SIGKILL "${WORK_DIR}/stop.log"; then fail "SIGTERM ignored: killed after ${STOP_TIMEOUT_S}s"; fi
+    exit_code="$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "${CONTAINER}")"
+    [[ "${exit_code}" == 0 ]] || fail "container exited with ${exit_code} on SIGTERM"
+    logs="$("${PODMAN[@]}" logs "${CONTAINER}" 2>&1)"
+    if [[ "${logs}" == *"${ADMIN_TOKEN}"* ]]; then fail "the admin token appears in the container log"; fi
+    info "exit code 0 after $(elapsed "${started}")s; token absent from $(wc -l <<<"${logs}") log lines"
+}
+
+remove_stopped_container() {
+    "${PODMAN[@]}" rm "${CONTAINER}" >/dev/null 2>"${WORK_DIR}/rm.log" \
+        || { cat "${WORK_DIR}/rm.log" >&2; fail "podman rm failed"; }
+    CONTAINER_STARTED=0
 }
 
 # --- HTTP side: scripts/container_smoke_client.py; the token goes through the environment, never argv ---
@@ -261,14 +303,8 @@ container_state() { "${PODMAN[@]}" inspect --format '{{.State.Status}}' "${CONTA
 # --- 5. health --------------------------------------------------------------------------------------------
 
 wait_for_health() {
-    step "5/9 wait for GET /health"
-    local deadline=$((SECONDS + HEALTH_TIMEOUT_S)) reply
-    until reply="$(smoke_client health "${BASE_URL}")"; do
-        [[ "$(container_state)" == running ]] || fail "container stopped before it was healthy"
-        ((SECONDS < deadline)) || fail "no healthy /health after ${HEALTH_TIMEOUT_S}s (${reply})"
-        sleep 0.5
-    done
-    info "/health: $(field health <<<"${reply}")"
+    step "5/11 wait for GET /health"
+    await_health
     # The image's own HEALTHCHECK command, run inside the container.
     "${PODMAN[@]}" healthcheck run "${CONTAINER}" >/dev/null || fail "image HEALTHCHECK reports unhealthy"
     step_done "HEALTHCHECK healthy"
@@ -277,7 +313,7 @@ wait_for_health() {
 # --- 6. sync ----------------------------------------------------------------------------------------------
 
 run_sync() {
-    step "6/9 POST /admin/sync/trigger, poll GET /admin/sync/status"
+    step "6/11 POST /admin/sync/trigger, poll GET /admin/sync/status"
     local reply
     reply="$(smoke_client sync "${BASE_URL}" "${SYNC_TIMEOUT_S}")" || fail "$(field error <<<"${reply}")"
     local triggered_run last_status run_id created
@@ -299,19 +335,9 @@ run_sync() {
 # --- 7. stop ----------------------------------------------------------------------------------------------
 
 stop_container() {
-    step "7/9 stop with SIGTERM (podman stop -t ${STOP_TIMEOUT_S})"
-    local started exit_code took logs
-    started="$(date +%s.%N)"
-    "${PODMAN[@]}" stop --time "${STOP_TIMEOUT_S}" "${CONTAINER}" >/dev/null 2>"${WORK_DIR}/stop.log" \
-        || { cat "${WORK_DIR}/stop.log" >&2; fail "podman stop failed"; }
-    took="$(elapsed "${started}")"
-    # podman stop falls back to SIGKILL after the timeout: that is exit 137 and a warning, never clean.
-    if grep -q SIGKILL "${WORK_DIR}/stop.log"; then fail "SIGTERM ignored: killed after ${STOP_TIMEOUT_S}s"; fi
-    exit_code="$("${PODMAN[@]}" inspect --format '{{.State.ExitCode}}' "${CONTAINER}")"
-    [[ "${exit_code}" == 0 ]] || fail "container exited with ${exit_code} on SIGTERM"
-    logs="$("${PODMAN[@]}" logs "${CONTAINER}" 2>&1)"
-    if [[ "${logs}" == *"${ADMIN_TOKEN}"* ]]; then fail "the admin token appears in the container log"; fi
-    step_done "exit code 0 after ${took}s; token absent from $(wc -l <<<"${logs}") log lines"
+    step "7/11 stop with SIGTERM (podman stop -t ${STOP_TIMEOUT_S})"
+    stop_with_sigterm
+    step_done
 }
 
 # --- 8. ledger --------------------------------------------------------------------------------------------
@@ -319,7 +345,7 @@ stop_container() {
 sql() { sqlite3 -batch -noheader -readonly "${DATA_DIR}/product-sync.db" "$1"; }
 
 audit_ledger() {
-    step "8/9 audit the ledger on the volume with sqlite3"
+    step "8/11 audit the ledger on the volume with sqlite3"
     [[ -s "${DATA_DIR}/product-sync.db" ]] || fail "no ${DATA_DIR}/product-sync.db on the volume"
     local running succeeded products
     info "runs: $(sql "SELECT group_concat(id || ':' || status || ' created=' || created || ' by ' || triggered_by, '; ') FROM runs")"
@@ -333,13 +359,41 @@ audit_ledger() {
     step_done "1 success run (created=${EXPECTED_CREATED}), 0 running, ${products} products, integrity ok"
 }
 
-# --- 9. clean up ------------------------------------------------------------------------------------------
+# --- 9.-10. restart, SIGTERM during a sync -------------------------------------------------------------------
+
+interrupt_running_sync() {
+    step "9/11 restart on the same volume (${LONG_FEED_COUNT}-product feed), SIGTERM in the middle of the sync"
+    remove_stopped_container
+    launch_container --env "SYNC_DEMO_PRODUCT_COUNT=${LONG_FEED_COUNT}"
+    await_health
+    local reply
+    reply="$(smoke_client start "${BASE_URL}" "${SYNC_TIMEOUT_S}")" || fail "$(field error <<<"${reply}")"
+    INTERRUPTED_RUN="$(field runId <<<"${reply}")"
+    info "run ${INTERRUPTED_RUN} is running: $(field processed <<<"${reply}") of $(field total <<<"${reply}") processed"
+    stop_with_sigterm
+    step_done
+}
+
+audit_interrupted_run() {
+    step "10/11 audit: the interrupted run is closed, the first run unchanged"
+    info "runs: $(sql "SELECT group_concat(id || ':' || status || ' processed=' || processed || ' error=' || coalesce(error_message, '-'), '; ') FROM runs")"
+    local interrupted first running
+    interrupted="$(sql "SELECT status || '|' || (finished_at IS NOT NULL) || '|' || coalesce(error_message, '') FROM runs WHERE id = ${INTERRUPTED_RUN}")"
+    first="$(sql "SELECT count(*) FROM runs WHERE status = 'success' AND created = ${EXPECTED_CREATED}")"
+    running="$(sql "SELECT count(*) FROM runs WHERE status = 'running'")"
+    [[ "${running}" == 0 ]] || fail "${running} run(s) still marked running after the SIGTERM"
+    [[ "${interrupted}" == "error|1|"*shutdown* ]] \
+        || fail "interrupted run ${INTERRUPTED_RUN} is '${interrupted}', expected a finished error naming the shutdown"
+    [[ "${first}" == 1 ]] || fail "the first run's success row changed"
+    [[ "$(sql 'PRAGMA integrity_check')" == ok ]] || fail "integrity_check failed"
+    step_done "run ${INTERRUPTED_RUN} finished as error (shutdown), 0 running, integrity ok"
+}
+
+# --- 11. clean up -----------------------------------------------------------------------------------------
 
 remove_container() {
-    step "9/9 remove container"
-    "${PODMAN[@]}" rm "${CONTAINER}" >/dev/null 2>"${WORK_DIR}/rm.log" \
-        || { cat "${WORK_DIR}/rm.log" >&2; fail "podman rm failed"; }
-    CONTAINER_STARTED=0
+    step "11/11 remove container"
+    remove_stopped_container
     step_done
 }
 
@@ -354,6 +408,8 @@ main() {
     run_sync
     stop_container
     audit_ledger
+    interrupt_running_sync
+    audit_interrupted_run
     remove_container
 }
 

@@ -2,8 +2,9 @@
 
     container_smoke_client.py health BASE_URL           exit 0 when GET /health answers 200
     container_smoke_client.py sync BASE_URL TIMEOUT_S   trigger a sync, poll the status until the run ends
+    container_smoke_client.py start BASE_URL TIMEOUT_S  trigger a sync, poll until it has made progress
 
-``sync`` prints ``key=value`` lines for the shell to assert on; on a protocol failure it prints
+``sync`` and ``start`` print ``key=value`` lines for the shell to assert on; on a protocol failure it prints
 ``error=...`` and exits 1. The admin token comes from SMOKE_TOKEN (environment, never argv) and is
 never printed.
 """
@@ -46,7 +47,7 @@ def check_health(base_url: str) -> None:
     print(f"health={json.dumps(body)}")
 
 
-def trigger_and_wait(base_url: str, timeout_s: float) -> None:
+def trigger(base_url: str) -> None:
     status, body = call("GET", base_url + "/admin/sync/status")
     if status != 200:
         raise SmokeFailure(f"status before trigger answered {status}: {body}")
@@ -55,6 +56,30 @@ def trigger_and_wait(base_url: str, timeout_s: float) -> None:
         raise SmokeFailure(f"trigger answered {status}: {body}")
     print(f"triggeredRunId={body['data']['runId']}")
     print(f"startedAt={body['data']['startedAt']}")
+
+
+def trigger_and_wait_for_progress(base_url: str, timeout_s: float) -> None:
+    trigger(base_url)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status, body = call("GET", base_url + "/admin/sync/status")
+        if status != 200:
+            raise SmokeFailure(f"status answered {status}: {body}")
+        data = body["data"]
+        if not data["isRunning"]:
+            raise SmokeFailure(f"the run ended before it could be interrupted: {data['lastStatus']}")
+        if data["progress"] and data["progress"]["processed"] > 0:
+            break
+        if time.monotonic() > deadline:
+            raise SmokeFailure(f"no progress within {timeout_s}s")
+        time.sleep(POLL_INTERVAL_S)
+    print(f"runId={data['runId']}")
+    print(f"processed={data['progress']['processed']}")
+    print(f"total={data['progress']['total']}")
+
+
+def trigger_and_wait(base_url: str, timeout_s: float) -> None:
+    trigger(base_url)
     deadline = time.monotonic() + timeout_s
     while True:
         status, body = call("GET", base_url + "/admin/sync/status")
@@ -76,6 +101,8 @@ def main(argv: list[str]) -> int:
             check_health(argv[1])
         elif argv[:1] == ["sync"] and len(argv) == 3:
             trigger_and_wait(argv[1], float(argv[2]))
+        elif argv[:1] == ["start"] and len(argv) == 3:
+            trigger_and_wait_for_progress(argv[1], float(argv[2]))
         else:
             print(__doc__, file=sys.stderr)
             return 2
