@@ -27,7 +27,7 @@ readonly BASE_IMAGE="${SMOKE_BASE_IMAGE:-localhost/product-sync-base:bookworm}"
 readonly DEFAULT_BASE_IMAGE="localhost/product-sync-base:bookworm"
 readonly IMAGE="${SMOKE_IMAGE:-localhost/product-sync:smoke}"
 readonly CACHE_DIR="${SMOKE_CACHE_DIR:-/var/cache/product-sync}"
-readonly BASE_TARBALL="${CACHE_DIR}/debian-bookworm-minbase-python3.tar.gz"
+readonly BASE_TARBALL="${CACHE_DIR}/debian-bookworm-minbase-python3.tar"
 readonly NETWORK_MODE="${SMOKE_NETWORK:-bridge}"
 readonly EXPECTED_CREATED="${SMOKE_EXPECTED_CREATED:-194}"
 readonly SYNC_TIMEOUT_S="${SMOKE_SYNC_TIMEOUT_S:-120}"
@@ -81,6 +81,10 @@ cleanup() {
             printf '\n--- last container log lines ---\n' >&2
             "${PODMAN[@]}" logs --tail 40 "${CONTAINER}" 2>&1 | redact >&2
             printf -- '--------------------------------\n' >&2
+            if [[ -n "${DATA_DIR}" ]]; then
+                "${PODMAN[@]}" logs "${CONTAINER}" 2>&1 | redact >"${DATA_DIR}/container.log"
+                info "full container log: ${DATA_DIR}/container.log"
+            fi
         fi
         "${PODMAN[@]}" rm --force --time 0 "${CONTAINER}" >/dev/null 2>&1
         info "removed container ${CONTAINER}"
@@ -110,7 +114,7 @@ install_tools() {
     step "1/11 tools: podman, buildah, runc, debootstrap, sqlite3, python3"
     local -A package_for=(
         [podman]=podman [buildah]=buildah [runc]=runc [debootstrap]=debootstrap
-        [sqlite3]=sqlite3 [python3]=python3 [tar]=tar [gzip]=gzip
+        [sqlite3]=sqlite3 [python3]=python3 [tar]=tar
     )
     local missing=() command
     for command in "${!package_for[@]}"; do
@@ -171,8 +175,9 @@ build_base_tarball() {
     rm -rf "${rootfs}"/var/cache/apt/archives/*.deb "${rootfs}"/var/cache/apt/*.bin \
         "${rootfs}"/var/lib/apt/lists/* "${rootfs}"/usr/share/doc/* "${rootfs}"/usr/share/man/*
     mkdir -p "${CACHE_DIR}"
-    # Write then rename, so an interrupted run never leaves a truncated tarball in the cache.
-    tar --numeric-owner -C "${rootfs}" -czf "${BASE_TARBALL}.partial" .
+    # Uncompressed: compressing costs more time than the disk space is worth here. Write then rename,
+    # so an interrupted run never leaves a truncated tarball in the cache.
+    tar --numeric-owner -C "${rootfs}" -cf "${BASE_TARBALL}.partial" .
     mv "${BASE_TARBALL}.partial" "${BASE_TARBALL}"
     rm -rf "${rootfs}"
     info "cached ${BASE_TARBALL} ($(du -h "${BASE_TARBALL}" | cut -f1), packed in $(elapsed "${started}")s)"
