@@ -5,31 +5,32 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-import aiohttp
+import orjson
 from aiohttp import web
 
 from service.api import ops_routes, runs_routes, session_routes, sync_routes
 from service.api.auth import Authenticator
+from service.api.cors import cors_middleware
 from service.api.errors import ApiError, Handler, error_middleware
+from service.api.openapi import build_document
 from service.keys import (
     AUTHENTICATOR,
     DATABASE,
     HTTP_CLIENT,
     LEDGER,
+    METRICS,
+    OPENAPI_DOCUMENT,
     PRINCIPAL,
     RUNNER,
     SETTINGS,
     SOURCE_URL,
     SYNC_JOB,
 )
-from service.ledger.db import Database
-from service.ledger.owner import OwnerLock
-from service.ledger.runs import Ledger
+from service.metrics import HttpMetrics, http_metrics_middleware
+from service.resources import open_http_client, open_ledger, open_runner, open_source
 from service.settings import Settings
-from service.sync.demo_upstream import DemoUpstream
 from service.sync.engine import run_catalog_sync
 from service.sync.job import SyncJob
-from service.sync.runner import SyncRunner
 
 log = logging.getLogger(__name__)
 
@@ -62,65 +63,56 @@ async def body_limit_middleware(request: web.Request, handler: Handler) -> web.S
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    owner = OwnerLock(OwnerLock.lock_dir_for(settings.db_path))
-    database = await Database.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
-    owner.acquire()
-    ledger = Ledger(database, owner, settings.stall_timeout_s)
-    recovered = await ledger.recover_dead_runs()
-    if recovered is not None:
-        log.warning(
-            "run %s was left running by a process that is gone; recorded as interrupted", recovered.id
-        )
-    app[DATABASE] = database
-    app[LEDGER] = ledger
-    yield
-    await database.close()
-    owner.release()
+    async with open_ledger(app[SETTINGS]) as ledger:
+        app[DATABASE] = ledger.db
+        app[LEDGER] = ledger
+        yield
 
 
 async def http_client_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.read_timeout_s
-    )
-    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+    async with open_http_client(app[SETTINGS]) as session:
         app[HTTP_CLIENT] = session
         yield
 
 
 async def source_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
-    if settings.source_url:
-        app[SOURCE_URL] = settings.source_url
+    async with open_source(app[SETTINGS]) as url:
+        app[SOURCE_URL] = url
         yield
-        return
-    upstream = DemoUpstream(count=settings.demo_product_count, source_format=settings.source_format)
-    app[SOURCE_URL] = await upstream.start()
-    log.info("no SYNC_SOURCE_URL set: syncing from the built-in demo upstream at %s", app[SOURCE_URL])
-    try:
-        yield
-    finally:
-        await upstream.close()
 
 
 async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
-    runner = SyncRunner(app[LEDGER], app[SETTINGS], app[HTTP_CLIENT], app[SYNC_JOB], app[SOURCE_URL])
-    app[RUNNER] = runner
+    async with open_runner(
+        app[LEDGER], app[SETTINGS], app[HTTP_CLIENT], app[SYNC_JOB], app[SOURCE_URL]
+    ) as runner:
+        app[RUNNER] = runner
+        yield
+
+
+async def openapi_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Built once routes are final (start-up), from the routes actually registered.
+    app[OPENAPI_DOCUMENT] = orjson.dumps(build_document(app, app[SETTINGS]))
     yield
-    # Runs before the database closes (cleanup is in reverse order), so the row gets finished.
-    await runner.close()
 
 
 def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Application:
+    metrics = HttpMetrics()
     app = web.Application(
-        middlewares=[error_middleware, body_limit_middleware, auth_middleware],
+        # Metrics outermost so they see the final status; CORS next so error answers carry its headers.
+        middlewares=[
+            http_metrics_middleware(metrics),
+            cors_middleware,
+            error_middleware,
+            body_limit_middleware,
+            auth_middleware,
+        ],
         client_max_size=settings.max_request_body_bytes,
     )
     app[SETTINGS] = settings
+    app[METRICS] = metrics
     app[AUTHENTICATOR] = Authenticator(settings.admin_tokens, settings.session_ttl_s)
     app[SYNC_JOB] = job or run_catalog_sync
-    app.cleanup_ctx.extend([database_ctx, http_client_ctx, source_ctx, runner_ctx])
+    app.cleanup_ctx.extend([database_ctx, http_client_ctx, source_ctx, runner_ctx, openapi_ctx])
     for table in (sync_routes.routes, runs_routes.routes, session_routes.routes, ops_routes.routes):
         app.add_routes(table)
     return app

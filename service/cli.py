@@ -1,18 +1,34 @@
-"""Command line: ``serve`` (default), ``sync``, ``runs``, ``migrate``. Settings come from SYNC_* variables."""
+"""product-sync: pull a product catalog from an upstream feed into SQLite, with an auditable run ledger.
+
+Commands: serve (default), sync, runs, migrate. Settings come from SYNC_* environment variables
+(e.g. SYNC_DB_PATH, SYNC_SOURCE_URL, SYNC_ADMIN_TOKEN); see docs/operations.md.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import getpass
 import logging
 import os
+import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 
 from aiohttp import web
 from pydantic import ValidationError
 
+from service.api.schemas import RunList, run_model
+from service.ledger import queries
+from service.ledger.db import Database, DatabaseError
+from service.ledger.migrations import MigrationError
+from service.ledger.runs import NoRunRunning, RunAlreadyRunning, RunRecord
 from service.logs import configure_logging
+from service.progress import ProgressReporter, summary_lines
+from service.resources import open_sync_stack
+from service.runs_table import format_runs_table
 from service.settings import Settings
 
 log = logging.getLogger("service")
@@ -22,6 +38,17 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_ALREADY_RUNNING = 3
 
+POLL_INTERVAL_S = 0.5
+# What a missing, unwritable, locked or corrupt database file raises: reported in one line, exit 1.
+_STORAGE_ERRORS = (DatabaseError, MigrationError, sqlite3.Error, OSError)
+RUN_STATUSES = ("running", "success", "error", "cancelled")
+
+_SYNC_EPILOG = """exit codes:
+  0  the run succeeded
+  1  the run failed or was cancelled (Ctrl-C / SIGTERM cancel it), or the database could not be opened
+  2  invalid settings
+  3  a run is already in progress (in a service or another sync sharing the database)"""
+
 
 def _settings_from_env() -> Settings:
     try:
@@ -29,6 +56,17 @@ def _settings_from_env() -> Settings:
     except (ValidationError, ValueError) as exc:
         print(f"invalid settings: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+
+
+def cli_identity() -> str:
+    """What the ledger records as ``triggered_by`` for a run started from the command line."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no login name for this uid (e.g. a container's arbitrary user)
+        return f"cli:uid{os.getuid()}"
+
+
+# --- serve ---------------------------------------------------------------------------------------
 
 
 def serve(settings: Settings) -> int:
@@ -51,23 +89,166 @@ def serve(settings: Settings) -> int:
     return EXIT_OK
 
 
-def migrate(settings: Settings) -> int:
-    from service.ledger.db import Database
+# --- sync ----------------------------------------------------------------------------------------
 
-    async def _run() -> int:
-        database = await Database.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
+
+def sync(settings: Settings, quiet: bool) -> int:
+    try:
+        return asyncio.run(_sync(settings, quiet))
+    except _STORAGE_ERRORS as exc:
+        print(f"sync failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+async def _sync(settings: Settings, quiet: bool) -> int:
+    who = cli_identity()
+    async with open_sync_stack(settings) as stack:
+        runner = stack.runner
+        try:
+            run = await runner.trigger(who)
+        except RunAlreadyRunning as exc:
+            running = exc.running
+            print(
+                f"a sync is already running: run {running.id}, started {running.started_at} "
+                f"by {running.triggered_by}",
+                file=sys.stderr,
+            )
+            return EXIT_ALREADY_RUNNING
+
+        cancels: list[asyncio.Task[None]] = []
+
+        async def cancel() -> None:
+            if runner.current_run_id() == run.id:
+                with contextlib.suppress(NoRunRunning):  # it finished meanwhile
+                    await runner.cancel(who)
+
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            # A signal cancels the run (recorded as cancelled by this user) instead of killing the process.
+            loop.add_signal_handler(signum, lambda: cancels.append(asyncio.ensure_future(cancel())))
+        try:
+            reporter = ProgressReporter(sys.stdout, interactive=sys.stdout.isatty())
+            outcome = asyncio.ensure_future(runner.wait())
+            while not outcome.done():
+                await asyncio.wait({outcome}, timeout=POLL_INTERVAL_S)
+                current = await stack.ledger.get_run(run.id)
+                if current is not None and not quiet and current.is_running:
+                    reporter.update(current)
+            final = outcome.result()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+        if quiet:
+            for line in summary_lines(final):
+                print(line)
+        else:
+            reporter.finish(final)
+        return EXIT_OK if final.status == "success" else EXIT_FAILED
+
+
+# --- runs ----------------------------------------------------------------------------------------
+
+
+def runs(settings: Settings, limit: int, status: str | None, as_json: bool) -> int:
+    if not settings.db_path.exists():
+        print(f"no database at {settings.db_path}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        records = asyncio.run(_read_runs(settings, limit, status))
+    except _STORAGE_ERRORS as exc:
+        print(f"cannot read runs: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if as_json:
+        print(RunList(runs=[run_model(r) for r in records], nextCursor=None).model_dump_json(indent=2))
+    else:
+        print(format_runs_table(records))
+    return EXIT_OK
+
+
+async def _read_runs(settings: Settings, limit: int, status: str | None) -> list[RunRecord]:
+    database = await Database.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
+    try:
+        rows = await database.fetch_all(
+            queries.LIST_RUNS, {"limit": limit, "before_id": None, "status": status}
+        )
+    finally:
         await database.close()
-        print(f"{settings.db_path}: schema at version {database.schema_version}")
-        return EXIT_OK
+    return [RunRecord.from_row(row) for row in rows]
 
-    return asyncio.run(_run())
+
+# --- migrate -------------------------------------------------------------------------------------
+
+
+def migrate(settings: Settings) -> int:
+    async def _run() -> list[sqlite3.Row]:
+        database = await Database.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
+        try:
+            return await database.fetch_all(
+                "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
+            )
+        finally:
+            await database.close()
+
+    try:
+        applied = asyncio.run(_run())
+    except _STORAGE_ERRORS as exc:
+        print(f"migration failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    version = applied[-1]["version"] if applied else 0
+    print(f"{settings.db_path}: schema at version {version}")
+    for row in applied:
+        print(f"  {row['version']:04d}_{row['name']}  applied {row['applied_at']}")
+    return EXIT_OK
+
+
+# --- arguments -----------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="product-sync", description=__doc__)
-    commands = parser.add_subparsers(dest="command")
-    commands.add_parser("serve", help="run the HTTP service (default)")
-    commands.add_parser("migrate", help="apply database migrations and exit")
+    parser = argparse.ArgumentParser(
+        prog="product-sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser(
+        "serve",
+        help="run the HTTP service (the default command)",
+        description="Run the HTTP service on SYNC_HOST:SYNC_PORT (default 127.0.0.1:9000).",
+    )
+    sync_parser = commands.add_parser(
+        "sync",
+        help="run one sync in the foreground and wait for it",
+        description=(
+            "Run one sync in this process, recorded in the same ledger and under the same "
+            "one-run-at-a-time rule as the service. Shows a progress bar on a terminal, plain lines "
+            "otherwise, then a summary. Logs go to stderr."
+        ),
+        epilog=_SYNC_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sync_parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    runs_parser = commands.add_parser(
+        "runs",
+        help="list recent runs from the ledger",
+        description="List recent runs, newest first, from the ledger at SYNC_DB_PATH.",
+    )
+    runs_parser.add_argument("--limit", type=_positive_int, default=20, help="how many runs (default 20)")
+    runs_parser.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
+    runs_parser.add_argument("--json", action="store_true", help="print JSON (the API's Run objects)")
+    commands.add_parser(
+        "migrate",
+        help="apply database migrations and exit",
+        description="Apply pending migrations to SYNC_DB_PATH and list the applied ones.",
+    )
     return parser
 
 
@@ -76,6 +257,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = _settings_from_env()
     configure_logging(settings.log_format, settings.log_level)
     command = args.command or "serve"
+    if command == "sync":
+        return sync(settings, args.quiet)
+    if command == "runs":
+        return runs(settings, args.limit, args.status, args.json)
     if command == "migrate":
         return migrate(settings)
     return serve(settings)

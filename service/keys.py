@@ -8,6 +8,7 @@ from aiohttp import web
 from service.api.auth import Authenticator, Principal
 from service.ledger.db import Database
 from service.ledger.runs import Ledger
+from service.metrics import HttpMetrics
 from service.settings import Settings
 from service.sync.job import SyncJob
 from service.sync.runner import SyncRunner
@@ -20,4 +21,6 @@ HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SOURCE_URL = web.AppKey("source_url", str)
 SYNC_JOB: web.AppKey[SyncJob] = web.AppKey("sync_job")
 RUNNER = web.AppKey("runner", SyncRunner)
+METRICS = web.AppKey("metrics", HttpMetrics)
+OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -6,7 +6,7 @@ import contextvars
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -46,9 +46,9 @@ class TextFormatter(logging.Formatter):
         return f"{line} [run {run_id}]" if run_id is not None else line
 
 
-def configure_logging(log_format: str, level: str) -> None:
-    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
-    handler = logging.StreamHandler(sys.stderr)
+def build_handler(stream: TextIO, use_json: bool) -> logging.Handler:
+    """A handler writing one line per event to ``stream``, each carrying the run id when inside a run."""
+    handler = logging.StreamHandler(stream)
     handler.addFilter(RunIdFilter())
     if use_json:
         formatter: logging.Formatter = JsonFormatter()
@@ -56,8 +56,13 @@ def configure_logging(log_format: str, level: str) -> None:
     else:
         formatter = TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler.setFormatter(formatter)
+    return handler
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [build_handler(sys.stderr, use_json)]
     root.setLevel(level.upper())
     # aiohttp's access log is one line per request: useful, but not at the default level of a busy poller.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""Liveness and readiness probes: cheap, unauthenticated."""
+"""Operations: liveness and readiness probes (cheap, unauthenticated), metrics, the API document."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from aiohttp import web
 
 from service.api.errors import ApiError, json_response
 from service.api.schemas import HealthResponse, ReadyResponse
-from service.keys import DATABASE
+from service.keys import AUTHENTICATOR, DATABASE, METRICS, OPENAPI_DOCUMENT, SETTINGS
+from service.metrics import CONTENT_TYPE, render_metrics
 
 routes = web.RouteTableDef()
 
@@ -30,3 +31,16 @@ async def ready(request: web.Request) -> web.Response:
     if version < expected:
         raise ApiError(503, f"Database schema at version {version}, expected {expected}")
     return json_response(ReadyResponse(schemaVersion=version))
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    if request.app[SETTINGS].metrics_require_auth:
+        request.app[AUTHENTICATOR].authenticate(request)
+    body = await render_metrics(request.app[METRICS], request.app[DATABASE])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[OPENAPI_DOCUMENT], content_type="application/json")

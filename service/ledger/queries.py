@@ -85,3 +85,25 @@ WHERE status <> 'running' AND started_at < :cutoff AND id <> (SELECT max(id) FRO
   AND NOT EXISTS (SELECT 1 FROM products WHERE created_run = runs.id OR updated_run = runs.id)
   AND NOT EXISTS (SELECT 1 FROM categories WHERE created_run = runs.id)
 """
+
+# --- /metrics: read at scrape time, so they count runs of every process sharing the file -------------
+
+# One statement, so one consistent snapshot: totals per outcome (a small table kept by a trigger), the
+# running run, the last finished run and the last success, each row tagged by ``kind``. Every part is an
+# index lookup, so a scrape costs the same on a ledger of a million runs.
+LEDGER_METRICS = """
+SELECT 'total' AS kind, status, runs, created, updated, unchanged, errors, categories_created,
+       duration_s, NULL AS processed, NULL AS total, NULL AS started_at, NULL AS finished_at
+FROM run_totals
+UNION ALL
+SELECT 'running', status, 1, created, updated, unchanged, errors, categories_created,
+       NULL, processed, total, started_at, NULL
+FROM runs WHERE status = 'running'
+UNION ALL
+SELECT 'last_finished', status, 1, created, updated, unchanged, errors, categories_created,
+       duration_s, processed, total, started_at, finished_at
+FROM (SELECT * FROM runs WHERE status <> 'running' ORDER BY id DESC LIMIT 1)
+UNION ALL
+SELECT 'last_success', 'success', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, finished_at
+FROM (SELECT finished_at FROM runs WHERE status = 'success' ORDER BY id DESC LIMIT 1)
+"""

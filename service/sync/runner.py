@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from service.ledger.retention import apply_retention
 from service.ledger.runs import SHUTDOWN_MESSAGE, FinalStatus, Ledger, RunNoLongerRunning, RunRecord
 from service.logs import run_id_var
 from service.settings import Settings
@@ -86,7 +87,14 @@ class SyncRunner:
         self._watchdog = asyncio.create_task(
             self._watch(run.id), name=f"sync-watchdog-{run.id}", context=context
         )
-        log.info("sync run %s started by %s from %s", run.id, run.triggered_by, self.source_label)
+        # Logged from the caller's context, so the run id is passed explicitly.
+        log.info(
+            "sync run %s started by %s from %s",
+            run.id,
+            run.triggered_by,
+            self.source_label,
+            extra={"run_id": run.id},
+        )
         return run
 
     async def run_in_foreground(self, triggered_by: str) -> RunRecord:
@@ -175,6 +183,7 @@ class SyncRunner:
             log.info("⏹ Manual sync cancelled by %s", final.cancelled_by)
         else:
             log.error("%s%s", FAILURE_PREFIX, final.error_message)
+        await apply_retention(self._ledger, self._settings)
         return final
 
     async def _finish_with_retries(

@@ -1,0 +1,105 @@
+"""The pieces a sync needs, as async context managers shared by the HTTP app and the CLI.
+
+``create_app`` wraps each in a ``cleanup_ctx``; ``product-sync sync`` enters them all with
+:func:`open_sync_stack`. Either way the same ledger rules, owner lock and retention apply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from service.ledger.db import Database
+from service.ledger.owner import OwnerLock
+from service.ledger.retention import apply_retention
+from service.ledger.runs import Ledger
+from service.settings import Settings
+from service.sync.demo_upstream import DemoUpstream
+from service.sync.engine import run_catalog_sync
+from service.sync.job import SyncJob
+from service.sync.runner import SyncRunner
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def open_ledger(settings: Settings) -> AsyncIterator[Ledger]:
+    """Open (and migrate) the database, take this process's owner lock, recover dead runs, prune."""
+    owner = OwnerLock(OwnerLock.lock_dir_for(settings.db_path))
+    database = await Database.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
+    try:
+        owner.acquire()
+    except BaseException:
+        await database.close()
+        raise
+    try:
+        ledger = Ledger(database, owner, settings.stall_timeout_s)
+        recovered = await ledger.recover_dead_runs()
+        if recovered is not None:
+            log.warning(
+                "run %s was left running by a process that is gone; recorded as interrupted", recovered.id
+            )
+        await apply_retention(ledger, settings)
+        yield ledger
+    finally:
+        await database.close()
+        owner.release()
+
+
+@asynccontextmanager
+async def open_http_client(settings: Settings) -> AsyncIterator[aiohttp.ClientSession]:
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.read_timeout_s
+    )
+    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+        yield session
+
+
+@asynccontextmanager
+async def open_source(settings: Settings) -> AsyncIterator[str]:
+    """The feed URL: the configured one, or the built-in demo upstream started on loopback."""
+    if settings.source_url:
+        yield settings.source_url
+        return
+    upstream = DemoUpstream(count=settings.demo_product_count, source_format=settings.source_format)
+    url = await upstream.start()
+    log.info("no SYNC_SOURCE_URL set: syncing from the built-in demo upstream at %s", url)
+    try:
+        yield url
+    finally:
+        await upstream.close()
+
+
+@asynccontextmanager
+async def open_runner(
+    ledger: Ledger, settings: Settings, http: aiohttp.ClientSession, job: SyncJob, source_url: str
+) -> AsyncIterator[SyncRunner]:
+    runner = SyncRunner(ledger, settings, http, job, source_url)
+    try:
+        yield runner
+    finally:
+        # Before the database closes (exit order is reverse), so a running row gets finished.
+        await runner.close()
+
+
+@dataclass(frozen=True)
+class SyncStack:
+    ledger: Ledger
+    runner: SyncRunner
+
+
+@asynccontextmanager
+async def open_sync_stack(settings: Settings, job: SyncJob | None = None) -> AsyncIterator[SyncStack]:
+    """Everything ``create_app``'s cleanup contexts build, for a process without an HTTP server."""
+    async with AsyncExitStack() as stack:
+        ledger = await stack.enter_async_context(open_ledger(settings))
+        http = await stack.enter_async_context(open_http_client(settings))
+        source_url = await stack.enter_async_context(open_source(settings))
+        runner = await stack.enter_async_context(
+            open_runner(ledger, settings, http, job or run_catalog_sync, source_url)
+        )
+        yield SyncStack(ledger, runner)
