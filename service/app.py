@@ -34,6 +34,8 @@ from service.sync.job import SyncJob
 
 log = logging.getLogger(__name__)
 
+_MAX_HEADER_BYTES = 32 * 1024
+
 # Reachable without credentials: probes, the admin page's files, and the sign-in itself.
 _PUBLIC_ADMIN = frozenset({("GET", "/admin/"), ("GET", "/admin"), ("POST", "/admin/session")})
 
@@ -107,6 +109,9 @@ def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Applica
             auth_middleware,
         ],
         client_max_size=settings.max_request_body_bytes,
+        # Long headers (up to 32 KiB each) still reach the app, so a padded token gets the JSON 401;
+        # past that aiohttp answers 400 itself.
+        handler_args={"max_field_size": _MAX_HEADER_BYTES, "max_line_size": _MAX_HEADER_BYTES},
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics

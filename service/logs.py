@@ -9,6 +9,7 @@ import time
 from typing import Any, TextIO
 
 import orjson
+from aiohttp.http_exceptions import BadHttpMessage
 
 # Set inside a run's task; asyncio copies context into tasks, so every line the run logs carries it.
 run_id_var: contextvars.ContextVar[int | None] = contextvars.ContextVar("run_id", default=None)
@@ -20,6 +21,21 @@ class RunIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "run_id", None) is None:
             record.run_id = run_id_var.get()
+        return True
+
+
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse with the raw bytes it choked on, which may be an
+    Authorization header: keep the event, drop the bytes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BadHttpMessage):
+            message = record.getMessage()
+            record.msg = "%s: %s (request bytes not logged)"
+            record.args = (message, type(error).__name__)
+            record.exc_info = None
+            record.exc_text = None
         return True
 
 
@@ -50,6 +66,7 @@ def build_handler(stream: TextIO, use_json: bool) -> logging.Handler:
     """A handler writing one line per event to ``stream``, each carrying the run id when inside a run."""
     handler = logging.StreamHandler(stream)
     handler.addFilter(RunIdFilter())
+    handler.addFilter(MalformedRequestFilter())
     if use_json:
         formatter: logging.Formatter = JsonFormatter()
         formatter.converter = time.gmtime

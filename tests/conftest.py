@@ -16,6 +16,8 @@ from service.app import create_app
 from service.settings import Settings
 from tests.upstream import FeedControl, dummyjson_app, make_product
 
+pytest_plugins = ["tests.reliability_report"]
+
 ADMIN_TOKEN = "test-admin-token-0123456789"
 OTHER_TOKEN = "test-ci-token-9876543210"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

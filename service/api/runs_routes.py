@@ -19,6 +19,7 @@ routes = web.RouteTableDef()
 
 _STATUSES = frozenset({"running", "success", "error", "cancelled"})
 MAX_PAGE = 200
+_MAX_ID = 2**63 - 1
 
 
 def _int_param(request: web.Request, name: str, default: int | None, low: int, high: int) -> int | None:
@@ -56,6 +57,8 @@ async def run_detail(request: web.Request) -> web.Response:
         run_id = int(request.match_info["run_id"])
     except ValueError:
         raise ApiError(404, "Run not found") from None
+    if not 0 < run_id <= _MAX_ID:  # beyond SQLite's INTEGER, no run can have this id
+        raise ApiError(404, "Run not found")
     ledger = request.app[LEDGER]
     run = await ledger.get_run(run_id)
     if run is None:

@@ -241,13 +241,24 @@ def _mix(index: int, salt: int) -> int:
     return value ^ (value >> 16)
 
 
-def demo_product(index: int, seed: int = 0) -> dict[str, Any]:
-    """Product number ``index`` (0-based; its upstream id is index + 1), in DummyJSON's shape."""
+def demo_product(index: int, seed: int = 0, variant: int = 0) -> dict[str, Any]:
+    """Product number ``index`` (0-based; its upstream id is index + 1), in DummyJSON's shape.
+
+    ``variant`` N > 0 is a later state of the same catalog: a deterministic 10% of the products have
+    their price raised by N dollars (re-sync benchmarks).
+    """
     product = _generate(index, seed)
     if index == _SHARED_TITLE_PAIR[1]:
         twin = _generate(_SHARED_TITLE_PAIR[0], seed)
         product.update(title=twin["title"], category=twin["category"])
+    if variant and changed_in_variant(index, variant):
+        product["price"] = round(product["price"] + variant, 2)
     return product
+
+
+def changed_in_variant(index: int, variant: int) -> bool:
+    """Whether product ``index`` differs in ``variant`` from the base catalog (10% of them, spread out)."""
+    return _mix(index, 1000 + variant) % 10 == 0
 
 
 def _generate(index: int, seed: int) -> dict[str, Any]:
@@ -306,9 +317,10 @@ def _generate(index: int, seed: int) -> dict[str, Any]:
 class SyntheticCatalog(Sequence[Mapping[str, Any]]):
     """``count`` demo products as a lazy sequence: each is generated when it is read."""
 
-    def __init__(self, count: int = DEFAULT_PRODUCT_COUNT, seed: int = 0) -> None:
+    def __init__(self, count: int = DEFAULT_PRODUCT_COUNT, seed: int = 0, variant: int = 0) -> None:
         self._count = count
         self._seed = seed
+        self._variant = variant
 
     def __len__(self) -> int:
         return self._count
@@ -319,12 +331,12 @@ class SyntheticCatalog(Sequence[Mapping[str, Any]]):
     def __getitem__(self, index: slice) -> Sequence[Mapping[str, Any]]: ...
     def __getitem__(self, index: int | slice) -> Mapping[str, Any] | Sequence[Mapping[str, Any]]:
         if isinstance(index, slice):
-            return [demo_product(i, self._seed) for i in range(*index.indices(self._count))]
+            return [demo_product(i, self._seed, self._variant) for i in range(*index.indices(self._count))]
         if index < 0:
             index += self._count
         if not 0 <= index < self._count:
             raise IndexError(index)
-        return demo_product(index, self._seed)
+        return demo_product(index, self._seed, self._variant)
 
 
 PRODUCTS_KEY = web.AppKey("products", Sequence[Mapping[str, Any]])
@@ -451,12 +463,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--host", default="127.0.0.1", help="a loopback address (127.0.0.1 or ::1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--variant", type=int, default=0, help="N > 0: 10%% of the prices raised by N dollars"
+    )
     parser.add_argument("--prerender", type=Path, help="render the NDJSON feed to this file first, serve it")
+    parser.add_argument(
+        "--ndjson-file", type=Path, help="serve this already rendered feed of --count products as NDJSON"
+    )
     args = parser.parse_args(argv)
     if not ipaddress.ip_address(args.host).is_loopback:
         parser.error("--host must be a loopback address")
     host = f"[{args.host}]" if ":" in args.host else args.host
-    catalog = SyntheticCatalog(args.count, args.seed)
+    catalog = SyntheticCatalog(args.count, args.seed, args.variant)
     if args.prerender is not None:
         with args.prerender.open("wb") as out:
             for block in iter_ndjson(catalog):
@@ -465,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"serving {args.count} products: http://{host}:{args.port}/products and /products.ndjson", flush=True
     )
     web.run_app(
-        build_demo_app(catalog, args.prerender),
+        build_demo_app(catalog, args.prerender or args.ndjson_file),
         host=args.host,
         port=args.port,
         access_log=None,

@@ -1,7 +1,7 @@
 """The catalog sync job: source -> mapping -> sink, as a three-stage pipeline with bounded queues.
 
-Fetching, mapping (CPU: validation, hashing; run in a worker thread so the event loop stays responsive)
-and writing overlap, and at most a few chunks are in memory at any time, whatever the feed's size.
+Fetching, mapping (CPU: validation, hashing; in a worker process for large feeds, see offload.py) and
+writing overlap, and at most a few chunks are in memory at any time, whatever the feed's size.
 Cancellation (cancel, stall, shutdown) is plain asyncio cancellation: the batch being written rolls
 back with its counters, so the ledger and the catalog never disagree.
 """
@@ -16,16 +16,14 @@ from dataclasses import dataclass
 
 from service.ledger.runs import BatchCounts, ItemError
 from service.sync.job import RunContext, SyncFailed
-from service.sync.mapping import MappedChunk, ProductRow, map_items
+from service.sync.mapping import MappedChunk, ProductRow
+from service.sync.offload import ChunkMapper
 from service.sync.sink import CatalogSink, SqliteCatalogSink
 from service.sync.sources import FeedChunk, Source, redact_url, source_for
 
 log = logging.getLogger(__name__)
 
 _QUEUE_CHUNKS = 4
-# Mapping runs on the event loop in slices of this many items (a few ms each). A worker thread would
-# not run in parallel (GIL) and makes the loop wait for the GIL on every network read (convoy effect).
-_MAP_SLICE = 100
 # A partial batch is written after this long, so progress shows on a slow feed.
 _FLUSH_AFTER_S = 0.5
 
@@ -73,7 +71,7 @@ async def _fetch(source: Source, out: asyncio.Queue[FeedChunk | _Failed | _End])
 async def _map(
     chunks: asyncio.Queue[FeedChunk | _Failed | _End],
     out: asyncio.Queue[MappedChunk | _Failed | _End],
-    currency: str,
+    mapper: ChunkMapper,
 ) -> None:
     while True:
         chunk = await chunks.get()
@@ -81,15 +79,11 @@ async def _map(
             await out.put(chunk)
             return
         try:
-            items: list[ProductRow | ItemError] = []
-            for start in range(0, len(chunk.items), _MAP_SLICE):
-                part = chunk.items[start : start + _MAP_SLICE]
-                items.extend(map_items(part, chunk.first_position + start, currency, chunk.total).items)
-                await asyncio.sleep(0)  # let status requests and network reads in between slices
+            mapped = await mapper.map(chunk)
         except Exception as exc:
             await out.put(_Failed(exc))
             return
-        await out.put(MappedChunk(items, chunk.total))
+        await out.put(mapped)
 
 
 async def _write_all(
@@ -156,9 +150,10 @@ async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> 
     started = time.monotonic()
     chunks: asyncio.Queue[FeedChunk | _Failed | _End] = asyncio.Queue(_QUEUE_CHUNKS)
     mapped: asyncio.Queue[MappedChunk | _Failed | _End] = asyncio.Queue(_QUEUE_CHUNKS)
+    mapper = ChunkMapper(settings.currency)
     stages = [
         asyncio.create_task(_fetch(source, chunks), name=f"sync-{ctx.run.id}-fetch"),
-        asyncio.create_task(_map(chunks, mapped, settings.currency), name=f"sync-{ctx.run.id}-map"),
+        asyncio.create_task(_map(chunks, mapped, mapper), name=f"sync-{ctx.run.id}-map"),
     ]
     try:
         async with asyncio.timeout(settings.run_timeout_s) as deadline:
@@ -173,6 +168,7 @@ async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> 
         for stage in stages:
             stage.cancel()
         await asyncio.gather(*stages, return_exceptions=True)
+        mapper.close()
     elapsed = time.monotonic() - started
     log.info(
         "run %d: synced %d items in %.2f s (%d/s): created %d, updated %d, unchanged %d, errors %d, "

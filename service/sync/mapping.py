@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import ValidationError
@@ -50,9 +50,12 @@ _MAX_REASON = 500
 RawItem = bytes | Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class ProductRow:
-    """One product ready for the catalog. ``handle_base`` is the slug; the sink makes it unique."""
+class ProductRow(NamedTuple):
+    """One product ready for the catalog. ``handle_base`` is the slug; the sink makes it unique.
+
+    A named tuple rather than a dataclass: rows cross from the mapping worker process in bulk, and a
+    tuple pickles and unpickles several times faster.
+    """
 
     position: int
     external_id: str
@@ -97,7 +100,12 @@ class MappingError(ValueError):
 
 def slugify(text: str) -> str:
     """ASCII slug: accents folded, everything else that is not a letter or digit becomes one dash."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    # ASCII text is its own NFKD form: skip the Unicode round trip for the common case.
+    folded = (
+        text
+        if text.isascii()
+        else unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    )
     return _NOT_SLUG.sub("-", folded.lower()).strip("-")
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -94,6 +95,13 @@ class RetryPolicy:
                     delay,
                 )
                 await asyncio.sleep(delay)
+            except aiohttp.TooManyRedirects:
+                raise SyncFailed(f"Upstream redirected too many times ({where})") from None
+            except aiohttp.ClientResponseError as exc:
+                # Raised for answers that are not valid HTTP. Its str() carries the URL, whose query
+                # may hold a credential: keep only the parser's message, on one line.
+                detail = " ".join(exc.message.split())[:200]
+                raise SyncFailed(f"Upstream sent a malformed HTTP answer ({where}): {detail}") from None
             except aiohttp.ClientError as exc:  # not transient: a bad URL, an answer that is not HTTP...
                 raise SyncFailed(f"Upstream request failed ({where}): {exc}") from exc
         raise AssertionError("unreachable: the loop returns or raises")
@@ -104,10 +112,17 @@ def describe_fault(fault: BaseException, where: str, attempts: int) -> str:
     if isinstance(fault, RetryableStatus):
         return f"Upstream answered {fault.status} {tries} ({where})"
     if isinstance(fault, aiohttp.ClientConnectorError):
-        reason = fault.os_error.strerror or str(fault.os_error)
+        reason = _os_error_reason(fault.os_error)
         return f"Cannot connect to upstream {fault.host}:{fault.port} ({reason}) {tries} ({where})"
     if isinstance(fault, TimeoutError):
         return f"Network timeout {tries} ({where})"
     if isinstance(fault, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
         return f"Upstream connection closed mid-response {tries} ({where})"
     return f"Network error: {fault} {tries} ({where})"
+
+
+def _os_error_reason(error: OSError) -> str:
+    """``Connection refused`` rather than asyncio's ``Connect call failed ('127.0.0.1', 9)``."""
+    if error.errno:
+        return os.strerror(error.errno)
+    return error.strerror or str(error)

@@ -163,6 +163,9 @@ class SyncRunner:
             message = str(exc)
         except RunNoLongerRunning:
             message = CLOSED_ELSEWHERE_MESSAGE
+        except sqlite3.Error as exc:  # a full disk, a read-only file, a lock held past the busy timeout
+            log.warning("sync run %s: database error: %s", run.id, exc)
+            message = f"Database error: {exc}"
         except Exception as exc:
             log.exception("sync run %s crashed", run.id)
             message = f"Unexpected error: {type(exc).__name__}: {exc}"

@@ -97,22 +97,39 @@ class DummyJsonSource:
         self._http = http
         self._url = URL(url)
         self._page_size = settings.page_size
+        # A page is bounded like NDJSON lines: max_line_bytes per product, so a hostile or broken
+        # upstream cannot make the service buffer an answer of any size.
+        self._max_page_bytes = settings.page_size * settings.max_line_bytes
         self._headers = upstream_headers(settings)
         self._timeout = request_timeout(settings)
         self._policy = policy or retry_policy(settings)
 
-    async def _fetch_body(self, skip: int) -> bytes:
+    async def _fetch_body(self, skip: int) -> tuple[bytes, str]:
+        """The page's body and its content type; a body over the page limit fails the run."""
         url = self._url.update_query(limit=self._page_size, skip=skip)
+        where = f"page skip={skip}"
         async with self._http.get(url, headers=self._headers, timeout=self._timeout) as resp:
-            await _raise_for_status(resp, f"page skip={skip}")
-            return await resp.read()
+            await _raise_for_status(resp, where)
+            too_large = SyncFailed(
+                f"Upstream page is larger than the limit of {self._max_page_bytes} bytes ({where})"
+            )
+            if resp.content_length is not None and resp.content_length > self._max_page_bytes:
+                raise too_large
+            body = bytearray()
+            async for data in resp.content.iter_any():
+                body += data
+                if len(body) > self._max_page_bytes:
+                    raise too_large
+            return bytes(body), resp.content_type
 
     async def _fetch_page(self, skip: int) -> DummyJsonPage:
         where = f"page skip={skip}"
-        body = await self._policy.call(lambda: self._fetch_body(skip), where)
+        body, content_type = await self._policy.call(lambda: self._fetch_body(skip), where)
         try:
             parsed: Any = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
+            if "json" not in content_type:  # e.g. an HTML error or maintenance page answered with 200
+                where = f"{where}, Content-Type: {content_type}"
             raise SyncFailed(f"Upstream sent invalid JSON ({where}): {exc}") from None
         try:
             return DummyJsonPage.model_validate(parsed)
@@ -197,13 +214,14 @@ class NdjsonSource:
                     pending = lines.pop()
                     if len(pending) > self._max_line:
                         raise self._too_long(line_number + len(lines) + 1)
-                    for line in lines:
-                        line_number += 1
-                        if len(line) > self._max_line:
-                            raise self._too_long(line_number)
-                        if line.strip():
-                            items.append(line)
-                            position += 1
+                    # Whole-block operations (C loops), not a Python loop per line: this runs on the loop.
+                    if lines and max(map(len, lines)) > self._max_line:
+                        first_long = next(i for i, line in enumerate(lines) if len(line) > self._max_line)
+                        raise self._too_long(line_number + first_long + 1)
+                    line_number += len(lines)
+                    kept = [line for line in lines if line.strip()]
+                    items.extend(kept)
+                    position += len(kept)
                     now = time.monotonic()
                     if items and (len(items) >= self._chunk_size or now - last_yield >= _CHUNK_MAX_WAIT_S):
                         yield FeedChunk(items, first_position, total)

@@ -1,0 +1,50 @@
+"""The chunk mapper: large feeds are mapped in a real worker process, with the same result as in-process."""
+
+from __future__ import annotations
+
+import orjson
+
+from service.sync.demo_upstream import demo_product
+from service.sync.mapping import RawItem, map_items
+from service.sync.offload import ChunkMapper
+from service.sync.sources import FeedChunk
+
+
+def feed_lines(count: int) -> list[RawItem]:
+    lines: list[RawItem] = [orjson.dumps(demo_product(index)) for index in range(count)]
+    lines[3] = b'{"id": 4, "title": "no price", "category": "beauty"}'  # an item error
+    lines[5] = b"{not json"
+    return lines
+
+
+async def test_a_large_feed_is_mapped_in_a_worker_process_with_the_same_result() -> None:
+    lines = feed_lines(300)
+    mapper = ChunkMapper("USD", process_threshold=100)
+    try:
+        mapped = await mapper.map(FeedChunk(lines, 1000, 300))
+        assert mapper.uses_process
+        assert mapped == map_items(lines, 1000, "USD", 300)
+        assert [item.position for item in mapped.items] == list(range(1000, 1300))
+        assert len(mapped.errors) == 2
+    finally:
+        mapper.close()
+
+
+async def test_a_feed_without_a_total_goes_to_the_worker_process() -> None:
+    lines = feed_lines(10)
+    mapper = ChunkMapper("EUR")
+    try:
+        mapped = await mapper.map(FeedChunk(lines, 0, None))
+        assert mapper.uses_process
+        assert mapped == map_items(lines, 0, "EUR", None)
+    finally:
+        mapper.close()
+
+
+async def test_a_small_feed_is_mapped_on_the_loop_without_a_process() -> None:
+    lines = feed_lines(250)
+    mapper = ChunkMapper("USD")
+    mapped = await mapper.map(FeedChunk(lines, 0, 194))
+    assert not mapper.uses_process
+    assert mapped == map_items(lines, 0, "USD", 194)
+    mapper.close()
