@@ -215,11 +215,18 @@ build_image() {
         build_args+=(--volume /etc/ssl/certs:/etc/ssl/certs:ro
             --build-arg PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
     fi
+    local previous_id
+    previous_id="$("${PODMAN[@]}" image inspect --format '{{.Id}}' "${IMAGE}" 2>/dev/null || true)"
     # --format docker keeps HEALTHCHECK and STOPSIGNAL, which the OCI image format has no field for.
     "${PODMAN[@]}" build --isolation=chroot --format docker --pull=never "${build_args[@]}" \
         --tag "${IMAGE}" "${REPO_DIR}" >"${WORK_DIR}/build.log" 2>&1 \
         || { tail -n 30 "${WORK_DIR}/build.log" >&2; fail "image build failed"; }
-    local user size
+    local user size current_id
+    current_id="$("${PODMAN[@]}" image inspect --format '{{.Id}}' "${IMAGE}")"
+    if [[ -n "${previous_id}" && "${previous_id}" != "${current_id}" ]]; then
+        # The tag moved: drop the image it pointed at, so repeated runs do not pile up untagged images.
+        "${PODMAN[@]}" rmi "${previous_id}" >/dev/null 2>&1 || true
+    fi
     user="$("${PODMAN[@]}" image inspect --format '{{.Config.User}}' "${IMAGE}")"
     size="$("${PODMAN[@]}" image inspect --format '{{.Size}}' "${IMAGE}")"
     [[ -n "${user}" && "${user%%:*}" != 0 && "${user%%:*}" != root ]] || fail "image runs as root (User=${user:-unset})"
