@@ -13,7 +13,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 from service.ledger.runs import ItemError
-from service.sync.mapping import MappedChunk, ProductRow, map_items
+from service.sync.mapping import MappedChunk, MappedRow, map_items, map_items_packed
 from service.sync.sources import FeedChunk
 
 # Feeds announcing fewer items than this are mapped on the loop; feeds with no announced total, or a
@@ -49,12 +49,13 @@ class ChunkMapper:
             context.set_forkserver_preload(["service.sync.mapping"])
             self._pool = ProcessPoolExecutor(1, mp_context=context)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, map_items, chunk.items, chunk.first_position, self._currency, chunk.total
+        packed = await loop.run_in_executor(
+            self._pool, map_items_packed, chunk.items, chunk.first_position, self._currency, chunk.total
         )
+        return packed.unpack()
 
     async def _map_on_loop(self, chunk: FeedChunk) -> MappedChunk:
-        items: list[ProductRow | ItemError] = []
+        items: list[MappedRow | ItemError] = []
         for start in range(0, len(chunk.items), LOOP_SLICE):
             part = chunk.items[start : start + LOOP_SLICE]
             items.extend(map_items(part, chunk.first_position + start, self._currency, chunk.total).items)
