@@ -23,6 +23,10 @@ PROCESS_THRESHOLD = 20_000
 LOOP_SLICE = 100
 
 
+def _start_worker(pool: ProcessPoolExecutor) -> None:
+    pool.submit(int).result()  # the first submit starts the worker process; int() is a no-op task
+
+
 class ChunkMapper:
     """Maps the chunks of one run; owns at most one worker process, shut down by :meth:`close`."""
 
@@ -48,6 +52,10 @@ class ChunkMapper:
             # then forked from it in milliseconds (and a fork of a clean process, not of this one).
             context.set_forkserver_preload(["service.sync.mapping"])
             self._pool = ProcessPoolExecutor(1, mp_context=context)
+            # Starting the worker is a blocking handshake with the fork server (which first has to start
+            # and import the mapping, on a service's first large run): done in a thread, so the loop
+            # keeps answering requests (the trigger that started this run among them) meanwhile.
+            await asyncio.to_thread(_start_worker, self._pool)
         loop = asyncio.get_running_loop()
         packed = await loop.run_in_executor(
             self._pool, map_items_packed, chunk.items, chunk.first_position, self._currency, chunk.total
