@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -144,3 +145,26 @@ async def test_a_live_progressing_owner_is_left_alone(ledger: Ledger) -> None:
             await ledger.start_run("admin", None)
     finally:
         other.release()
+
+
+async def test_a_transaction_cancelled_while_it_begins_leaves_no_transaction_open(ledger: Ledger) -> None:
+    # A run cancelled (cancel, shutdown) just as its batch transaction starts: BEGIN still runs on the
+    # connection's thread, and the next transaction (the run's outcome) must not find it open.
+    entered = False
+
+    async def batch() -> None:
+        nonlocal entered
+        async with ledger.db.transaction():
+            entered = True
+
+    task = asyncio.create_task(batch())
+    await asyncio.sleep(0)  # the task has sent BEGIN and waits for it
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not entered
+    run = await ledger.start_run("admin", None)
+    finished = await ledger.finish_run(run.id, "cancelled", cancelled_by="admin")
+    assert finished is not None and finished.status == "cancelled"
+    stored = _raw(ledger).execute("SELECT status FROM runs WHERE id = ?", (run.id,)).fetchone()
+    assert stored == ("cancelled",)

@@ -7,6 +7,7 @@ write connection means our own transactions never wait on each other inside SQLi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -88,13 +89,20 @@ class Database:
         can't be invalidated by another process writing in between.
         """
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a task cancelled while BEGIN is on its way still has BEGIN run on the
+                # connection's thread, and the ROLLBACK queued behind it closes that transaction.
+                await self._writer.execute("BEGIN IMMEDIATE")
                 yield self._writer
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                await self._rollback()
                 raise
             await self._writer.execute("COMMIT")
+
+    async def _rollback(self) -> None:
+        # BEGIN itself may have failed (e.g. busy past the timeout): then there is nothing to roll back.
+        with contextlib.suppress(sqlite3.OperationalError):
+            await self._writer.execute("ROLLBACK")
 
     async def checkpoint(self) -> None:
         """Copy the WAL back into the database file now (PASSIVE: never waits for readers).
