@@ -107,6 +107,15 @@ class Database:
         # the body or COMMIT left; being queued on the same thread, it runs after them.
         await self._writer.rollback()
 
+    async def checkpoint(self) -> None:
+        """Copy the WAL back into the database file now (PASSIVE: never waits for readers).
+
+        Called at the end of a run, so the next small commit (a trigger) does not pay for the
+        run's pages with an auto-checkpoint and its fsync.
+        """
+        async with self._write_lock:
+            await self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     async def fetch_one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Row | None:
         """The first row of a query that returns at most a few rows (fetched whole: one thread hop)."""
         rows = await self.fetch_all(sql, params)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from service.ledger.runs import BatchCounts, ItemError
 from service.sync.job import RunContext, SyncFailed
-from service.sync.mapping import MappedChunk, ProductRow
+from service.sync.mapping import MappedChunk, MappedRow
 from service.sync.offload import ChunkMapper
 from service.sync.sink import CatalogSink, SqliteCatalogSink
 from service.sync.sources import FeedChunk, Source, redact_url, source_for
@@ -92,7 +92,7 @@ async def _write_all(
     """Write batches of ``batch_size`` items in feed order; a partial batch waits at most ``flush_after``."""
     totals = _RunTotals()
     batch_size = ctx.settings.batch_size
-    pending: list[ProductRow | ItemError] = []
+    pending: list[MappedRow | ItemError] = []
     total: int | None = None
     # Partial batches are written often enough to keep the heartbeat well inside the stall timeout.
     flush_after = min(_FLUSH_AFTER_S, ctx.settings.stall_timeout_s / 4)
@@ -101,7 +101,7 @@ async def _write_all(
     async def flush(count: int) -> None:
         nonlocal pending, last_flush
         batch, pending = pending[:count], pending[count:]
-        rows = [item for item in batch if isinstance(item, ProductRow)]
+        rows = [item for item in batch if not isinstance(item, ItemError)]
         errors = [item for item in batch if isinstance(item, ItemError)]
         for error in errors:
             log.info(

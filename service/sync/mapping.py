@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -75,15 +76,74 @@ class ProductRow(NamedTuple):
     metadata: str  # JSON object of the upstream fields not mapped to a column
     content_hash: int
 
+    def full(self) -> ProductRow:
+        return self
+
+
+class _ChunkRows:
+    """The full rows of one chunk mapped in the worker: pickled there, unpickled here only when needed."""
+
+    __slots__ = ("_payload", "_rows")
+
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+        self._rows: list[ProductRow] | None = None
+
+    def row(self, index: int) -> ProductRow:
+        if self._rows is None:
+            self._rows = pickle.loads(self._payload)
+            self._payload = b""
+        return self._rows[index]
+
+
+class LazyRow(NamedTuple):
+    """What the sink compares first (id, hash); the full row is unpickled only for a new or changed product.
+
+    An identical re-sync then never unpickles its rows (about 1 KiB of strings each) in the main process.
+    """
+
+    position: int
+    external_id: str
+    content_hash: int
+    source: _ChunkRows
+    slot: int  # its index in the chunk's rows
+
+    def full(self) -> ProductRow:
+        return self.source.row(self.slot)
+
+
+MappedRow = ProductRow | LazyRow
+
+
+@dataclass(frozen=True, slots=True)
+class PackedChunk:
+    """A mapped chunk as the worker process returns it: the rows' keys, and the full rows in one pickle."""
+
+    keys: list[tuple[int, str, int]]  # (position, external id, content hash) per row
+    errors: list[ItemError]
+    payload: bytes
+    total: int | None
+
+    def unpack(self) -> MappedChunk:
+        source = _ChunkRows(self.payload)
+        items: list[MappedRow | ItemError] = [
+            LazyRow(position, external_id, fingerprint, source, index)
+            for index, (position, external_id, fingerprint) in enumerate(self.keys)
+        ]
+        if self.errors:
+            items.extend(self.errors)
+            items.sort(key=lambda item: item.position)
+        return MappedChunk(items, self.total)
+
 
 @dataclass(frozen=True, slots=True)
 class MappedChunk:
-    items: list[ProductRow | ItemError]  # in feed order
+    items: list[MappedRow | ItemError]  # in feed order
     total: int | None
 
     @property
     def rows(self) -> list[ProductRow]:
-        return [item for item in self.items if isinstance(item, ProductRow)]
+        return [item.full() for item in self.items if not isinstance(item, ItemError)]
 
     @property
     def errors(self) -> list[ItemError]:
@@ -195,6 +255,21 @@ def map_items(items: Sequence[RawItem], first_position: int, currency: str, tota
     return MappedChunk(
         [map_item(raw, first_position + offset, currency) for offset, raw in enumerate(items)], total
     )
+
+
+def map_items_packed(
+    items: Sequence[RawItem], first_position: int, currency: str, total: int | None
+) -> PackedChunk:
+    """:func:`map_items` for the worker process; the caller gets a :class:`MappedChunk` from ``unpack()``."""
+    rows: list[ProductRow] = []
+    errors: list[ItemError] = []
+    for item in map_items(items, first_position, currency, total).items:
+        if isinstance(item, ItemError):
+            errors.append(item)
+        else:
+            rows.append(item.full())
+    keys = [(row.position, row.external_id, row.content_hash) for row in rows]
+    return PackedChunk(keys, errors, pickle.dumps(rows, pickle.HIGHEST_PROTOCOL), total)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -13,7 +13,7 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 from service.ledger.runs import ItemError
-from service.sync.mapping import MappedChunk, ProductRow, map_items
+from service.sync.mapping import MappedChunk, MappedRow, map_items, map_items_packed
 from service.sync.sources import FeedChunk
 
 # Feeds announcing fewer items than this are mapped on the loop; feeds with no announced total, or a
@@ -21,6 +21,10 @@ from service.sync.sources import FeedChunk
 PROCESS_THRESHOLD = 20_000
 # Items mapped on the loop between two yields to it (a few ms): status requests are answered in between.
 LOOP_SLICE = 100
+
+
+def _start_worker(pool: ProcessPoolExecutor) -> None:
+    pool.submit(int).result()  # the first submit starts the worker process; int() is a no-op task
 
 
 class ChunkMapper:
@@ -48,13 +52,18 @@ class ChunkMapper:
             # then forked from it in milliseconds (and a fork of a clean process, not of this one).
             context.set_forkserver_preload(["service.sync.mapping"])
             self._pool = ProcessPoolExecutor(1, mp_context=context)
+            # Starting the worker is a blocking handshake with the fork server (which first has to start
+            # and import the mapping, on a service's first large run): done in a thread, so the loop
+            # keeps answering requests (the trigger that started this run among them) meanwhile.
+            await asyncio.to_thread(_start_worker, self._pool)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._pool, map_items, chunk.items, chunk.first_position, self._currency, chunk.total
+        packed = await loop.run_in_executor(
+            self._pool, map_items_packed, chunk.items, chunk.first_position, self._currency, chunk.total
         )
+        return packed.unpack()
 
     async def _map_on_loop(self, chunk: FeedChunk) -> MappedChunk:
-        items: list[ProductRow | ItemError] = []
+        items: list[MappedRow | ItemError] = []
         for start in range(0, len(chunk.items), LOOP_SLICE):
             part = chunk.items[start : start + LOOP_SLICE]
             items.extend(map_items(part, chunk.first_position + start, self._currency, chunk.total).items)

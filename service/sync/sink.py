@@ -15,7 +15,7 @@ import aiosqlite
 import orjson
 
 from service.ledger.runs import BatchCounts, ItemError, Ledger
-from service.sync.mapping import ProductRow, slugify
+from service.sync.mapping import MappedRow, ProductRow, slugify
 from service.timeutil import to_iso, utc_now
 
 
@@ -23,7 +23,7 @@ class CatalogSink(Protocol):
     async def write(
         self,
         run_id: int,
-        rows: Sequence[ProductRow],
+        rows: Sequence[MappedRow],
         errors: Sequence[ItemError],
         processed: int,
         total: int | None,
@@ -82,7 +82,7 @@ class SqliteCatalogSink:
     async def write(
         self,
         run_id: int,
-        rows: Sequence[ProductRow],
+        rows: Sequence[MappedRow],
         errors: Sequence[ItemError],
         processed: int,
         total: int | None,
@@ -105,7 +105,7 @@ class SqliteCatalogSink:
                 elif found is not None and found.content_hash == row.content_hash:
                     unchanged += 1
                 else:
-                    to_write.append((row, found))
+                    to_write.append((row.full(), found))  # only now the full row is needed
             new_categories, category_ids = await self._ensure_categories(
                 conn, run_id, now, [row for row, _ in to_write]
             )
@@ -203,10 +203,10 @@ async def _categories_by_handle(conn: aiosqlite.Connection, handles: Sequence[st
         return {str(handle): int(category_id) for handle, category_id in await cursor.fetchall()}
 
 
-def _drop_batch_duplicates(rows: Sequence[ProductRow], item_errors: list[ItemError]) -> list[ProductRow]:
+def _drop_batch_duplicates(rows: Sequence[MappedRow], item_errors: list[ItemError]) -> list[MappedRow]:
     """A second item with an id already seen in this batch is an item error, not a second write."""
     seen: dict[str, int] = {}
-    kept: list[ProductRow] = []
+    kept: list[MappedRow] = []
     for row in rows:
         first = seen.setdefault(row.external_id, row.position)
         if first != row.position:
@@ -219,7 +219,7 @@ def _drop_batch_duplicates(rows: Sequence[ProductRow], item_errors: list[ItemErr
 
 
 async def _read_existing(
-    conn: aiosqlite.Connection, run_id: int, rows: Sequence[ProductRow]
+    conn: aiosqlite.Connection, run_id: int, rows: Sequence[MappedRow]
 ) -> dict[str, _Existing]:
     if not rows:
         return {}
