@@ -174,8 +174,9 @@ class SyncRunner:
     async def _record_outcome(
         self, run: RunRecord, status: FinalStatus, message: str | None, cancelled_by: str | None
     ) -> RunRecord:
-        await self._checkpoint(run.id)
         final = await self._finish_with_retries(run.id, status, message, cancelled_by)
+        # After the outcome is recorded, so a shutdown never spends its stop timeout on a checkpoint.
+        await self._checkpoint(run.id)
         if final is None:
             current = await self._ledger.get_run(run.id)
             assert current is not None
