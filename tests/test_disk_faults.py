@@ -73,7 +73,8 @@ async def service_on_immutable_file(
     tmp_path: Path, upstream: FaultUpstream
 ) -> AsyncIterator[tuple[ServiceProcess, list[Path]]]:
     if shutil.which("chattr") is None:
-        pytest.skip("chattr is not installed")
+        # A skip would count as a pass in CI; the fault must really be injected or the test fails.
+        pytest.fail("chattr (e2fsprogs) is needed to make the database file read-only for root")
     db_path = tmp_path / "sync.db"
     service = await first_good_run(db_path, upstream, tmp_path / "service.log")
     files = [db_path, Path(f"{db_path}-wal")]
@@ -81,7 +82,7 @@ async def service_on_immutable_file(
         chattr("+i", *files)
     except subprocess.CalledProcessError as exc:
         await service.stop()
-        pytest.skip(f"this filesystem has no immutable flag: {exc.stderr!r}")
+        pytest.fail(f"this filesystem has no immutable flag: {exc.stderr!r}")
     try:
         yield service, files
     finally:
@@ -188,7 +189,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)], capture_output=True, text=True
     )
     if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+        pytest.fail(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
     try:
         yield mount_point
     finally:
