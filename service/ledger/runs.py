@@ -88,6 +88,18 @@ class BatchCounts:
     processed: int = 0
     total: int | None = None
 
+    def __add__(self, other: BatchCounts) -> BatchCounts:
+        """Counts of two batches together (the later batch's total wins when it tells one)."""
+        return BatchCounts(
+            created=self.created + other.created,
+            updated=self.updated + other.updated,
+            unchanged=self.unchanged + other.unchanged,
+            errors=self.errors + other.errors,
+            categories_created=self.categories_created + other.categories_created,
+            processed=self.processed + other.processed,
+            total=other.total if other.total is not None else self.total,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class ItemError:

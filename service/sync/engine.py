@@ -40,24 +40,6 @@ class _End:
 _END = _End()
 
 
-@dataclass(slots=True)
-class _RunTotals:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: int = 0
-    categories_created: int = 0
-    processed: int = 0
-
-    def add(self, counts: BatchCounts) -> None:
-        self.created += counts.created
-        self.updated += counts.updated
-        self.unchanged += counts.unchanged
-        self.errors += counts.errors
-        self.categories_created += counts.categories_created
-        self.processed += counts.processed
-
-
 async def _fetch(source: Source, out: asyncio.Queue[FeedChunk | _Failed | _End]) -> None:
     try:
         async for chunk in source.chunks():
@@ -88,9 +70,9 @@ async def _map(
 
 async def _write_all(
     ctx: RunContext, sink: CatalogSink, mapped: asyncio.Queue[MappedChunk | _Failed | _End]
-) -> _RunTotals:
+) -> BatchCounts:
     """Write batches of ``batch_size`` items in feed order; a partial batch waits at most ``flush_after``."""
-    totals = _RunTotals()
+    totals = BatchCounts()
     batch_size = ctx.settings.batch_size
     pending: list[MappedRow | ItemError] = []
     total: int | None = None
@@ -99,7 +81,7 @@ async def _write_all(
     last_flush = -math.inf  # the first chunk is written at once, so progress shows immediately
 
     async def flush(count: int) -> None:
-        nonlocal pending, last_flush
+        nonlocal pending, last_flush, totals
         batch, pending = pending[:count], pending[count:]
         rows = [item for item in batch if not isinstance(item, ItemError)]
         errors = [item for item in batch if isinstance(item, ItemError)]
@@ -111,7 +93,7 @@ async def _write_all(
                 error.reason,
                 extra={"run_id": ctx.run.id},
             )
-        totals.add(await sink.write(ctx.run.id, rows, errors, len(batch), total))
+        totals += await sink.write(ctx.run.id, rows, errors, len(batch), total)
         last_flush = time.monotonic()
 
     while True:
