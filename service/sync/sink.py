@@ -67,6 +67,25 @@ class _Existing:
     written_by_run: bool
 
 
+def _content_columns(row: ProductRow, handle: str, category_id: int) -> tuple[object, ...]:
+    return (
+        handle,
+        row.title,
+        row.description,
+        category_id,
+        row.price_minor,
+        row.currency,
+        row.brand,
+        row.sku,
+        row.stock,
+        row.thumbnail,
+        row.images,
+        row.tags,
+        row.metadata,
+        row.content_hash,
+    )
+
+
 def _json_list(values: Sequence[str]) -> str:
     return orjson.dumps(list(values)).decode()
 
@@ -113,53 +132,12 @@ class SqliteCatalogSink:
             inserts = []
             updates = []
             for (row, found), handle in zip(to_write, handles, strict=True):
-                category_id = category_ids[row.category_handle]
+                # Columns handle .. content_hash, in the order both statements list them.
+                content = _content_columns(row, handle, category_ids[row.category_handle])
                 if found is None:
-                    inserts.append(
-                        (
-                            row.external_id,
-                            handle,
-                            row.title,
-                            row.description,
-                            category_id,
-                            row.price_minor,
-                            row.currency,
-                            row.brand,
-                            row.sku,
-                            row.stock,
-                            row.thumbnail,
-                            row.images,
-                            row.tags,
-                            row.metadata,
-                            row.content_hash,
-                            run_id,
-                            run_id,
-                            now,
-                            now,
-                        )
-                    )
+                    inserts.append((row.external_id, *content, run_id, run_id, now, now))
                 else:
-                    updates.append(
-                        (
-                            handle,
-                            row.title,
-                            row.description,
-                            category_id,
-                            row.price_minor,
-                            row.currency,
-                            row.brand,
-                            row.sku,
-                            row.stock,
-                            row.thumbnail,
-                            row.images,
-                            row.tags,
-                            row.metadata,
-                            row.content_hash,
-                            run_id,
-                            now,
-                            found.id,
-                        )
-                    )
+                    updates.append((*content, run_id, now, found.id))
             if inserts:
                 await conn.executemany(_INSERT_PRODUCT, inserts)
             if updates:
