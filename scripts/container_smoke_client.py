@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 FINISHED_STATUSES = {"success", "error", "cancelled"}
@@ -58,21 +59,27 @@ def trigger(base_url: str) -> None:
     print(f"startedAt={body['data']['startedAt']}")
 
 
-def trigger_and_wait_for_progress(base_url: str, timeout_s: float) -> None:
-    trigger(base_url)
+def poll_status(base_url: str, timeout_s: float) -> Iterator[dict[str, Any]]:
+    """Each status answer's data, every POLL_INTERVAL_S, until the caller stops or time runs out."""
     deadline = time.monotonic() + timeout_s
     while True:
         status, body = call("GET", base_url + "/admin/sync/status")
         if status != 200:
             raise SmokeFailure(f"status answered {status}: {body}")
-        data = body["data"]
+        data: dict[str, Any] = body["data"]
+        yield data
+        if time.monotonic() > deadline:
+            raise SmokeFailure(f"no expected status within {timeout_s}s; last: {data}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+def trigger_and_wait_for_progress(base_url: str, timeout_s: float) -> None:
+    trigger(base_url)
+    for data in poll_status(base_url, timeout_s):
         if not data["isRunning"]:
             raise SmokeFailure(f"the run ended before it could be interrupted: {data['lastStatus']}")
         if data["progress"] and data["progress"]["processed"] > 0:
             break
-        if time.monotonic() > deadline:
-            raise SmokeFailure(f"no progress within {timeout_s}s")
-        time.sleep(POLL_INTERVAL_S)
     print(f"runId={data['runId']}")
     print(f"processed={data['progress']['processed']}")
     print(f"total={data['progress']['total']}")
@@ -80,15 +87,9 @@ def trigger_and_wait_for_progress(base_url: str, timeout_s: float) -> None:
 
 def trigger_and_wait(base_url: str, timeout_s: float) -> None:
     trigger(base_url)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        status, body = call("GET", base_url + "/admin/sync/status")
-        if status != 200:
-            raise SmokeFailure(f"status answered {status}: {body}")
-        data = body["data"]
-        if data["lastStatus"] in FINISHED_STATUSES or time.monotonic() > deadline:
+    for data in poll_status(base_url, timeout_s):
+        if data["lastStatus"] in FINISHED_STATUSES:
             break
-        time.sleep(POLL_INTERVAL_S)
     for key in ("lastStatus", "lastError", "runId", "lastDuration", "triggeredBy"):
         print(f"{key}={data[key]}")
     print(f"isRunning={json.dumps(data['isRunning'])}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,13 +41,20 @@ class Harness:
     ledger: Ledger
     http: aiohttp.ClientSession
 
-    async def sync(self, url: str, sink: CatalogSink | None = None, **overrides: Any) -> RunRecord:
-        """Start a run, sync ``url`` into the catalog, finish the run as the runner would; return its row."""
+    async def start(
+        self, url: str, sink: CatalogSink | None = None, **overrides: Any
+    ) -> tuple[RunRecord, asyncio.Task[None]]:
+        """Start a run and its sync of ``url`` as a task; the caller awaits, cancels or races it."""
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         run = await self.ledger.start_run("tester", url)
         ctx = RunContext(run=run, ledger=self.ledger, settings=settings, http=self.http, source_url=url)
+        return run, asyncio.create_task(run_catalog_sync(ctx, sink))
+
+    async def sync(self, url: str, sink: CatalogSink | None = None, **overrides: Any) -> RunRecord:
+        """Start a run, sync ``url`` into the catalog, finish the run as the runner would; return its row."""
+        run, task = await self.start(url, sink, **overrides)
         try:
-            await run_catalog_sync(ctx, sink)
+            await task
         except SyncFailed as exc:
             await self.ledger.finish_run(run.id, "error", error_message=str(exc))
         else:

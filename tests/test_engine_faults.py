@@ -22,8 +22,6 @@ from service.sync.demo_upstream import (
     demo_product,
     products_page,
 )
-from service.sync.engine import run_catalog_sync
-from service.sync.job import RunContext
 from tests.engine_fixtures import Harness, harness
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -438,15 +436,7 @@ async def test_cancelling_mid_run_leaves_ledger_and_catalog_in_agreement(
 ) -> None:
     url = await ndjson_app(aiohttp_server, 2500, None)
     async with harness(tmp_path, source_format="ndjson", batch_size=1000) as h:
-        run = await h.ledger.start_run("tester", url)
-        ctx = RunContext(
-            run=run,
-            ledger=h.ledger,
-            settings=h.settings.model_copy(update={"source_format": "ndjson"}),
-            http=h.http,
-            source_url=url,
-        )
-        task = asyncio.create_task(run_catalog_sync(ctx))
+        run, task = await h.start(url, source_format="ndjson")
         await wait_for_progress(h, run.id, 2000)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -466,15 +456,7 @@ async def test_a_run_finished_by_someone_else_aborts_the_job_and_its_batch(
     release = asyncio.Event()
     url = await ndjson_app(aiohttp_server, 1000, release, rest=1000)
     async with harness(tmp_path, source_format="ndjson", batch_size=1000) as h:
-        run = await h.ledger.start_run("tester", url)
-        ctx = RunContext(
-            run=run,
-            ledger=h.ledger,
-            settings=h.settings.model_copy(update={"source_format": "ndjson"}),
-            http=h.http,
-            source_url=url,
-        )
-        task = asyncio.create_task(run_catalog_sync(ctx))
+        run, task = await h.start(url, source_format="ndjson")
         await wait_for_progress(h, run.id, 1000)
         assert await h.ledger.finish_run(run.id, "error", error_message="recovered as stalled")
         release.set()
