@@ -164,6 +164,11 @@ class Ledger:
 
     async def recover_dead_runs(self) -> RunRecord | None:
         """Fail a running row whose owner died or hung; return the recovered row, if any."""
+        # Status polls call this while another process runs a sync: a live run is told apart on the
+        # read connection, so the write lock (shared with that run's batches) is only taken to recover.
+        running = await self._running_or_none()
+        if running is None or self._why_dead(running, utc_now()) is None:
+            return None
         async with self.db.transaction() as conn:
             return await self._recover_in(conn, utc_now())
 
