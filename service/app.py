@@ -108,15 +108,18 @@ async def openapi_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Application:
     metrics = HttpMetrics()
+    # Metrics outermost so they see the final status; CORS next so error answers carry its headers.
+    # CORS only when origins are configured: with none it would pass every request through, and each
+    # layer costs every request (status polls) a few microseconds.
+    middlewares = [
+        http_metrics_middleware(metrics),
+        *([cors_middleware] if settings.cors_origins else []),
+        error_middleware,
+        body_limit_middleware,
+        auth_middleware,
+    ]
     app = web.Application(
-        # Metrics outermost so they see the final status; CORS next so error answers carry its headers.
-        middlewares=[
-            http_metrics_middleware(metrics),
-            cors_middleware,
-            error_middleware,
-            body_limit_middleware,
-            auth_middleware,
-        ],
+        middlewares=middlewares,
         client_max_size=settings.max_request_body_bytes,
         # Long headers (up to 32 KiB each) still reach the app, so a padded token gets the JSON 401;
         # past that aiohttp answers 400 itself.

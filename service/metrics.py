@@ -57,11 +57,19 @@ class HttpMetrics:
             ["method", "route"],
             registry=self.registry,
         )
+        # labels() validates and locks on every call; the children of a label set never change, so
+        # each request after the first of its kind is one dict lookup.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method if method in _KNOWN_METHODS else "other"
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def route_template(request: web.Request) -> str:

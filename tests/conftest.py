@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from service.app import create_app
-from service.settings import Settings
+from service.ledger.db import Database
+from service.ledger.owner import OwnerLock
+from service.ledger.runs import Ledger
+from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
 from tests.upstream import FeedControl, dummyjson_app, make_product
 
 pytest_plugins = ["tests.reliability_report"]
@@ -41,6 +44,17 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 @pytest.fixture
 def feed() -> FeedControl:
     return FeedControl(products=[make_product(i) for i in range(1, 195)])
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+    """A ledger on a fresh file in tmp_path, owned by this process."""
+    database = await Database.open(tmp_path / "ledger.db", DEFAULT_MIGRATIONS_DIR)
+    owner = OwnerLock(OwnerLock.lock_dir_for(database.path))
+    owner.acquire()
+    yield Ledger(database, owner, stall_timeout_s=60)
+    await database.close()
+    owner.release()
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from service.ledger.db import Database
 from service.ledger.owner import OwnerLock
 from service.ledger.runs import (
     INTERRUPTED_MESSAGE,
@@ -17,17 +15,6 @@ from service.ledger.runs import (
     RunAlreadyRunning,
     RunNoLongerRunning,
 )
-from service.settings import DEFAULT_MIGRATIONS_DIR
-
-
-@pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
-    database = await Database.open(tmp_path / "ledger.db", DEFAULT_MIGRATIONS_DIR)
-    owner = OwnerLock(OwnerLock.lock_dir_for(database.path))
-    owner.acquire()
-    yield Ledger(database, owner, stall_timeout_s=60)
-    await database.close()
-    owner.release()
 
 
 def _raw(ledger: Ledger) -> sqlite3.Connection:

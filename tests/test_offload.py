@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import orjson
 
 from service.sync.demo_upstream import demo_product
 from service.sync.mapping import RawItem, map_items
-from service.sync.offload import ChunkMapper
+from service.sync.offload import WORKER_NICENESS, ChunkMapper
 from service.sync.sources import FeedChunk
 
 
@@ -52,3 +55,33 @@ async def test_a_small_feed_is_mapped_on_the_loop_without_a_process() -> None:
     assert not mapper.uses_process
     assert mapped == map_items(lines, 0, "USD", 194)
     mapper.close()
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children += [int(child) for child in (task / "children").read_text().split()]
+    return children
+
+
+def _niceness(pid: int) -> int:
+    # Field 19 of /proc/<pid>/stat; the fields after the parenthesised command name start at 3.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])
+
+
+async def test_the_worker_process_yields_the_cpu_to_the_service() -> None:
+    mapper = ChunkMapper("USD", process_threshold=1)
+    try:
+        await mapper.map(FeedChunk(feed_lines(10), 0, 10))
+        fork_servers = [pid for pid in _children(os.getpid()) if b"forkserver" in _cmdline(pid)]
+        workers = [worker for server in fork_servers for worker in _children(server)]
+        assert workers, "no mapping worker process found under the fork server"
+        assert {_niceness(worker) for worker in workers} == {os.nice(0) + WORKER_NICENESS}
+        assert all(_niceness(server) == os.nice(0) for server in fork_servers)
+    finally:
+        mapper.close()
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()

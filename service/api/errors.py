@@ -28,9 +28,10 @@ _REASONS = {
 
 
 def json_response(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(
-        body=model.model_dump_json(), status=status, content_type="application/json", headers=headers
-    )
+    # Bytes, not str: aiohttp sends a bytes body with the headers as is, where a str is wrapped in a
+    # payload object and encoded on every answer.
+    body = model.__pydantic_serializer__.to_json(model)
+    return web.Response(body=body, status=status, content_type="application/json", headers=headers)
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:

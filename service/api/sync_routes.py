@@ -14,10 +14,9 @@ from service.api.schemas import (
     AlreadyRunningResponse,
     CancelData,
     CancelResponse,
-    StatusResponse,
     TriggerData,
     TriggerResponse,
-    status_data,
+    status_body,
 )
 from service.keys import LEDGER, PRINCIPAL, RUNNER
 from service.ledger.db import DatabaseError
@@ -62,7 +61,7 @@ async def status(request: web.Request) -> web.Response:
                 run = await ledger.latest_run()
         except sqlite3.Error as exc:  # e.g. a read-only file: report what the ledger says
             log.warning("could not record the recovery of a dead run: %s", exc)
-    return json_response(StatusResponse(data=status_data(run)))
+    return web.Response(body=status_body(run), content_type="application/json")
 
 
 @routes.post("/admin/sync/cancel")

@@ -1,7 +1,8 @@
-"""SQLite connections: one write connection (serialised by a lock) and one read connection.
+"""SQLite connections: one write connection (serialised by a lock) and two read connections.
 
-WAL mode lets the read connection answer status polls while a sync batch is being written, and one
-write connection means our own transactions never wait on each other inside SQLite.
+WAL mode lets the read connections answer status polls while a sync batch is being written, and one
+write connection means our own transactions never wait on each other inside SQLite. Reads of many rows go
+through aiosqlite's thread; single-row lookups are run on the event loop itself (see :meth:`fetch_one`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,25 @@ _WRITER_CACHE_KIB = 32 * 1024
 
 class DatabaseError(Exception):
     """The database could not be opened, migrated or written."""
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    # Extended codes (SQLITE_BUSY_RECOVERY, SQLITE_BUSY_SNAPSHOT, ...) share the primary code's low byte.
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _connect_inline_reader(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        # Never wait on the event loop: a busy file makes fetch_one fall back to the threaded reader.
+        conn.execute("PRAGMA busy_timeout = 0")
+        conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aiosqlite.Connection:
@@ -51,12 +71,19 @@ class Database:
     """Owns the connections to one SQLite file. Use :meth:`open` and :meth:`close` (or a cleanup_ctx)."""
 
     def __init__(
-        self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection, schema_version: int
+        self,
+        path: Path,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        inline_reader: sqlite3.Connection,
+        schema_version: int,
     ) -> None:
         self.path = path
         self.schema_version = schema_version  # the newest migration this code knows
         self._writer = writer
         self._reader = reader
+        self._inline_reader = inline_reader
+        self._turn_rows: dict[tuple[str, tuple[Any, ...]], sqlite3.Row | None] = {}
         self._write_lock = asyncio.Lock()
 
     @classmethod
@@ -73,10 +100,17 @@ class Database:
         except BaseException:
             await writer.close()
             raise
-        return cls(path, writer, reader, schema_version)
+        try:
+            inline_reader = _connect_inline_reader(path)
+        except BaseException:
+            await reader.close()
+            await writer.close()
+            raise
+        return cls(path, writer, reader, inline_reader, schema_version)
 
     async def close(self) -> None:
         async with self._write_lock:
+            self._inline_reader.close()
             await self._reader.close()
             await self._writer.close()
 
@@ -101,6 +135,8 @@ class Database:
             except BaseException:
                 await self._rollback()  # a failed COMMIT (disk full, I/O error) leaves the transaction open
                 raise
+            finally:
+                self._turn_rows.clear()  # rows read before this commit must not answer after it
 
     async def _rollback(self) -> None:
         # sqlite3's rollback() is a no-op outside a transaction, so this is safe whatever state BEGIN,
@@ -116,10 +152,35 @@ class Database:
         async with self._write_lock:
             await self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
-    async def fetch_one(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> sqlite3.Row | None:
-        """The first row of a query that returns at most a few rows (fetched whole: one thread hop)."""
-        rows = await self.fetch_all(sql, params)
-        return rows[0] if rows else None
+    async def fetch_one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        """The first row of an indexed single-row lookup (the latest run, a run by id, the running run).
+
+        Run on the event loop: such a read takes a few microseconds from the page cache, less than the
+        hand-off to aiosqlite's thread and back, which was most of a status poll's cost. In WAL mode a
+        reader never waits for the writer; when SQLite still answers busy (WAL recovery, another
+        process holding an exclusive lock), the read is retried on the threaded reader, which may wait.
+
+        Lookups made in the same turn of the event loop share one read: under load, dozens of status
+        polls are answered in one turn, and they are simultaneous, so one snapshot is as current for
+        each of them. Shared rows are dropped when the turn ends and whenever our own write commits.
+        """
+        key = (sql, params)
+        if key in self._turn_rows:
+            return self._turn_rows[key]
+        try:
+            # fetchall, not fetchone: stepping to the end resets the statement, so no read
+            # transaction (and its WAL snapshot) outlives the call.
+            rows: list[sqlite3.Row] = self._inline_reader.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
+            fallback = await self.fetch_all(sql, params)  # answered in a later turn: not shared
+            return fallback[0] if fallback else None
+        row = rows[0] if rows else None
+        if not self._turn_rows:
+            asyncio.get_running_loop().call_soon(self._turn_rows.clear)
+        self._turn_rows[key] = row
+        return row
 
     async def fetch_all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
         # One hop to aiosqlite's thread instead of three (execute, fetch, close): status polls are

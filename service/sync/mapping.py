@@ -52,7 +52,8 @@ RawItem = bytes | Mapping[str, Any]
 
 
 class ProductRow(NamedTuple):
-    """One product ready for the catalog. ``handle_base`` is the slug; the sink makes it unique.
+    """One product ready for the catalog. ``handle_base`` is the title's slug and ``handle_with_id`` the
+    fallback with the external id; the sink picks a unique one (both are made here, off the event loop).
 
     A named tuple rather than a dataclass: rows cross from the mapping worker process in bulk, and a
     tuple pickles and unpickles several times faster.
@@ -61,6 +62,7 @@ class ProductRow(NamedTuple):
     position: int
     external_id: str
     handle_base: str
+    handle_with_id: str
     title: str
     description: str
     category_handle: str
@@ -216,10 +218,12 @@ def map_product(product: UpstreamProduct, position: int, currency: str) -> Produ
             metadata,
         ]
     )
+    handle_base = slugify(product.title) or "product"
     return ProductRow(
         position=position,
         external_id=product.external_id,
-        handle_base=slugify(product.title) or "product",
+        handle_base=handle_base,
+        handle_with_id=f"{handle_base}-{slugify(product.external_id) or 'id'}",
         title=product.title,
         description=product.description,
         category_handle=category_handle,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 
 from service.ledger.runs import ItemError
@@ -21,6 +22,15 @@ from service.sync.sources import FeedChunk
 PROCESS_THRESHOLD = 20_000
 # Items mapped on the loop between two yields to it (a few ms): status requests are answered in between.
 LOOP_SLICE = 100
+
+
+# The worker's niceness: mapping is batch work, so when the two compete for a core, the service's event
+# loop (status polls, triggers) goes first and the sync takes the rest.
+WORKER_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    os.nice(WORKER_NICENESS)
 
 
 def _start_worker(pool: ProcessPoolExecutor) -> None:
@@ -51,7 +61,7 @@ class ChunkMapper:
             # The fork server imports the mapping code once per service process; each run's worker is
             # then forked from it in milliseconds (and a fork of a clean process, not of this one).
             context.set_forkserver_preload(["service.sync.mapping"])
-            self._pool = ProcessPoolExecutor(1, mp_context=context)
+            self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority)
             # Starting the worker is a blocking handshake with the fork server (which first has to start
             # and import the mapping, on a service's first large run): done in a thread, so the loop
             # keeps answering requests (the trigger that started this run among them) meanwhile.

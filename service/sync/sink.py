@@ -7,15 +7,16 @@ always states exactly what the catalog holds from that run, whatever crashes or 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import aiosqlite
 import orjson
 
 from service.ledger.runs import BatchCounts, ItemError, Ledger
-from service.sync.mapping import MappedRow, ProductRow, slugify
+from service.sync.mapping import MappedRow, ProductRow
 from service.timeutil import to_iso, utc_now
 
 
@@ -57,6 +58,20 @@ UPDATE products SET
     updated_run = ?, updated_at = ?
 WHERE id = ?
 """
+
+
+# Rows handled between two yields to the event loop: a batch's Python work (unpickling, comparing,
+# building parameters) is several ms, and status polls would otherwise wait for all of it at once.
+_SLICE = 250
+
+_T = TypeVar("_T")
+
+
+async def _slices(items: Sequence[_T]) -> AsyncIterator[Sequence[_T]]:
+    for start in range(0, len(items), _SLICE):
+        if start:
+            await asyncio.sleep(0)
+        yield items[start : start + _SLICE]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,31 +128,35 @@ class SqliteCatalogSink:
             existing = await _read_existing(conn, run_id, rows)
             to_write: list[tuple[ProductRow, _Existing | None]] = []
             unchanged = 0
-            for row in rows:
-                found = existing.get(row.external_id)
-                if found is not None and found.written_by_run:
-                    item_errors.append(
-                        ItemError(
-                            row.position, row.external_id, "duplicate id: already synced earlier in this feed"
+            async for part in _slices(rows):
+                for row in part:
+                    found = existing.get(row.external_id)
+                    if found is not None and found.written_by_run:
+                        item_errors.append(
+                            ItemError(
+                                row.position,
+                                row.external_id,
+                                "duplicate id: already synced earlier in this feed",
+                            )
                         )
-                    )
-                elif found is not None and found.content_hash == row.content_hash:
-                    unchanged += 1
-                else:
-                    to_write.append((row.full(), found))  # only now the full row is needed
+                    elif found is not None and found.content_hash == row.content_hash:
+                        unchanged += 1
+                    else:
+                        to_write.append((row.full(), found))  # only now the full row is needed
             new_categories, category_ids = await self._ensure_categories(
                 conn, run_id, now, [row for row, _ in to_write]
             )
             handles = await _assign_handles(conn, to_write)
             inserts = []
             updates = []
-            for (row, found), handle in zip(to_write, handles, strict=True):
-                # Columns handle .. content_hash, in the order both statements list them.
-                content = _content_columns(row, handle, category_ids[row.category_handle])
-                if found is None:
-                    inserts.append((row.external_id, *content, run_id, run_id, now, now))
-                else:
-                    updates.append((*content, run_id, now, found.id))
+            async for targets in _slices(list(zip(to_write, handles, strict=True))):
+                for (product, before), handle in targets:
+                    # Columns handle .. content_hash, in the order both statements list them.
+                    content = _content_columns(product, handle, category_ids[product.category_handle])
+                    if before is None:
+                        inserts.append((product.external_id, *content, run_id, run_id, now, now))
+                    else:
+                        updates.append((*content, run_id, now, before.id))
             if inserts:
                 await conn.executemany(_INSERT_PRODUCT, inserts)
             if updates:
@@ -218,9 +237,7 @@ async def _assign_handles(
     A handle held by any *other* product in the database counts as taken, even if that product is
     renamed in this same batch: every statement then keeps the UNIQUE constraint, in any order.
     """
-    candidates: list[list[str]] = []
-    for row, _ in to_write:
-        candidates.append([row.handle_base, f"{row.handle_base}-{slugify(row.external_id) or 'id'}"])
+    candidates = [(row.handle_base, row.handle_with_id) for row, _ in to_write]
     owners = await _handle_owners(conn, [handle for pair in candidates for handle in pair])
     assigned: dict[str, str] = {}  # handle -> external id, within this batch
     handles: list[str] = []
