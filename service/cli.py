@@ -26,6 +26,7 @@ from service.ledger.db import Database, DatabaseError
 from service.ledger.migrations import MigrationError
 from service.ledger.runs import NoRunRunning, RunAlreadyRunning, RunRecord
 from service.logs import configure_logging
+from service.malloc import limit_malloc_arenas
 from service.progress import ProgressReporter, summary_lines
 from service.resources import open_sync_stack
 from service.runs_table import format_runs_table
@@ -253,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    limit_malloc_arenas()
     args = build_parser().parse_args(argv)
     settings = _settings_from_env()
     configure_logging(settings.log_format, settings.log_level)

@@ -57,6 +57,8 @@ class Settings(BaseModel):
 
     # Engine
     batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Processes mapping a large feed's chunks; none set means one per usable CPU, at most 4.
+    mapping_workers: int | None = Field(default=None, ge=1, le=32)
     currency: str = Field(default="USD", min_length=3, max_length=3)
 
     # Liveness: a running run whose progress is older than this is failed as stalled.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -75,13 +76,36 @@ async def test_the_worker_process_yields_the_cpu_to_the_service() -> None:
     try:
         await mapper.map(FeedChunk(feed_lines(10), 0, 10))
         fork_servers = [pid for pid in _children(os.getpid()) if b"forkserver" in _cmdline(pid)]
-        workers = [worker for server in fork_servers for worker in _children(server)]
-        assert workers, "no mapping worker process found under the fork server"
-        assert {_niceness(worker) for worker in workers} == {os.nice(0) + WORKER_NICENESS}
         assert all(_niceness(server) == os.nice(0) for server in fork_servers)
+        # A worker lowers its priority first thing, but one may still be starting: allow it a moment.
+        niceness: set[int] = set()
+        for _ in range(100):
+            workers = [worker for server in fork_servers for worker in _children(server)]
+            niceness = {_niceness(worker) for worker in workers}
+            if niceness == {os.nice(0) + WORKER_NICENESS}:
+                break
+            await asyncio.sleep(0.05)
+        assert niceness == {os.nice(0) + WORKER_NICENESS}, "workers not at the lower priority"
     finally:
         mapper.close()
 
 
 def _cmdline(pid: int) -> bytes:
     return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+async def test_chunks_mapped_by_several_workers_at_once_come_back_in_feed_order() -> None:
+    lines = feed_lines(1200)
+    mapper = ChunkMapper("USD", workers=2, process_threshold=1)
+    try:
+        tasks = [
+            await mapper.submit(FeedChunk(lines[start : start + 200], start, 1200))
+            for start in range(0, 1200, 200)
+        ]
+        mapped = [await task for task in tasks]
+    finally:
+        mapper.close()
+    assert mapper.workers == 2
+    expected = map_items(lines, 0, "USD", 1200)
+    assert [row for chunk in mapped for row in chunk.rows] == expected.rows
+    assert [error for chunk in mapped for error in chunk.errors] == expected.errors

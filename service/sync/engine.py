@@ -1,7 +1,8 @@
-"""The catalog sync job: source -> mapping -> sink, as a three-stage pipeline with bounded queues.
+"""The catalog sync job: source -> mapping -> sink, as a pipeline of stages with bounded queues.
 
-Fetching, mapping (CPU: validation, hashing; in a worker process for large feeds, see offload.py) and
-writing overlap, and at most a few chunks are in memory at any time, whatever the feed's size.
+Fetching, mapping (CPU: validation, hashing; in worker processes for large feeds, several chunks at a
+time, see offload.py) and writing overlap, and at most a few chunks are in memory at any time, whatever
+the feed's size.
 Cancellation (cancel, stall, shutdown) is plain asyncio cancellation: the batch being written rolls
 back with its counters, so the ledger and the catalog never disagree.
 """
@@ -23,7 +24,7 @@ from service.sync.sources import FeedChunk, Source, redact_url, source_for
 
 log = logging.getLogger(__name__)
 
-_QUEUE_CHUNKS = 4
+_QUEUE_CHUNKS = 2
 # A partial batch is written after this long, so progress shows on a slow feed.
 _FLUSH_AFTER_S = 0.5
 
@@ -50,22 +51,51 @@ async def _fetch(source: Source, out: asyncio.Queue[FeedChunk | _Failed | _End])
     await out.put(_END)
 
 
-async def _map(
+async def _submit(
     chunks: asyncio.Queue[FeedChunk | _Failed | _End],
-    out: asyncio.Queue[MappedChunk | _Failed | _End],
+    started: asyncio.Queue[asyncio.Task[MappedChunk] | _Failed | _End],
     mapper: ChunkMapper,
 ) -> None:
+    """Hand chunks to the mapper as they arrive; ``started`` (bounded) keeps its tasks in feed order."""
     while True:
         chunk = await chunks.get()
         if not isinstance(chunk, FeedChunk):
-            await out.put(chunk)
+            await started.put(chunk)
             return
         try:
-            mapped = await mapper.map(chunk)
+            task = await mapper.submit(chunk)
         except Exception as exc:
-            await out.put(_Failed(exc))
+            await started.put(_Failed(exc))
             return
-        await out.put(mapped)
+        try:
+            await started.put(task)
+        except BaseException:
+            task.cancel()
+            raise
+
+
+async def _collect(
+    started: asyncio.Queue[asyncio.Task[MappedChunk] | _Failed | _End],
+    out: asyncio.Queue[MappedChunk | _Failed | _End],
+) -> None:
+    """Await the mapping tasks in feed order; on the way out, cancel those nobody will await."""
+    try:
+        while True:
+            task = await started.get()
+            if not isinstance(task, asyncio.Task):
+                await out.put(task)
+                return
+            try:
+                mapped = await task
+            except Exception as exc:
+                await out.put(_Failed(exc))
+                return
+            await out.put(mapped)
+    finally:
+        while not started.empty():
+            leftover = started.get_nowait()
+            if isinstance(leftover, asyncio.Task):
+                leftover.cancel()
 
 
 async def _write_all(
@@ -105,6 +135,10 @@ async def _write_all(
             await flush(len(pending))  # a slow feed still shows progress
             continue
         if isinstance(item, _Failed):
+            # Items that arrived before the fault are valid: write them, so the next run has less to do
+            # (mapping runs ahead of writing, so a fault can arrive while a chunk still waits here).
+            if pending:
+                await flush(len(pending))
             raise item.error
         if isinstance(item, _End):
             break
@@ -130,12 +164,16 @@ async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> 
         extra={"run_id": ctx.run.id},
     )
     started = time.monotonic()
+    mapper = ChunkMapper(settings.currency, settings.mapping_workers)
     chunks: asyncio.Queue[FeedChunk | _Failed | _End] = asyncio.Queue(_QUEUE_CHUNKS)
+    # Chunks being mapped, in feed order: these, the one the collector awaits and the one the submitter
+    # holds, so every worker has the next chunk ready when it finishes one.
+    in_workers: asyncio.Queue[asyncio.Task[MappedChunk] | _Failed | _End] = asyncio.Queue(mapper.workers)
     mapped: asyncio.Queue[MappedChunk | _Failed | _End] = asyncio.Queue(_QUEUE_CHUNKS)
-    mapper = ChunkMapper(settings.currency)
     stages = [
         asyncio.create_task(_fetch(source, chunks), name=f"sync-{ctx.run.id}-fetch"),
-        asyncio.create_task(_map(chunks, mapped, mapper), name=f"sync-{ctx.run.id}-map"),
+        asyncio.create_task(_submit(chunks, in_workers, mapper), name=f"sync-{ctx.run.id}-submit"),
+        asyncio.create_task(_collect(in_workers, mapped), name=f"sync-{ctx.run.id}-collect"),
     ]
     try:
         async with asyncio.timeout(settings.run_timeout_s) as deadline:

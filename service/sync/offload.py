@@ -1,7 +1,8 @@
-"""Mapping (parse, validate, hash) of feed chunks, on the second core when the feed is large.
+"""Mapping (parse, validate, hash) of feed chunks, in worker processes when the feed is large.
 
-A large feed's chunks go to one worker process, so validation runs in parallel with the event loop
-(network reads, status requests) and the SQLite writes instead of competing with them for the GIL.
+A large feed's chunks go to worker processes (one per CPU by default), several at a time, so
+validation runs in parallel with the event loop (network reads, status requests) and the SQLite writes
+instead of competing with them for the GIL.
 A small feed (the 194-product demo, most tests) is mapped on the event loop in short slices: starting
 a process would cost more than the whole run.
 """
@@ -11,66 +12,92 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import time
+from collections.abc import Awaitable
 from concurrent.futures import ProcessPoolExecutor
 
 from service.ledger.runs import ItemError
-from service.sync.mapping import MappedChunk, MappedRow, map_items, map_items_packed
+from service.sync.mapping import MappedChunk, MappedRow, PackedChunk, map_items, map_items_packed
 from service.sync.sources import FeedChunk
 
 # Feeds announcing fewer items than this are mapped on the loop; feeds with no announced total, or a
-# larger one, in the worker process.
+# larger one, in the worker processes.
 PROCESS_THRESHOLD = 20_000
 # Items mapped on the loop between two yields to it (a few ms): status requests are answered in between.
 LOOP_SLICE = 100
-
-
-# The worker's niceness: mapping is batch work, so when the two compete for a core, the service's event
-# loop (status polls, triggers) goes first and the sync takes the rest.
+# The workers' niceness: mapping is batch work, so when it competes with the service's event loop for a
+# core, the loop (status polls, triggers) goes first and the sync takes the rest.
 WORKER_NICENESS = 10
+_MAX_DEFAULT_WORKERS = 4
+# A warm-up task per worker: the pool starts a new worker only while none is idle, so each task holds
+# its worker long enough for the next task to need another one.
+_WARM_UP_S = 0.05
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on, at most 4."""
+    return max(1, min(len(os.sched_getaffinity(0)), _MAX_DEFAULT_WORKERS))
 
 
 def _lower_priority() -> None:
     os.nice(WORKER_NICENESS)
 
 
-def _start_worker(pool: ProcessPoolExecutor) -> None:
-    pool.submit(int).result()  # the first submit starts the worker process; int() is a no-op task
+def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
+    for started in [pool.submit(time.sleep, _WARM_UP_S) for _ in range(workers)]:
+        started.result()
 
 
 class ChunkMapper:
-    """Maps the chunks of one run; owns at most one worker process, shut down by :meth:`close`."""
+    """Maps the chunks of one run; owns its worker processes (if any), shut down by :meth:`close`.
 
-    def __init__(self, currency: str, process_threshold: int = PROCESS_THRESHOLD) -> None:
+    :meth:`submit` starts a chunk and returns a task for its result, so several chunks can be in the
+    workers at once; await the tasks in submission order to keep the feed's order.
+    """
+
+    def __init__(
+        self, currency: str, workers: int | None = None, process_threshold: int = PROCESS_THRESHOLD
+    ) -> None:
         self._currency = currency
+        self._workers = workers or default_workers()
         self._threshold = process_threshold
         self._pool: ProcessPoolExecutor | None = None
 
     @property
     def uses_process(self) -> bool:
-        """Whether this run's chunks go to the worker process (decided by the first chunk)."""
+        """Whether this run's chunks go to worker processes (decided by the first chunk)."""
         return self._pool is not None
+
+    @property
+    def workers(self) -> int:
+        return self._workers
 
     def _wants_process(self, chunk: FeedChunk) -> bool:
         return self._pool is not None or chunk.total is None or chunk.total >= self._threshold
 
     async def map(self, chunk: FeedChunk) -> MappedChunk:
+        return await (await self.submit(chunk))
+
+    async def submit(self, chunk: FeedChunk) -> asyncio.Task[MappedChunk]:
         if not self._wants_process(chunk):
-            return await self._map_on_loop(chunk)
-        if self._pool is None:
-            context = multiprocessing.get_context("forkserver")
-            # The fork server imports the mapping code once per service process; each run's worker is
-            # then forked from it in milliseconds (and a fork of a clean process, not of this one).
-            context.set_forkserver_preload(["service.sync.mapping"])
-            self._pool = ProcessPoolExecutor(1, mp_context=context, initializer=_lower_priority)
-            # Starting the worker is a blocking handshake with the fork server (which first has to start
-            # and import the mapping, on a service's first large run): done in a thread, so the loop
-            # keeps answering requests (the trigger that started this run among them) meanwhile.
-            await asyncio.to_thread(_start_worker, self._pool)
-        loop = asyncio.get_running_loop()
-        packed = await loop.run_in_executor(
-            self._pool, map_items_packed, chunk.items, chunk.first_position, self._currency, chunk.total
+            return asyncio.create_task(self._map_on_loop(chunk))
+        pool = self._pool or await self._start_pool()
+        packed = asyncio.get_running_loop().run_in_executor(
+            pool, map_items_packed, chunk.items, chunk.first_position, self._currency, chunk.total
         )
-        return packed.unpack()
+        return asyncio.create_task(_unpack(packed))
+
+    async def _start_pool(self) -> ProcessPoolExecutor:
+        context = multiprocessing.get_context("forkserver")
+        # The fork server imports the mapping code once per service process; each run's workers are
+        # then forked from it in milliseconds (and forks of a clean process, not of this one).
+        context.set_forkserver_preload(["service.sync.mapping"])
+        self._pool = ProcessPoolExecutor(self._workers, mp_context=context, initializer=_lower_priority)
+        # Starting a worker is a blocking handshake with the fork server (which first has to start and
+        # import the mapping, on a service's first large run): done in a thread, so the loop keeps
+        # answering requests (the trigger that started this run among them) meanwhile.
+        await asyncio.to_thread(_start_workers, self._pool, self._workers)
+        return self._pool
 
     async def _map_on_loop(self, chunk: FeedChunk) -> MappedChunk:
         items: list[MappedRow | ItemError] = []
@@ -84,3 +111,7 @@ class ChunkMapper:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+
+async def _unpack(packed: Awaitable[PackedChunk]) -> MappedChunk:
+    return (await packed).unpack()

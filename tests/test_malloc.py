@@ -1,0 +1,60 @@
+"""The allocator cap the service applies at start-up (glibc), checked in a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from service.malloc import ARENAS
+
+# Eight threads allocating at once: glibc gives threads that contend an arena of their own; the probe
+# counts the arenas in malloc_info's XML report.
+_PROBE = """
+import ctypes, threading, re, sys, tempfile
+from service.malloc import limit_malloc_arenas
+import os
+applied = limit_malloc_arenas(int(os.environ.get("PRODUCT_SYNC_PROBE_ARENAS", "2")))
+blocks = []
+def grab():
+    # SQLite allocates with the GIL released, as aiosqlite's thread does in the service.
+    import sqlite3
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE TABLE t (x TEXT)")
+    db.executemany("INSERT INTO t VALUES (?)", (("x" * 500,) for _ in range(20_000)))
+    db.execute("CREATE INDEX i ON t (x)")
+    blocks.append(db)
+threads = [threading.Thread(target=grab) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+libc = ctypes.CDLL(None)
+libc.fdopen.restype = ctypes.c_void_p
+with tempfile.TemporaryFile("w+") as out:
+    stream = libc.fdopen(out.fileno(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(stream))
+    libc.fflush(ctypes.c_void_p(stream))
+    out.seek(0)
+    arenas = len(re.findall(r'<heap nr="', out.read()))
+print(applied, arenas)
+"""
+
+
+def _probe(env: dict[str, str]) -> tuple[str, int]:
+    done = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True)
+    applied, arenas = done.stdout.split()
+    return applied, int(arenas)
+
+
+def test_the_service_caps_malloc_arenas_for_its_threads() -> None:
+    env = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+    applied, arenas = _probe(env)
+    assert applied == "True"
+    assert arenas <= ARENAS
+
+
+def test_without_the_cap_the_same_threads_take_more_arenas() -> None:
+    # The probe itself can tell: the same work with the cap switched off (a no-op limit) spreads wider.
+    env = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"}
+    env["PRODUCT_SYNC_PROBE_ARENAS"] = "64"
+    _, arenas = _probe(env)
+    assert arenas > ARENAS
