@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from pathlib import Path
 
 import orjson
+import pytest
 
 from service.sync.demo_upstream import demo_product
+from service.sync.job import SyncFailed
 from service.sync.mapping import RawItem, map_items
-from service.sync.offload import WORKER_NICENESS, ChunkMapper
+from service.sync.offload import WORKER_NICENESS, ChunkMapper, MappingPool
 from service.sync.sources import FeedChunk
 
 
@@ -23,7 +26,8 @@ def feed_lines(count: int) -> list[RawItem]:
 
 async def test_a_large_feed_is_mapped_in_a_worker_process_with_the_same_result() -> None:
     lines = feed_lines(300)
-    mapper = ChunkMapper("USD", process_threshold=100)
+    pool = MappingPool()
+    mapper = ChunkMapper("USD", pool, process_threshold=100)
     try:
         mapped = await mapper.map(FeedChunk(lines, 1000, 300))
         assert mapper.uses_process
@@ -34,28 +38,28 @@ async def test_a_large_feed_is_mapped_in_a_worker_process_with_the_same_result()
         assert [item.position for item in mapped.items] == list(range(1000, 1300))
         assert len(mapped.errors) == 2
     finally:
-        mapper.close()
+        pool.close()
 
 
 async def test_a_feed_without_a_total_goes_to_the_worker_process() -> None:
     lines = feed_lines(10)
-    mapper = ChunkMapper("EUR")
+    pool = MappingPool()
+    mapper = ChunkMapper("EUR", pool)
     try:
         mapped = await mapper.map(FeedChunk(lines, 0, None))
         assert mapper.uses_process
         expected = map_items(lines, 0, "EUR", None)
         assert (mapped.rows, mapped.errors, mapped.total) == (expected.rows, expected.errors, None)
     finally:
-        mapper.close()
+        pool.close()
 
 
 async def test_a_small_feed_is_mapped_on_the_loop_without_a_process() -> None:
     lines = feed_lines(250)
-    mapper = ChunkMapper("USD")
+    mapper = ChunkMapper("USD", MappingPool())
     mapped = await mapper.map(FeedChunk(lines, 0, 194))
     assert not mapper.uses_process
     assert mapped == map_items(lines, 0, "USD", 194)
-    mapper.close()
 
 
 def _children(pid: int) -> list[int]:
@@ -72,7 +76,8 @@ def _niceness(pid: int) -> int:
 
 
 async def test_the_worker_process_yields_the_cpu_to_the_service() -> None:
-    mapper = ChunkMapper("USD", process_threshold=1)
+    pool = MappingPool()
+    mapper = ChunkMapper("USD", pool, process_threshold=1)
     try:
         await mapper.map(FeedChunk(feed_lines(10), 0, 10))
         fork_servers = [pid for pid in _children(os.getpid()) if b"forkserver" in _cmdline(pid)]
@@ -87,7 +92,7 @@ async def test_the_worker_process_yields_the_cpu_to_the_service() -> None:
             await asyncio.sleep(0.05)
         assert niceness == {os.nice(0) + WORKER_NICENESS}, "workers not at the lower priority"
     finally:
-        mapper.close()
+        pool.close()
 
 
 def _cmdline(pid: int) -> bytes:
@@ -96,7 +101,8 @@ def _cmdline(pid: int) -> bytes:
 
 async def test_chunks_mapped_by_several_workers_at_once_come_back_in_feed_order() -> None:
     lines = feed_lines(1200)
-    mapper = ChunkMapper("USD", workers=2, process_threshold=1)
+    pool = MappingPool(workers=2)
+    mapper = ChunkMapper("USD", pool, process_threshold=1)
     try:
         tasks = [
             await mapper.submit(FeedChunk(lines[start : start + 200], start, 1200))
@@ -104,8 +110,45 @@ async def test_chunks_mapped_by_several_workers_at_once_come_back_in_feed_order(
         ]
         mapped = [await task for task in tasks]
     finally:
-        mapper.close()
+        pool.close()
     assert mapper.workers == 2
     expected = map_items(lines, 0, "USD", 1200)
     assert [row for chunk in mapped for row in chunk.rows] == expected.rows
     assert [error for chunk in mapped for error in chunk.errors] == expected.errors
+
+
+def _worker_pids() -> set[int]:
+    fork_servers = [pid for pid in _children(os.getpid()) if b"forkserver" in _cmdline(pid)]
+    return {worker for server in fork_servers for worker in _children(server)}
+
+
+async def test_the_pool_keeps_its_workers_for_the_next_run() -> None:
+    pool = MappingPool(workers=1)
+    try:
+        first = ChunkMapper("USD", pool, process_threshold=1)
+        await first.map(FeedChunk(feed_lines(10), 0, 10))
+        workers = _worker_pids()
+        second = ChunkMapper("USD", pool, process_threshold=1)
+        mapped = await second.map(FeedChunk(feed_lines(10), 0, 10))
+        assert second.uses_process and len(mapped.rows) == 8
+        assert _worker_pids() == workers  # no new process for the second run
+    finally:
+        pool.close()
+
+
+async def test_a_killed_worker_fails_the_run_and_the_next_run_gets_new_workers() -> None:
+    pool = MappingPool(workers=1)
+    try:
+        mapper = ChunkMapper("USD", pool, process_threshold=1)
+        await mapper.map(FeedChunk(feed_lines(10), 0, 10))
+        for worker in _worker_pids():
+            os.kill(worker, signal.SIGKILL)
+        with pytest.raises(SyncFailed, match="mapping worker process died"):
+            for _ in range(50):  # the pool notices the death on its next submit or result
+                await mapper.map(FeedChunk(feed_lines(10), 0, 10))
+                await asyncio.sleep(0.05)
+        next_run = ChunkMapper("USD", pool, process_threshold=1)
+        mapped = await next_run.map(FeedChunk(feed_lines(10), 0, 10))
+        assert len(mapped.rows) == 8
+    finally:
+        pool.close()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from service.ledger.runs import BatchCounts, ItemError
 from service.sync.job import RunContext, SyncFailed
 from service.sync.mapping import MappedChunk, MappedRow
-from service.sync.offload import ChunkMapper
+from service.sync.offload import ChunkMapper, MappingPool
 from service.sync.sink import CatalogSink, SqliteCatalogSink
 from service.sync.sources import FeedChunk, Source, redact_url, source_for
 
@@ -164,7 +164,8 @@ async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> 
         extra={"run_id": ctx.run.id},
     )
     started = time.monotonic()
-    mapper = ChunkMapper(settings.currency, settings.mapping_workers)
+    pool = ctx.mapping_pool or MappingPool(settings.mapping_workers)
+    mapper = ChunkMapper(settings.currency, pool)
     chunks: asyncio.Queue[FeedChunk | _Failed | _End] = asyncio.Queue(_QUEUE_CHUNKS)
     # Chunks being mapped, in feed order: these, the one the collector awaits and the one the submitter
     # holds, so every worker has the next chunk ready when it finishes one.
@@ -188,7 +189,8 @@ async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> 
         for stage in stages:
             stage.cancel()
         await asyncio.gather(*stages, return_exceptions=True)
-        mapper.close()
+        if ctx.mapping_pool is None:
+            pool.close()
     elapsed = time.monotonic() - started
     log.info(
         "run %d: synced %d items in %.2f s (%d/s): created %d, updated %d, unchanged %d, errors %d, "

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from service.ledger.runs import Ledger, RunRecord
 from service.settings import Settings
+
+if TYPE_CHECKING:  # offload imports SyncFailed from here
+    from service.sync.offload import MappingPool
 
 
 class SyncFailed(Exception):
@@ -23,6 +26,8 @@ class RunContext:
     settings: Settings
     http: aiohttp.ClientSession
     source_url: str  # the configured feed, or the built-in demo upstream's loopback URL
+    # The runner's long-lived worker processes; None gives the run its own, shut down when it ends.
+    mapping_pool: MappingPool | None = None
 
 
 # A job streams the feed into the catalog, recording progress through ``ledger`` batch by batch.

@@ -15,8 +15,10 @@ import os
 import time
 from collections.abc import Awaitable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from service.ledger.runs import ItemError
+from service.sync.job import SyncFailed
 from service.sync.mapping import MappedChunk, MappedRow, PackedChunk, map_items, map_items_packed
 from service.sync.sources import FeedChunk
 
@@ -48,32 +50,71 @@ def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
         started.result()
 
 
-class ChunkMapper:
-    """Maps the chunks of one run; owns its worker processes (if any), shut down by :meth:`close`.
+class MappingPool:
+    """The mapping worker processes, started by the first large run and kept for the next ones.
 
-    :meth:`submit` starts a chunk and returns a task for its result, so several chunks can be in the
-    workers at once; await the tasks in submission order to keep the feed's order.
+    Kept, not started per run: forking the workers costs tens of ms of CPU on a small machine, which a
+    run cancelled right after its trigger would pay for nothing (and the trigger after it with it).
+    Owned by the runner; :meth:`close` shuts the processes down.
     """
 
-    def __init__(
-        self, currency: str, workers: int | None = None, process_threshold: int = PROCESS_THRESHOLD
-    ) -> None:
-        self._currency = currency
+    def __init__(self, workers: int | None = None) -> None:
         self._workers = workers or default_workers()
-        self._threshold = process_threshold
         self._pool: ProcessPoolExecutor | None = None
-
-    @property
-    def uses_process(self) -> bool:
-        """Whether this run's chunks go to worker processes (decided by the first chunk)."""
-        return self._pool is not None
 
     @property
     def workers(self) -> int:
         return self._workers
 
+    async def executor(self) -> ProcessPoolExecutor:
+        if self._pool is not None:
+            return self._pool
+        context = multiprocessing.get_context("forkserver")
+        # The fork server imports the mapping code once per service process; the workers are then
+        # forked from it in milliseconds (and forks of a clean process, not of this one).
+        context.set_forkserver_preload(["service.sync.mapping"])
+        pool = self._pool = ProcessPoolExecutor(
+            self._workers, mp_context=context, initializer=_lower_priority
+        )
+        # Starting a worker is a blocking handshake with the fork server (which first has to start and
+        # import the mapping): done in a thread, so the loop keeps answering requests meanwhile.
+        await asyncio.to_thread(_start_workers, pool, self._workers)
+        return pool
+
+    def discard(self) -> None:
+        """Shut the processes down; the next large run starts new ones."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        self.discard()
+
+
+class ChunkMapper:
+    """Maps the chunks of one run: on the loop for a small feed, in the pool's workers for a large one.
+
+    :meth:`submit` starts a chunk and returns a task for its result, so several chunks can be in the
+    workers at once; await the tasks in submission order to keep the feed's order.
+    """
+
+    def __init__(self, currency: str, pool: MappingPool, process_threshold: int = PROCESS_THRESHOLD) -> None:
+        self._currency = currency
+        self._pool = pool
+        self._threshold = process_threshold
+        self._executor: ProcessPoolExecutor | None = None
+
+    @property
+    def uses_process(self) -> bool:
+        """Whether this run's chunks go to worker processes (decided by the first chunk)."""
+        return self._executor is not None
+
+    @property
+    def workers(self) -> int:
+        return self._pool.workers
+
     def _wants_process(self, chunk: FeedChunk) -> bool:
-        return self._pool is not None or chunk.total is None or chunk.total >= self._threshold
+        return self._executor is not None or chunk.total is None or chunk.total >= self._threshold
 
     async def map(self, chunk: FeedChunk) -> MappedChunk:
         return await (await self.submit(chunk))
@@ -81,23 +122,25 @@ class ChunkMapper:
     async def submit(self, chunk: FeedChunk) -> asyncio.Task[MappedChunk]:
         if not self._wants_process(chunk):
             return asyncio.create_task(self._map_on_loop(chunk))
-        pool = self._pool or await self._start_pool()
-        packed = asyncio.get_running_loop().run_in_executor(
-            pool, map_items_packed, chunk.items, chunk.first_position, self._currency, chunk.total
-        )
-        return asyncio.create_task(_unpack(packed))
+        executor = self._executor = self._executor or await self._pool.executor()
+        try:
+            packed = asyncio.get_running_loop().run_in_executor(
+                executor, map_items_packed, chunk.items, chunk.first_position, self._currency, chunk.total
+            )
+        except BrokenProcessPool as exc:
+            raise self._worker_died(exc) from exc
+        return asyncio.create_task(self._unpack(packed))
 
-    async def _start_pool(self) -> ProcessPoolExecutor:
-        context = multiprocessing.get_context("forkserver")
-        # The fork server imports the mapping code once per service process; each run's workers are
-        # then forked from it in milliseconds (and forks of a clean process, not of this one).
-        context.set_forkserver_preload(["service.sync.mapping"])
-        self._pool = ProcessPoolExecutor(self._workers, mp_context=context, initializer=_lower_priority)
-        # Starting a worker is a blocking handshake with the fork server (which first has to start and
-        # import the mapping, on a service's first large run): done in a thread, so the loop keeps
-        # answering requests (the trigger that started this run among them) meanwhile.
-        await asyncio.to_thread(_start_workers, self._pool, self._workers)
-        return self._pool
+    async def _unpack(self, packed: Awaitable[PackedChunk]) -> MappedChunk:
+        try:
+            return (await packed).unpack()
+        except BrokenProcessPool as exc:
+            raise self._worker_died(exc) from exc
+
+    def _worker_died(self, exc: BrokenProcessPool) -> SyncFailed:
+        # A worker was killed (e.g. by the OOM killer): this run fails; the next one gets new workers.
+        self._pool.discard()
+        return SyncFailed(f"A mapping worker process died: {exc}")
 
     async def _map_on_loop(self, chunk: FeedChunk) -> MappedChunk:
         items: list[MappedRow | ItemError] = []
@@ -106,12 +149,3 @@ class ChunkMapper:
             items.extend(map_items(part, chunk.first_position + start, self._currency, chunk.total).items)
             await asyncio.sleep(0)  # let status requests and network reads in between slices
         return MappedChunk(items, chunk.total)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-
-async def _unpack(packed: Awaitable[PackedChunk]) -> MappedChunk:
-    return (await packed).unpack()

@@ -19,6 +19,7 @@ from service.ledger.runs import SHUTDOWN_MESSAGE, FinalStatus, Ledger, RunNoLong
 from service.logs import run_id_var
 from service.settings import Settings
 from service.sync.job import RunContext, SyncFailed, SyncJob
+from service.sync.offload import MappingPool
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class SyncRunner:
         self._http = http
         self._job = job
         self._source_url = source_url
+        self._mapping_pool = MappingPool(settings.mapping_workers)
         self._run_id: int | None = None
         self._job_task: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[RunRecord] | None = None
@@ -78,7 +80,7 @@ class SyncRunner:
         # Every task of the run logs with its id.
         context = contextvars.copy_context()
         context.run(run_id_var.set, run.id)
-        ctx = RunContext(run, self._ledger, self._settings, self._http, self._source_url)
+        ctx = RunContext(run, self._ledger, self._settings, self._http, self._source_url, self._mapping_pool)
         self._run_id, self._stop_reason = run.id, None
         self._job_task = asyncio.create_task(self._job(ctx), name=f"sync-job-{run.id}", context=context)
         self._supervisor = asyncio.create_task(
@@ -232,3 +234,4 @@ class SyncRunner:
                 await asyncio.wait_for(asyncio.shield(self._supervisor), self._settings.shutdown_timeout_s)
             except TimeoutError:
                 log.error("sync run %s did not stop within the shutdown timeout", self._run_id)
+        self._mapping_pool.close()
