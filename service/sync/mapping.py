@@ -82,20 +82,27 @@ class ProductRow(NamedTuple):
         return self
 
 
+# Rows per pickle in a packed chunk: the service unpickles one slice at a time, a short stretch on the
+# event loop (a whole chunk at once is several ms there), and only the slices holding a changed row.
+PACKED_SLICE = 250
+
+
 class _ChunkRows:
-    """The full rows of one chunk mapped in the worker: pickled there, unpickled here only when needed."""
+    """The full rows of one chunk mapped in the worker: pickled there in slices, unpickled here on use."""
 
-    __slots__ = ("_payload", "_rows")
+    __slots__ = ("_payloads", "_slices")
 
-    def __init__(self, payload: bytes) -> None:
-        self._payload = payload
-        self._rows: list[ProductRow] | None = None
+    def __init__(self, payloads: list[bytes]) -> None:
+        self._payloads = payloads
+        self._slices: dict[int, list[ProductRow]] = {}
 
     def row(self, index: int) -> ProductRow:
-        if self._rows is None:
-            self._rows = pickle.loads(self._payload)
-            self._payload = b""
-        return self._rows[index]
+        which, offset = divmod(index, PACKED_SLICE)
+        rows = self._slices.get(which)
+        if rows is None:
+            rows = self._slices[which] = pickle.loads(self._payloads[which])
+            self._payloads[which] = b""
+        return rows[offset]
 
 
 class LazyRow(NamedTuple):
@@ -123,11 +130,11 @@ class PackedChunk:
 
     keys: list[tuple[int, str, int]]  # (position, external id, content hash) per row
     errors: list[ItemError]
-    payload: bytes
+    payloads: list[bytes]  # the full rows, PACKED_SLICE per pickle
     total: int | None
 
     def unpack(self) -> MappedChunk:
-        source = _ChunkRows(self.payload)
+        source = _ChunkRows(self.payloads)
         items: list[MappedRow | ItemError] = [
             LazyRow(position, external_id, fingerprint, source, index)
             for index, (position, external_id, fingerprint) in enumerate(self.keys)
@@ -273,7 +280,11 @@ def map_items_packed(
         else:
             rows.append(item.full())
     keys = [(row.position, row.external_id, row.content_hash) for row in rows]
-    return PackedChunk(keys, errors, pickle.dumps(rows, pickle.HIGHEST_PROTOCOL), total)
+    payloads = [
+        pickle.dumps(rows[start : start + PACKED_SLICE], pickle.HIGHEST_PROTOCOL)
+        for start in range(0, len(rows), PACKED_SLICE)
+    ]
+    return PackedChunk(keys, errors, payloads, total)
 
 
 def describe_validation_error(exc: ValidationError) -> str:

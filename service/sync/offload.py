@@ -29,7 +29,7 @@ PROCESS_THRESHOLD = 20_000
 LOOP_SLICE = 100
 # The workers' niceness: mapping is batch work, so when it competes with the service's event loop for a
 # core, the loop (status polls, triggers) goes first and the sync takes the rest.
-WORKER_NICENESS = 10
+WORKER_NICENESS = 19
 _MAX_DEFAULT_WORKERS = 4
 # A warm-up task per worker: the pool starts a new worker only while none is idle, so each task holds
 # its worker long enough for the next task to need another one.
