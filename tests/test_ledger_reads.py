@@ -112,3 +112,22 @@ async def test_the_status_body_is_the_documented_model_for_every_run_state(ledge
         assert orjson.loads(model.model_dump_json()) == orjson.loads(body)
     statuses = [orjson.loads(body)["data"]["lastStatus"] for body in bodies]
     assert statuses == ["idle", "running", "success", "error", "cancelled"]
+
+
+async def test_the_end_of_run_checkpoint_writes_the_run_into_the_database_file(ledger: Ledger) -> None:
+    run = await ledger.start_run("admin", None)
+    for _ in range(20):
+        await ledger.record_progress(run.id, BatchCounts(processed=1), [])
+    await ledger.finish_run(run.id, "success")
+    # Only a checkpoint writes the database file itself (commits go to the WAL, far below SQLite's
+    # 1,000-page auto-checkpoint here), so the file's bytes tell whether ours ran.
+    before = ledger.db.path.read_bytes()
+    await ledger.db.checkpoint()
+    after = ledger.db.path.read_bytes()
+    assert after != before
+    raw = _raw(ledger)
+    try:
+        busy, log_frames, checkpointed = raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        raw.close()
+    assert busy == 0 and log_frames == checkpointed

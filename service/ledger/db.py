@@ -31,6 +31,14 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+def _checkpoint(path: Path) -> None:
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        conn.close()
+
+
 def _connect_inline_reader(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -144,13 +152,13 @@ class Database:
         await self._writer.rollback()
 
     async def checkpoint(self) -> None:
-        """Copy the WAL back into the database file now (PASSIVE: never waits for readers).
+        """Copy the WAL back into the database file now (PASSIVE: never waits for readers or writers).
 
-        Called at the end of a run, so the next small commit (a trigger) does not pay for the
-        run's pages with an auto-checkpoint and its fsync.
+        Called at the end of a run, so the next small commit (a trigger) does not pay for the run's
+        pages with an auto-checkpoint and its fsync. On a connection of its own, in a thread: on the
+        write connection it queued a trigger right after the run's end behind the copy and the fsync.
         """
-        async with self._write_lock:
-            await self._writer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        await asyncio.to_thread(_checkpoint, self.path)
 
     async def fetch_one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
         """The first row of an indexed single-row lookup (the latest run, a run by id, the running run).
