@@ -26,11 +26,11 @@ from service.ledger.db import Database, DatabaseError
 from service.ledger.migrations import MigrationError
 from service.ledger.runs import NoRunRunning, RunAlreadyRunning, RunRecord
 from service.logs import configure_logging
-from service.malloc import limit_malloc_arenas
 from service.progress import ProgressReporter, summary_lines
 from service.resources import open_sync_stack
 from service.runs_table import format_runs_table
 from service.settings import Settings
+from service.tuning import tune_process
 
 log = logging.getLogger("service")
 
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    limit_malloc_arenas()
+    tune_process()
     args = build_parser().parse_args(argv)
     settings = _settings_from_env()
     configure_logging(settings.log_format, settings.log_level)

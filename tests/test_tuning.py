@@ -1,4 +1,4 @@
-"""The allocator cap the service applies at start-up (glibc), checked in a fresh interpreter."""
+"""The process tuning the CLI applies at start-up, checked in fresh interpreters."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import os
 import subprocess
 import sys
 
-from service.malloc import ARENAS
+from service.tuning import ARENAS, SWITCH_INTERVAL_S
 
 # Eight threads allocating at once: glibc gives threads that contend an arena of their own; the probe
 # counts the arenas in malloc_info's XML report.
 _PROBE = """
 import ctypes, threading, re, sys, tempfile
-from service.malloc import limit_malloc_arenas
+from service.tuning import limit_malloc_arenas
 import os
 applied = limit_malloc_arenas(int(os.environ.get("PRODUCT_SYNC_PROBE_ARENAS", "2")))
 blocks = []
@@ -58,3 +58,11 @@ def test_without_the_cap_the_same_threads_take_more_arenas() -> None:
     env["PRODUCT_SYNC_PROBE_ARENAS"] = "64"
     _, arenas = _probe(env)
     assert arenas > ARENAS
+
+
+def test_the_cli_start_up_shortens_the_gil_switch_interval() -> None:
+    probe = (
+        "import sys\nfrom service.tuning import tune_process\ntune_process()\nprint(sys.getswitchinterval())"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert float(done.stdout) == SWITCH_INTERVAL_S < 0.005  # CPython's default is 5 ms
