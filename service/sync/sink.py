@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 import aiosqlite
 import orjson
@@ -34,8 +33,9 @@ class CatalogSink(Protocol):
 
 
 _SELECT_EXISTING = """
-SELECT external_id, id, content_hash, handle, created_run, updated_run FROM products
-WHERE external_id IN (SELECT value FROM json_each(?))
+SELECT external_id, id, content_hash, handle, (created_run = :run_id OR updated_run = :run_id)
+FROM products
+WHERE external_id IN (SELECT value FROM json_each(:external_ids))
 """
 _SELECT_HANDLE_OWNERS = """
 SELECT handle, external_id FROM products WHERE handle IN (SELECT value FROM json_each(?))
@@ -74,12 +74,13 @@ async def _slices(items: Sequence[_T]) -> AsyncIterator[Sequence[_T]]:
         yield items[start : start + _SLICE]
 
 
-@dataclass(frozen=True, slots=True)
-class _Existing:
+class _Existing(NamedTuple):
+    """A product already in the catalog (a named tuple: one is built per row of every batch)."""
+
     id: int
     content_hash: int
     handle: str
-    written_by_run: bool
+    written_by_run: int  # 1 when this run already created or updated it
 
 
 def _content_columns(row: ProductRow, handle: str, category_id: int) -> tuple[object, ...]:
@@ -220,13 +221,9 @@ async def _read_existing(
 ) -> dict[str, _Existing]:
     if not rows:
         return {}
-    found: dict[str, _Existing] = {}
-    async with conn.execute(_SELECT_EXISTING, (_json_list([row.external_id for row in rows]),)) as cursor:
-        for external_id, product_id, fingerprint, handle, created_run, updated_run in await cursor.fetchall():
-            found[str(external_id)] = _Existing(
-                int(product_id), int(fingerprint), str(handle), run_id in (created_run, updated_run)
-            )
-    return found
+    params = {"run_id": run_id, "external_ids": _json_list([row.external_id for row in rows])}
+    async with conn.execute(_SELECT_EXISTING, params) as cursor:
+        return {external_id: _Existing(*rest) for external_id, *rest in await cursor.fetchall()}
 
 
 async def _assign_handles(

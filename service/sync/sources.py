@@ -219,7 +219,7 @@ class NdjsonSource:
                         first_long = next(i for i, line in enumerate(lines) if len(line) > self._max_line)
                         raise self._too_long(line_number + first_long + 1)
                     line_number += len(lines)
-                    kept = [line for line in lines if line.strip()]
+                    kept = list(filter(bytes.strip, lines))  # strip() of a clean line is the line itself
                     items.extend(kept)
                     position += len(kept)
                     now = time.monotonic()
