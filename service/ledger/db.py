@@ -165,8 +165,8 @@ class Database:
 
         Run on the event loop: such a read takes a few microseconds from the page cache, less than the
         hand-off to aiosqlite's thread and back, which was most of a status poll's cost. In WAL mode a
-        reader never waits for the writer; when SQLite still answers busy (WAL recovery, another
-        process holding an exclusive lock), the read is retried on the threaded reader, which may wait.
+        reader never waits for the writer; when SQLite still answers busy (another connection running
+        WAL recovery), the read is retried on the threaded reader, which may wait.
 
         Lookups made in the same turn of the event loop share one read: under load, dozens of status
         polls are answered in one turn, and they are simultaneous, so one snapshot is as current for
