@@ -84,6 +84,33 @@ async def _raise_for_status(resp: aiohttp.ClientResponse, where: str) -> None:
     raise SyncFailed(f"Upstream answered {resp.status} {resp.reason or ''}".rstrip() + f" ({where}){detail}")
 
 
+@dataclass(frozen=True)
+class _Upstream:
+    """What every request to the feed carries: the session, URL, headers, timeouts and retry policy."""
+
+    http: aiohttp.ClientSession
+    url: URL
+    headers: dict[str, str]
+    timeout: aiohttp.ClientTimeout
+    policy: RetryPolicy
+
+    @classmethod
+    def of(
+        cls, http: aiohttp.ClientSession, url: str, settings: Settings, policy: RetryPolicy | None
+    ) -> _Upstream:
+        return cls(
+            http,
+            URL(url),
+            upstream_headers(settings),
+            request_timeout(settings),
+            policy or retry_policy(settings),
+        )
+
+    async def get(self, url: URL | None = None) -> aiohttp.ClientResponse:
+        """GET ``url`` (default: the feed's own); the caller releases the response (``async with``)."""
+        return await self.http.get(url or self.url, headers=self.headers, timeout=self.timeout)
+
+
 class DummyJsonSource:
     """Pages through ``{"products": [...], "total": T, "skip": M, "limit": N}`` answers."""
 
@@ -94,21 +121,17 @@ class DummyJsonSource:
         settings: Settings,
         policy: RetryPolicy | None = None,
     ) -> None:
-        self._http = http
-        self._url = URL(url)
+        self._upstream = _Upstream.of(http, url, settings, policy)
         self._page_size = settings.page_size
         # A page is bounded like NDJSON lines: max_line_bytes per product, so a hostile or broken
         # upstream cannot make the service buffer an answer of any size.
         self._max_page_bytes = settings.page_size * settings.max_line_bytes
-        self._headers = upstream_headers(settings)
-        self._timeout = request_timeout(settings)
-        self._policy = policy or retry_policy(settings)
 
     async def _fetch_body(self, skip: int) -> tuple[bytes, str]:
         """The page's body and its content type; a body over the page limit fails the run."""
-        url = self._url.update_query(limit=self._page_size, skip=skip)
+        url = self._upstream.url.update_query(limit=self._page_size, skip=skip)
         where = f"page skip={skip}"
-        async with self._http.get(url, headers=self._headers, timeout=self._timeout) as resp:
+        async with await self._upstream.get(url) as resp:
             await _raise_for_status(resp, where)
             too_large = SyncFailed(
                 f"Upstream page is larger than the limit of {self._max_page_bytes} bytes ({where})"
@@ -124,7 +147,7 @@ class DummyJsonSource:
 
     async def _fetch_page(self, skip: int) -> DummyJsonPage:
         where = f"page skip={skip}"
-        body, content_type = await self._policy.call(lambda: self._fetch_body(skip), where)
+        body, content_type = await self._upstream.policy.call(lambda: self._fetch_body(skip), where)
         try:
             parsed: Any = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -178,16 +201,12 @@ class NdjsonSource:
         settings: Settings,
         policy: RetryPolicy | None = None,
     ) -> None:
-        self._http = http
-        self._url = URL(url)
+        self._upstream = _Upstream.of(http, url, settings, policy)
         self._chunk_size = settings.batch_size
         self._max_line = settings.max_line_bytes
-        self._headers = upstream_headers(settings)
-        self._timeout = request_timeout(settings)
-        self._policy = policy or retry_policy(settings)
 
     async def _open(self) -> aiohttp.ClientResponse:
-        resp = await self._http.get(self._url, headers=self._headers, timeout=self._timeout)
+        resp = await self._upstream.get()
         try:
             await _raise_for_status(resp, "opening the feed")
         except BaseException:
@@ -199,7 +218,7 @@ class NdjsonSource:
         return SyncFailed(f"Feed line {line_number} is longer than the limit of {self._max_line} bytes")
 
     async def chunks(self) -> AsyncIterator[FeedChunk]:
-        resp = await self._policy.call(self._open, "opening the feed")
+        resp = await self._upstream.policy.call(self._open, "opening the feed")
         async with resp:
             total = _announced_total(resp)
             line_number = 0  # 1-based number of the last complete line
