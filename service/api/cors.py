@@ -53,9 +53,10 @@ def _allow(target: web.StreamResponse | web.HTTPException, origin: str) -> None:
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    # Installed only when origins are configured (create_app).
     allowed = request.app[SETTINGS].cors_origins
     origin = request.headers.get("Origin")
-    if not allowed or origin is None:
+    if origin is None:
         return await handler(request)
     if not origin_allowed(origin, allowed):
         response = await handler(request)

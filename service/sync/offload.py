@@ -81,14 +81,11 @@ class MappingPool:
         await asyncio.to_thread(_start_workers, pool, self._workers)
         return pool
 
-    def discard(self) -> None:
-        """Shut the processes down; the next large run starts new ones."""
+    def close(self) -> None:
+        """Shut the processes down; a later large run (if any) starts new ones."""
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
-
-    def close(self) -> None:
-        self.discard()
 
 
 class ChunkMapper:
@@ -139,7 +136,7 @@ class ChunkMapper:
 
     def _worker_died(self, exc: BrokenProcessPool) -> SyncFailed:
         # A worker was killed (e.g. by the OOM killer): this run fails; the next one gets new workers.
-        self._pool.discard()
+        self._pool.close()
         return SyncFailed(f"A mapping worker process died: {exc}")
 
     async def _map_on_loop(self, chunk: FeedChunk) -> MappedChunk:
