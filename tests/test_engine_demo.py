@@ -135,6 +135,48 @@ async def test_new_product_with_a_taken_title_gets_a_unique_handle(
         assert stored["ext-77"]["handle"] == stored["1"]["handle"] + "-ext-77"
 
 
+async def test_ids_with_the_same_slug_get_numbered_handles(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    products = demo_products()[:1]
+    title = products[0]["title"]
+    # "x-1", "X 1", "x_1" and "X.1" all slugify to "x-1": the handle with the id is taken too.
+    for external_id in ("X 1", "x_1", "X.1"):
+        products.append({**products[0], "id": external_id})
+    products[0]["id"] = "x-1"
+    async with harness(tmp_path) as h:
+        run = await h.sync(await serve(aiohttp_server, products))
+        assert (run.status, run.created) == ("success", 4)
+        stored = await h.products()
+        base = stored["x-1"]["handle"]
+        assert base == title.lower().replace(" ", "-")
+        assert [stored[i]["handle"] for i in ("X 1", "x_1", "X.1")] == [
+            f"{base}-x-1",
+            f"{base}-x-1-2",
+            f"{base}-x-1-3",
+        ]
+
+
+async def test_a_changed_product_keeps_the_handle_its_title_gave_it(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    products = demo_products()[:2]
+    products[1]["title"] = products[0]["title"]
+    url = await serve(aiohttp_server, products)
+    async with harness(tmp_path) as h:
+        await h.sync(url)
+        before = await h.products()
+        assert before["2"]["handle"] == before["1"]["handle"] + "-2"
+        # Product 1 frees the title's slug; product 2 changes but keeps its handle (links stay valid).
+        products[0]["title"] = "Something Else Entirely"
+        products[1]["price"] = 1.25
+        run = await h.sync(url)
+        assert run.updated == 2
+        after = await h.products()
+        assert after["1"]["handle"] == "something-else-entirely"
+        assert (after["2"]["handle"], after["2"]["price_minor"]) == (before["2"]["handle"], 125)
+
+
 @pytest.mark.parametrize(("count", "page_size"), [(0, 10), (95, 10), (100, 10), (7, 100), (1, 1)])
 async def test_paging_edge_cases(
     tmp_path: Path, aiohttp_server: AiohttpServer, count: int, page_size: int

@@ -120,7 +120,7 @@ async def test_the_end_of_run_checkpoint_writes_the_run_into_the_database_file(l
         await ledger.record_progress(run.id, BatchCounts(processed=1), [])
     await ledger.finish_run(run.id, "success")
     # Only a checkpoint writes the database file itself (commits go to the WAL, far below SQLite's
-    # 1,000-page auto-checkpoint here), so the file's bytes tell whether ours ran.
+    # 10,000-page auto-checkpoint here), so the file's bytes tell whether ours ran.
     before = ledger.db.path.read_bytes()
     await ledger.db.checkpoint()
     after = ledger.db.path.read_bytes()

@@ -52,6 +52,8 @@ def error_of(raw: dict[str, Any] | bytes) -> ItemError:
         ("Crème brûlée  Set!", "creme-brulee-set"),
         ("  --iPhone 13 Pro--", "iphone-13-pro"),
         ("日本", ""),
+        ("SKU42", "sku42"),  # letters and digits only: the fast path
+        ("4711", "4711"),
     ],
 )
 def test_slugify(title: str, slug: str) -> None:

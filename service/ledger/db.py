@@ -19,6 +19,11 @@ import aiosqlite
 from service.ledger.migrations import apply_migrations, load_migrations
 
 _WRITER_CACHE_KIB = 32 * 1024
+# SQLite's default auto-checkpoint (1,000 pages) copies the WAL into the database file, with an fsync,
+# inside a commit every few batches of a large sync: on this kind of machine that was about a third of
+# a fresh sync's time. At 10,000 pages (about 40 MiB of WAL) the sync checkpoints a tenth as often,
+# and pages written by several batches (the unique indexes' leaves) are copied once, not each time.
+_WRITER_AUTOCHECKPOINT_PAGES = 10_000
 
 
 class DatabaseError(Exception):
@@ -69,6 +74,7 @@ async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aios
             # 2 MiB page cache a large catalog is re-read from the OS on every batch. Bounded, so the
             # service's memory still does not grow with the feed.
             await conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KIB}")
+            await conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_AUTOCHECKPOINT_PAGES}")
     except BaseException:
         await conn.close()
         raise

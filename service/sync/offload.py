@@ -13,13 +13,14 @@ import asyncio
 import multiprocessing
 import os
 import time
-from collections.abc import Awaitable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 from service.ledger.runs import ItemError
 from service.sync.job import SyncFailed
-from service.sync.mapping import MappedChunk, MappedRow, PackedChunk, map_items, map_items_packed
+from service.sync.mapping import MappedChunk, MappedRow, map_items
+from service.sync.packing import PackedChunk, map_items_packed
 from service.sync.sources import FeedChunk
 
 # Feeds announcing fewer items than this are mapped on the loop; feeds with no announced total, or a
@@ -72,7 +73,7 @@ class MappingPool:
         context = multiprocessing.get_context("forkserver")
         # The fork server imports the mapping code once per service process; the workers are then
         # forked from it in milliseconds (and forks of a clean process, not of this one).
-        context.set_forkserver_preload(["service.sync.mapping"])
+        context.set_forkserver_preload(["service.sync.packing"])
         pool = self._pool = ProcessPoolExecutor(
             self._workers, mp_context=context, initializer=_lower_priority
         )
@@ -92,13 +93,21 @@ class ChunkMapper:
     """Maps the chunks of one run: on the loop for a small feed, in the pool's workers for a large one.
 
     :meth:`submit` starts a chunk and returns a task for its result, so several chunks can be in the
-    workers at once; await the tasks in submission order to keep the feed's order.
+    workers at once; await the tasks in submission order to keep the feed's order. With ``catalog`` (the
+    SQLite file holding the products), the workers skip the items unchanged since the last sync.
     """
 
-    def __init__(self, currency: str, pool: MappingPool, process_threshold: int = PROCESS_THRESHOLD) -> None:
+    def __init__(
+        self,
+        currency: str,
+        pool: MappingPool,
+        process_threshold: int = PROCESS_THRESHOLD,
+        catalog: Path | None = None,
+    ) -> None:
         self._currency = currency
         self._pool = pool
         self._threshold = process_threshold
+        self._catalog = catalog
         self._executor: ProcessPoolExecutor | None = None
 
     @property
@@ -122,15 +131,21 @@ class ChunkMapper:
         executor = self._executor = self._executor or await self._pool.executor()
         try:
             packed = asyncio.get_running_loop().run_in_executor(
-                executor, map_items_packed, chunk.items, chunk.first_position, self._currency, chunk.total
+                executor,
+                map_items_packed,
+                chunk.items,
+                chunk.first_position,
+                self._currency,
+                chunk.total,
+                self._catalog,
             )
         except BrokenProcessPool as exc:
             raise self._worker_died(exc) from exc
-        return asyncio.create_task(self._unpack(packed))
+        return asyncio.create_task(self._unpack(packed, chunk))
 
-    async def _unpack(self, packed: Awaitable[PackedChunk]) -> MappedChunk:
+    async def _unpack(self, packed: asyncio.Future[PackedChunk], chunk: FeedChunk) -> MappedChunk:
         try:
-            return (await packed).unpack()
+            return (await packed).unpack(chunk.items, chunk.first_position, self._currency)
         except BrokenProcessPool as exc:
             raise self._worker_died(exc) from exc
 

@@ -1,0 +1,72 @@
+"""The SQL of the catalog (products and categories), in one place. Parameters are always bound."""
+
+# The catalog's stored fingerprints of some products, by external id (read by the mapping workers).
+SELECT_FINGERPRINTS = """
+SELECT external_id, content_hash, source_hash
+FROM products
+WHERE external_id IN (SELECT value FROM json_each(?))
+"""
+
+# The products of a batch already in the catalog, and whether this run already wrote them.
+SELECT_EXISTING = """
+SELECT external_id, content_hash, source_hash, (created_run = :run_id OR updated_run = :run_id)
+FROM products
+WHERE external_id IN (SELECT value FROM json_each(:external_ids))
+"""
+
+ANY_PRODUCT = "SELECT EXISTS (SELECT 1 FROM products)"
+
+INSERT_CATEGORY = """
+INSERT INTO categories (handle, name, created_run, created_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (handle) DO NOTHING
+"""
+
+# The product statements take a row's first 17 fields (see ProductRow) as ?1 .. ?17, then the run's
+# id (?18) and the batch's time (?19).
+#
+# A unique handle, chosen while the statement runs: the title's slug (?2), else the slug with the
+# external id (?3), else that with -2, -3, ... A handle held by any *other* product counts as taken,
+# even one renamed later in the batch, so every statement keeps the UNIQUE constraint; rows written
+# earlier in the batch are already in the table, so one batch never gives a handle twice.
+_FREE_HANDLE = """
+CASE
+    WHEN NOT EXISTS (SELECT 1 FROM products WHERE handle = ?2 AND external_id <> ?1) THEN ?2
+    WHEN NOT EXISTS (SELECT 1 FROM products WHERE handle = ?3 AND external_id <> ?1) THEN ?3
+    ELSE (
+        WITH RECURSIVE suffix (n) AS (
+            SELECT 2
+            UNION ALL
+            SELECT n + 1 FROM suffix
+            WHERE EXISTS (SELECT 1 FROM products WHERE handle = ?3 || '-' || n AND external_id <> ?1)
+        )
+        SELECT ?3 || '-' || max(n) FROM suffix
+    )
+END
+"""
+_CATEGORY_ID = "(SELECT id FROM categories WHERE handle = ?6)"
+
+INSERT_PRODUCT = f"""
+INSERT INTO products (
+    external_id, handle, title, description, category_id, price_minor, currency, brand, sku, stock,
+    thumbnail, images, tags, metadata, content_hash, source_hash, created_run, updated_run, created_at,
+    updated_at
+) VALUES (
+    ?1, {_FREE_HANDLE}, ?4, ?5, {_CATEGORY_ID}, ?7, ?8, ?9, ?10, ?11,
+    ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19,
+    ?19
+)
+"""
+
+# A product whose title gives the handle it already has keeps it (links to it stay valid).
+UPDATE_PRODUCT = f"""
+UPDATE products SET
+    handle = CASE WHEN handle IN (?2, ?3) THEN handle ELSE {_FREE_HANDLE} END,
+    title = ?4, description = ?5, category_id = {_CATEGORY_ID}, price_minor = ?7, currency = ?8,
+    brand = ?9, sku = ?10, stock = ?11, thumbnail = ?12, images = ?13, tags = ?14, metadata = ?15,
+    content_hash = ?16, source_hash = ?17, updated_run = ?18, updated_at = ?19
+WHERE external_id = ?1
+"""
+
+# An unchanged product whose item arrived in another form: only its fingerprint is brought up to date
+# (the product itself is not rewritten, so updated_run still names the run that last changed it).
+UPDATE_SOURCE_HASH = "UPDATE products SET source_hash = ? WHERE external_id = ?"

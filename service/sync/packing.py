@@ -1,0 +1,184 @@
+"""Mapped rows crossing from a mapping worker process to the service, and the worker's side of it.
+
+The worker (:func:`map_items_packed`) first reads the stored fingerprints of the chunk's products from
+the catalog: an item received exactly as last time is not validated or mapped again, and only its key
+crosses. The other rows are pickled in slices of plain tuples; the service unpickles a slice only when
+the sink needs one of its rows in full (a new or changed product).
+"""
+
+from __future__ import annotations
+
+import pickle
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from service.ledger.runs import ItemError
+from service.sync.catalog_queries import SELECT_FINGERPRINTS
+from service.sync.mapping import (
+    MappedChunk,
+    MappedRow,
+    ProductRow,
+    RawItem,
+    map_item,
+    source_hash,
+    upstream_id,
+)
+
+# Rows per pickle: the service unpickles one slice at a time, a short stretch on the event loop (a whole
+# chunk at once is several ms there), and only the slices holding a new or changed row.
+PACKED_SLICE = 250
+# The slot of a row the worker did not map (its item is unchanged since the last sync).
+NOT_MAPPED = -1
+
+
+class _Fingerprints(NamedTuple):
+    content_hash: int
+    source_hash: int | None
+
+
+def _as_product_row(values: tuple[Any, ...]) -> ProductRow:
+    # tuple.__new__ skips the named tuple's Python-level constructor, which was most of the cost of
+    # receiving a row from the worker.
+    return tuple.__new__(ProductRow, values)
+
+
+class _ChunkRows:
+    """The rows of one chunk: the mapped ones pickled in slices, unpickled here on use.
+
+    Keeps the chunk's items, to map on the event loop a row the worker skipped as unchanged if the sink
+    finds it changed after all (its product was changed by someone else since the worker read it).
+    """
+
+    __slots__ = ("_currency", "_first_position", "_items", "_payloads", "_slices")
+
+    def __init__(
+        self, payloads: list[bytes], items: Sequence[RawItem], first_position: int, currency: str
+    ) -> None:
+        self._payloads = payloads
+        self._slices: dict[int, list[tuple[Any, ...]]] = {}
+        self._items = items
+        self._first_position = first_position
+        self._currency = currency
+
+    def row(self, slot: int, position: int) -> ProductRow:
+        if slot == NOT_MAPPED:
+            return self._map_here(position)
+        which, offset = divmod(slot, PACKED_SLICE)
+        rows = self._slices.get(which)
+        if rows is None:
+            rows = self._slices[which] = pickle.loads(self._payloads[which])
+            self._payloads[which] = b""
+        return _as_product_row(rows[offset])
+
+    def _map_here(self, position: int) -> ProductRow:
+        row = map_item(self._items[position - self._first_position], position, self._currency)
+        if isinstance(row, ItemError):
+            # The item mapped before with the same mapping version: only a code change without a
+            # MAPPING_VERSION bump gets here.
+            raise RuntimeError(f"item at position {position} no longer maps: {row.reason}")
+        return row
+
+
+class LazyRow(NamedTuple):
+    """What the sink compares first (id, hashes); the full row is made only for a new or changed product.
+
+    An identical re-sync then never unpickles its rows (about 1 KiB of strings each) in the service.
+    """
+
+    position: int
+    external_id: str
+    content_hash: int
+    source_hash: int
+    source: _ChunkRows
+    slot: int  # its index in the chunk's pickled rows, or NOT_MAPPED
+
+    def full(self) -> ProductRow:
+        return self.source.row(self.slot, self.position)
+
+
+# (position, external id, content hash, source hash, slot) per row, in feed order.
+_Key = tuple[int, str, int, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class PackedChunk:
+    """A mapped chunk as the worker process returns it: the rows' keys, and the mapped rows pickled."""
+
+    keys: list[_Key]
+    errors: list[ItemError]
+    payloads: list[bytes]  # the mapped rows, PACKED_SLICE plain tuples per pickle
+    total: int | None
+
+    def unpack(self, items: Sequence[RawItem], first_position: int, currency: str) -> MappedChunk:
+        """The chunk for the sink; ``items`` etc. are what was sent to the worker."""
+        source = _ChunkRows(self.payloads, items, first_position, currency)
+        new = tuple.__new__  # not LazyRow(...): its Python-level constructor costs 3x more, per row
+        mapped: list[MappedRow | ItemError] = [new(LazyRow, (*key[:4], source, key[4])) for key in self.keys]
+        if self.errors:
+            mapped.extend(self.errors)
+            mapped.sort(key=lambda item: item.position)
+        return MappedChunk(mapped, self.total)
+
+
+def map_items_packed(
+    items: Sequence[RawItem],
+    first_position: int,
+    currency: str,
+    total: int | None,
+    catalog: Path | None = None,
+) -> PackedChunk:
+    """Map a chunk in the worker process; the service gets a :class:`MappedChunk` from ``unpack()``.
+
+    With ``catalog`` (the SQLite file), items unchanged since the last sync are not mapped again.
+    """
+    ids = [upstream_id(raw) for raw in items] if catalog is not None else []
+    stored = _stored_fingerprints(catalog, ids) if catalog is not None else {}
+    keys: list[_Key] = []
+    errors: list[ItemError] = []
+    rows: list[tuple[Any, ...]] = []
+    for offset, raw in enumerate(items):
+        position = first_position + offset
+        external_id = ids[offset] if stored else None
+        known = stored.get(external_id) if external_id is not None else None
+        if (
+            external_id is not None
+            and known is not None
+            and known.source_hash is not None
+            and source_hash(raw, currency) == known.source_hash
+        ):
+            keys.append((position, external_id, known.content_hash, known.source_hash, NOT_MAPPED))
+            continue
+        item = map_item(raw, position, currency)
+        if isinstance(item, ItemError):
+            errors.append(item)
+            continue
+        keys.append((position, item.external_id, item.content_hash, item.source_hash, len(rows)))
+        rows.append(tuple(item))  # plain: a named tuple unpickles through its Python-level constructor
+    payloads = [
+        pickle.dumps(rows[start : start + PACKED_SLICE], pickle.HIGHEST_PROTOCOL)
+        for start in range(0, len(rows), PACKED_SLICE)
+    ]
+    return PackedChunk(keys, errors, payloads, total)
+
+
+def _stored_fingerprints(catalog: Path, ids: Sequence[str | None]) -> dict[str, _Fingerprints]:
+    """The catalog's fingerprints of these products; empty if the catalog can't be read (then every
+    item is mapped, which is only slower)."""
+    wanted = [external_id for external_id in ids if external_id is not None]
+    if not wanted:
+        return {}
+    try:
+        # Read-only, and a reader in WAL mode never waits for the service's writes.
+        conn = sqlite3.connect(f"{catalog.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            found = conn.execute(SELECT_FINGERPRINTS, (orjson.dumps(wanted).decode(),)).fetchall()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return {}
+    return {external_id: _Fingerprints(*hashes) for external_id, *hashes in found}

@@ -1,0 +1,188 @@
+"""Items received exactly as last time are not validated or mapped again (the source fingerprint).
+
+The feeds here announce no total, so their chunks go to the real mapping worker processes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pytest_aiohttp import AiohttpServer
+
+from service.ledger.runs import ItemError
+from service.sync.demo_upstream import demo_product
+from service.sync.mapping import ProductRow, map_item
+from service.sync.packing import NOT_MAPPED, LazyRow, map_items_packed
+from service.sync.sink import SqliteCatalogSink
+from tests.engine_fixtures import Harness, harness
+
+COUNT = 300
+
+
+class Feed:
+    """NDJSON lines served without a total (so a run maps them in the worker processes)."""
+
+    def __init__(self, count: int = COUNT) -> None:
+        self.lines = [orjson.dumps(demo_product(index)) for index in range(count)]
+
+    def app(self) -> web.Application:
+        async def serve(request: web.Request) -> web.Response:
+            body = b"".join(line + b"\n" for line in self.lines)
+            return web.Response(body=body, content_type="application/x-ndjson")
+
+        app = web.Application()
+        app.router.add_get("/products.ndjson", serve)
+        return app
+
+    def change(self, index: int, edit: Callable[[dict[str, Any]], None]) -> None:
+        item = orjson.loads(self.lines[index])
+        edit(item)
+        self.lines[index] = orjson.dumps(item)
+
+
+@asynccontextmanager
+async def synced(tmp_path: Path, server_for: AiohttpServer, feed: Feed) -> AsyncIterator[tuple[Harness, str]]:
+    """A harness whose catalog already holds the feed (one successful run)."""
+    server = await server_for(feed.app())
+    url = str(server.make_url("/products.ndjson"))
+    async with harness(tmp_path, source_format="ndjson") as h:
+        first = await h.sync(url)
+        assert (first.status, first.created, first.total) == ("success", COUNT, None)
+        yield h, url
+
+
+async def _fingerprints(h: Harness) -> dict[str, tuple[int | None, int]]:
+    rows = await h.db.fetch_all("SELECT external_id, source_hash, updated_run FROM products")
+    return {row[0]: (row[1], row[2]) for row in rows}
+
+
+async def test_an_identical_resync_rewrites_nothing(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+    feed = Feed()
+    async with synced(tmp_path, aiohttp_server, feed) as (h, url):
+        before = await h.products()
+        again = await h.sync(url)
+        assert (again.status, again.created, again.updated, again.unchanged) == ("success", 0, 0, COUNT)
+        assert await h.products() == before
+        await h.assert_ledger_matches_catalog(again.id)
+
+
+async def test_a_changed_item_among_unchanged_ones_is_updated(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    feed = Feed()
+    async with synced(tmp_path, aiohttp_server, feed) as (h, url):
+        feed.change(41, lambda item: item.update(price=12.34, title="A Brand New Title"))
+        again = await h.sync(url)
+        assert (again.updated, again.unchanged) == (1, COUNT - 1)
+        changed = (await h.products())["42"]
+        assert (changed["price_minor"], changed["handle"], changed["updated_run"]) == (
+            1234,
+            "a-brand-new-title",
+            again.id,
+        )
+        expected = map_item(feed.lines[41], 41, "USD")
+        assert isinstance(expected, ProductRow)
+        assert (changed["content_hash"], changed["source_hash"]) == (
+            expected.content_hash,
+            expected.source_hash,
+        )
+
+
+async def test_an_item_in_another_form_is_unchanged_and_gets_the_new_fingerprint(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    feed = Feed()
+    async with synced(tmp_path, aiohttp_server, feed) as (h, url):
+        before = await _fingerprints(h)
+        # The same content with its keys in another order: other bytes, the same product.
+        feed.lines[7] = orjson.dumps(dict(reversed(orjson.loads(feed.lines[7]).items())))
+        again = await h.sync(url)
+        assert (again.updated, again.unchanged) == (0, COUNT)
+        after = await _fingerprints(h)
+        assert after["8"][0] != before["8"][0]
+        assert after["8"][1] == before["8"][1]  # updated_run still names the run that wrote it
+        assert {k: v for k, v in after.items() if k != "8"} == {k: v for k, v in before.items() if k != "8"}
+        # The next run finds the new form unchanged without mapping it.
+        packed = map_items_packed(feed.lines, 0, "USD", None, catalog=h.db.path)
+        assert [key[4] for key in packed.keys] == [NOT_MAPPED] * COUNT
+
+
+async def test_products_synced_before_fingerprints_get_them_on_their_next_sync(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    feed = Feed()
+    async with synced(tmp_path, aiohttp_server, feed) as (h, url):
+        with sqlite3.connect(h.db.path) as conn:
+            conn.execute("UPDATE products SET source_hash = NULL")
+        first_run = await h.scalar("SELECT min(updated_run) FROM products")
+        again = await h.sync(url)
+        assert (again.updated, again.unchanged) == (0, COUNT)
+        assert await h.scalar("SELECT count(*) FROM products WHERE source_hash IS NULL") == 0
+        assert await h.scalar("SELECT max(updated_run) FROM products") == first_run
+
+
+async def test_the_worker_maps_only_items_not_received_exactly_as_last_time(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    feed = Feed()
+    async with synced(tmp_path, aiohttp_server, feed) as (h, _):
+        feed.change(3, lambda item: item.update(stock=999))
+        feed.lines.append(orjson.dumps(demo_product(COUNT)))  # new
+        feed.lines.append(b'{"id": "broken"')  # an item error is reported as before
+        packed = map_items_packed(feed.lines, 0, "USD", None, catalog=h.db.path)
+        mapped_positions = [key[0] for key in packed.keys if key[4] != NOT_MAPPED]
+        assert mapped_positions == [3, COUNT]
+        assert len(packed.payloads) == 1
+        assert [error.position for error in packed.errors] == [COUNT + 1]
+        # Unchanged rows carry the stored hashes, so the sink finds them unchanged.
+        stored = await h.db.fetch_all("SELECT external_id, content_hash, source_hash FROM products")
+        by_id = {row[0]: (row[1], row[2]) for row in stored}
+        for position, external_id, content, source, slot in packed.keys:
+            if slot == NOT_MAPPED:
+                assert by_id[external_id] == (content, source), position
+        # Without a catalog (a fresh sync), every item is mapped.
+        assert all(key[4] != NOT_MAPPED for key in map_items_packed(feed.lines, 0, "USD", None).keys)
+
+
+async def test_an_unreadable_catalog_only_means_every_item_is_mapped(tmp_path: Path) -> None:
+    lines = [orjson.dumps(demo_product(index)) for index in range(20)]
+    packed = map_items_packed(lines, 0, "USD", None, catalog=tmp_path / "missing.db")
+    assert [key[4] for key in packed.keys] == list(range(20))
+    assert not (tmp_path / "missing.db").exists()  # read-only: never created
+
+
+async def test_a_product_changed_after_the_worker_skipped_its_item_is_mapped_in_the_service(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    feed = Feed()
+    async with synced(tmp_path, aiohttp_server, feed) as (h, url):
+        packed = map_items_packed(feed.lines, 0, "USD", None, catalog=h.db.path)
+        assert all(key[4] == NOT_MAPPED for key in packed.keys)
+        # Someone else changes product 10 between the worker's read and the sink's batch.
+        with sqlite3.connect(h.db.path) as conn:
+            conn.execute("UPDATE products SET content_hash = 1, title = 'edited' WHERE external_id = '10'")
+        chunk = packed.unpack(feed.lines, 0, "USD")
+        rows = [item for item in chunk.items if isinstance(item, LazyRow)]
+        assert len(rows) == COUNT and not any(isinstance(item, ItemError) for item in chunk.items)
+        run = await h.ledger.start_run("tester", url)
+        counts = await SqliteCatalogSink(h.ledger).write(run.id, rows, [], COUNT, None)
+        assert (counts.updated, counts.unchanged) == (1, COUNT - 1)
+        restored = (await h.products())["10"]
+        expected = map_item(feed.lines[9], 9, "USD")
+        assert isinstance(expected, ProductRow)
+        assert (restored["title"], restored["content_hash"]) == (expected.title, expected.content_hash)
+
+
+async def test_the_catalog_is_offered_for_lookups_only_once_it_holds_products(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    async with harness(tmp_path / "empty") as h:
+        assert await SqliteCatalogSink(h.ledger).stored_fingerprints() is None
+    async with synced(tmp_path, aiohttp_server, Feed()) as (h, _):
+        assert await SqliteCatalogSink(h.ledger).stored_fingerprints() == h.db.path
