@@ -30,7 +30,7 @@ from service.progress import ProgressReporter, summary_lines
 from service.resources import open_sync_stack
 from service.runs_table import format_runs_table
 from service.settings import Settings
-from service.tuning import tune_process
+from service.tuning import freeze_start_up_objects, tune_process
 
 log = logging.getLogger("service")
 
@@ -70,6 +70,10 @@ def cli_identity() -> str:
 # --- serve ---------------------------------------------------------------------------------------
 
 
+async def _freeze_start_up_objects(app: web.Application) -> None:
+    freeze_start_up_objects()
+
+
 def serve(settings: Settings) -> int:
     from service.app import create_app
 
@@ -78,6 +82,7 @@ def serve(settings: Settings) -> int:
         # Printed once so the quickstart works; set SYNC_ADMIN_TOKEN(S) to choose your own.
         log.warning("no admin token configured; generated one for this process: %s", generated)
     app = create_app(settings)
+    app.on_startup.append(_freeze_start_up_objects)  # after the resources' cleanup_ctx start-up
     log.info("serving on http://%s:%s (database %s)", settings.host, settings.port, settings.db_path)
     web.run_app(
         app,

@@ -6,6 +6,7 @@ Applied once by the CLI at start-up, before any thread starts.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import sys
 
@@ -37,6 +38,17 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_ARENA_MAX, arenas))
+
+
+def freeze_start_up_objects() -> None:
+    """Take every object alive now (modules, classes, the app and its resources) out of the cyclic GC.
+
+    A full collection walks every tracked object: with start-up's objects among them it took 40-46 ms
+    during a large sync on this kind of machine, and status polls arriving meanwhile waited for all of
+    it. They live as long as the process, so walking them never frees anything.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def tune_process() -> None:

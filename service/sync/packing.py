@@ -113,10 +113,12 @@ class PackedChunk:
     errors: list[ItemError]
     payloads: list[bytes]  # the mapped rows, PACKED_SLICE plain tuples per pickle
     total: int | None
+    skipped: int  # rows not mapped (unchanged since the last sync)
 
     def unpack(self, items: Sequence[RawItem], first_position: int, currency: str) -> MappedChunk:
         """The chunk for the sink; ``items`` etc. are what was sent to the worker."""
-        source = _ChunkRows(self.payloads, items, first_position, currency)
+        # The items are kept only if the worker skipped some: to map one here if the sink needs it.
+        source = _ChunkRows(self.payloads, items if self.skipped else (), first_position, currency)
         new = tuple.__new__  # not LazyRow(...): its Python-level constructor costs 3x more, per row
         mapped: list[MappedRow | ItemError] = [new(LazyRow, (*key[:4], source, key[4])) for key in self.keys]
         if self.errors:
@@ -141,6 +143,7 @@ def map_items_packed(
     keys: list[_Key] = []
     errors: list[ItemError] = []
     rows: list[tuple[Any, ...]] = []
+    skipped = 0
     for offset, raw in enumerate(items):
         position = first_position + offset
         external_id = ids[offset] if stored else None
@@ -152,6 +155,7 @@ def map_items_packed(
             and source_hash(raw, currency) == known.source_hash
         ):
             keys.append((position, external_id, known.content_hash, known.source_hash, NOT_MAPPED))
+            skipped += 1
             continue
         item = map_item(raw, position, currency)
         if isinstance(item, ItemError):
@@ -163,7 +167,7 @@ def map_items_packed(
         pickle.dumps(rows[start : start + PACKED_SLICE], pickle.HIGHEST_PROTOCOL)
         for start in range(0, len(rows), PACKED_SLICE)
     ]
-    return PackedChunk(keys, errors, payloads, total)
+    return PackedChunk(keys, errors, payloads, total, skipped)
 
 
 def _stored_fingerprints(catalog: Path, ids: Sequence[str | None]) -> dict[str, _Fingerprints]:
