@@ -183,6 +183,6 @@ async def test_the_catalog_is_offered_for_lookups_only_once_it_holds_products(
     tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
     async with harness(tmp_path / "empty") as h:
-        assert await SqliteCatalogSink(h.ledger).stored_fingerprints() is None
+        assert await SqliteCatalogSink(h.ledger).fingerprints_file() is None
     async with synced(tmp_path, aiohttp_server, Feed()) as (h, _):
-        assert await SqliteCatalogSink(h.ledger).stored_fingerprints() == h.db.path
+        assert await SqliteCatalogSink(h.ledger).fingerprints_file() == h.db.path

@@ -165,7 +165,7 @@ async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> 
     )
     started = time.monotonic()
     pool = ctx.mapping_pool or MappingPool(settings.mapping_workers)
-    catalog = await sink.stored_fingerprints() if isinstance(sink, SqliteCatalogSink) else None
+    catalog = await sink.fingerprints_file() if isinstance(sink, SqliteCatalogSink) else None
     mapper = ChunkMapper(settings.currency, pool, catalog=catalog)
     chunks: asyncio.Queue[FeedChunk | _Failed | _End] = asyncio.Queue(_QUEUE_CHUNKS)
     # Chunks being mapped, in feed order: these, the one the collector awaits and the one the submitter

@@ -69,7 +69,7 @@ class SqliteCatalogSink:
         # never deleted).
         self._known_categories: set[str] = set()
 
-    async def stored_fingerprints(self) -> Path | None:
+    async def fingerprints_file(self) -> Path | None:
         """The file the mapping workers may read stored fingerprints from, so that they skip the items
         unchanged since the last sync; None while the catalog is empty (nothing to skip, so a fresh
         sync does not pay for the lookups)."""
