@@ -21,10 +21,13 @@ from service.sync.mapping import MappedChunk, MappedRow
 from service.sync.offload import ChunkMapper, MappingPool
 from service.sync.sink import CatalogSink, SqliteCatalogSink
 from service.sync.sources import FeedChunk, Source, redact_url, source_for
+from service.tuning import release_free_memory
 
 log = logging.getLogger(__name__)
 
 _QUEUE_CHUNKS = 2
+# Freed heap pages are given back to the OS every this many batches (see release_free_memory).
+_TRIM_EVERY_BATCHES = 16
 # A partial batch is written after this long, so progress shows on a slow feed.
 _FLUSH_AFTER_S = 0.5
 
@@ -109,9 +112,10 @@ async def _write_all(
     # Partial batches are written often enough to keep the heartbeat well inside the stall timeout.
     flush_after = min(_FLUSH_AFTER_S, ctx.settings.stall_timeout_s / 4)
     last_flush = -math.inf  # the first chunk is written at once, so progress shows immediately
+    batches = 0
 
     async def flush(count: int) -> None:
-        nonlocal pending, last_flush, totals
+        nonlocal pending, last_flush, totals, batches
         batch, pending = pending[:count], pending[count:]
         rows = [item for item in batch if not isinstance(item, ItemError)]
         errors = [item for item in batch if isinstance(item, ItemError)]
@@ -125,6 +129,9 @@ async def _write_all(
             )
         totals += await sink.write(ctx.run.id, rows, errors, len(batch), total)
         last_flush = time.monotonic()
+        batches += 1
+        if batches % _TRIM_EVERY_BATCHES == 0:
+            await asyncio.to_thread(release_free_memory)
 
     while True:
         wait = None if not pending else max(0.0, flush_after - (time.monotonic() - last_flush))
