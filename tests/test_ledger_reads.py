@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import sqlite3
-import threading
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -15,9 +12,7 @@ import pytest
 
 from service.api.schemas import StatusResponse, status_body
 from service.ledger import queries
-from service.ledger.db import WRITER_NICENESS, Database
 from service.ledger.runs import BatchCounts, Ledger, RunRecord
-from service.settings import DEFAULT_MIGRATIONS_DIR
 
 INSERT_FOREIGN_RUN = """
 INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)
@@ -136,24 +131,3 @@ async def test_the_end_of_run_checkpoint_writes_the_run_into_the_database_file(l
     finally:
         raw.close()
     assert busy == 0 and log_frames == checkpointed
-
-
-def _thread_niceness() -> dict[int, int]:
-    """Niceness of every thread of this process, by thread id, from /proc (field 19 of stat)."""
-    niceness: dict[int, int] = {}
-    for task in Path("/proc/self/task").iterdir():
-        stat = (task / "stat").read_text()
-        niceness[int(task.name)] = int(stat[stat.rindex(")") + 2 :].split()[16])
-    return niceness
-
-
-async def test_the_write_connection_thread_yields_to_the_event_loop(tmp_path: Path) -> None:
-    before = _thread_niceness()
-    db = await Database.open(tmp_path / "nice.db", DEFAULT_MIGRATIONS_DIR)
-    try:
-        new = {tid: nice for tid, nice in _thread_niceness().items() if tid not in before}
-        # The write and read connections' threads: only the writer's is lowered.
-        assert sorted(new.values()) == [0, WRITER_NICENESS]
-        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == 0  # the loop's thread
-    finally:
-        await db.close()

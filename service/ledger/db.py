@@ -8,10 +8,7 @@ through aiosqlite's thread; single-row lookups are run on the event loop itself 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-import sys
-import threading
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,10 +26,6 @@ _WRITER_CACHE_KIB = 16 * 1024
 # a fresh sync's time. At 10,000 pages (about 40 MiB of WAL) the sync checkpoints a tenth as often,
 # and pages written by several batches (the unique indexes' leaves) are copied once, not each time.
 _WRITER_AUTOCHECKPOINT_PAGES = 10_000
-# The write connection's thread is batch work during a sync (SQLite inserting and checkpointing): when
-# it competes with the event loop for a core, the loop (status polls, triggers) goes first. With it at
-# nice 10, a status poll's p99 during a 1,000,000-product sync fell from 26-27 to 20-22 ms here.
-WRITER_NICENESS = 10
 
 
 class DatabaseError(Exception):
@@ -66,23 +59,6 @@ def _connect_inline_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
-async def _lower_thread_priority(conn: aiosqlite.Connection) -> None:
-    """Run the connection's thread at WRITER_NICENESS (Linux sets niceness per thread).
-
-    aiosqlite runs each connection in a thread of its own; a SQL function is the public way to run code
-    in it, so the function renices the thread that calls it.
-    """
-    if sys.platform != "linux":
-        return
-
-    def renice() -> int:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WRITER_NICENESS)
-        return WRITER_NICENESS
-
-    await conn.create_function("product_sync_renice_thread", 0, renice)
-    await conn.execute("SELECT product_sync_renice_thread()")
-
-
 async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aiosqlite.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly what we say.
     conn = await aiosqlite.connect(path, isolation_level=None)
@@ -101,7 +77,6 @@ async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aios
             # service's memory still does not grow with the feed.
             await conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KIB}")
             await conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_AUTOCHECKPOINT_PAGES}")
-            await _lower_thread_priority(conn)
     except BaseException:
         await conn.close()
         raise
