@@ -9,6 +9,7 @@ import ctypes
 import gc
 import os
 import sys
+from typing import Any
 
 # How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms). Helper
 # threads (aiosqlite's, the worker pool's result reader) hold it in stretches during a sync; with 1 ms
@@ -21,6 +22,17 @@ _M_ARENA_MAX = -8
 ARENAS = 2
 
 
+def _glibc_function(name: str, argtypes: list[Any]) -> Any | None:
+    """A glibc malloc function returning int, or None where the C library has none (musl)."""
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = argtypes
+    function.restype = ctypes.c_int
+    return function
+
+
 def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     """Cap glibc's malloc arenas, unless MALLOC_ARENA_MAX already does; True when a cap is in place.
 
@@ -31,13 +43,8 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
     """
     if os.environ.get("MALLOC_ARENA_MAX"):
         return True  # the operator's choice, already applied by glibc at start-up
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, arenas))
+    mallopt = _glibc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, arenas))
 
 
 def release_free_memory() -> bool:
@@ -49,13 +56,8 @@ def release_free_memory() -> bool:
     kept it flat: 105.9 MiB at the end of a 1,000,000-product sync instead of 115-119 MiB. A few ms:
     call it off the event loop. Elsewhere than glibc (musl), a no-op returning False.
     """
-    try:
-        malloc_trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    malloc_trim.argtypes = [ctypes.c_size_t]
-    malloc_trim.restype = ctypes.c_int
-    return bool(malloc_trim(0))
+    malloc_trim = _glibc_function("malloc_trim", [ctypes.c_size_t])
+    return malloc_trim is not None and bool(malloc_trim(0))
 
 
 def freeze_start_up_objects() -> None:

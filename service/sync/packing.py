@@ -138,8 +138,11 @@ def map_items_packed(
 
     With ``catalog`` (the SQLite file), items unchanged since the last sync are not mapped again.
     """
-    ids = [upstream_id(raw) for raw in items] if catalog is not None else []
-    stored = _stored_fingerprints(catalog, ids) if catalog is not None else {}
+    ids: list[str | None] = []
+    stored: dict[str, _Fingerprints] = {}
+    if catalog is not None:
+        ids = [upstream_id(raw) for raw in items]
+        stored = _stored_fingerprints(catalog, ids)
     keys: list[_Key] = []
     errors: list[ItemError] = []
     rows: list[tuple[Any, ...]] = []
