@@ -1,5 +1,15 @@
 """The SQL of the catalog (products and categories), in one place. Parameters are always bound."""
 
+from collections.abc import Iterable
+
+import orjson
+
+
+def json_array(values: Iterable[str]) -> str:
+    """A list parameter for ``IN (SELECT value FROM json_each(?))``: one bound value, any length."""
+    return orjson.dumps(list(values)).decode()
+
+
 # The catalog's stored fingerprints of some products, by external id (read by the mapping workers).
 SELECT_FINGERPRINTS = """
 SELECT external_id, content_hash, source_hash

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import orjson
-
 from service.ledger.runs import ItemError
-from service.sync.catalog_queries import SELECT_FINGERPRINTS
+from service.sync.catalog_queries import SELECT_FINGERPRINTS, json_array
 from service.sync.mapping import (
     MappedChunk,
     MappedRow,
@@ -36,7 +34,10 @@ PACKED_SLICE = 250
 NOT_MAPPED = -1
 
 
-class _Fingerprints(NamedTuple):
+class _Stored(NamedTuple):
+    """A product's stored fingerprints, found by its item's upstream id."""
+
+    external_id: str
     content_hash: int
     source_hash: int | None
 
@@ -138,26 +139,19 @@ def map_items_packed(
 
     With ``catalog`` (the SQLite file), items unchanged since the last sync are not mapped again.
     """
-    ids: list[str | None] = []
-    stored: dict[str, _Fingerprints] = {}
-    if catalog is not None:
-        ids = [upstream_id(raw) for raw in items]
-        stored = _stored_fingerprints(catalog, ids)
+    stored = _stored_fingerprints(catalog, items) if catalog is not None else [None] * len(items)
     keys: list[_Key] = []
     errors: list[ItemError] = []
     rows: list[tuple[Any, ...]] = []
     skipped = 0
-    for offset, raw in enumerate(items):
+    for offset, (raw, known) in enumerate(zip(items, stored, strict=True)):
         position = first_position + offset
-        external_id = ids[offset] if stored else None
-        known = stored.get(external_id) if external_id is not None else None
         if (
-            external_id is not None
-            and known is not None
+            known is not None
             and known.source_hash is not None
             and source_hash(raw, currency) == known.source_hash
         ):
-            keys.append((position, external_id, known.content_hash, known.source_hash, NOT_MAPPED))
+            keys.append((position, known.external_id, known.content_hash, known.source_hash, NOT_MAPPED))
             skipped += 1
             continue
         item = map_item(raw, position, currency)
@@ -173,19 +167,21 @@ def map_items_packed(
     return PackedChunk(keys, errors, payloads, total, skipped)
 
 
-def _stored_fingerprints(catalog: Path, ids: Sequence[str | None]) -> dict[str, _Fingerprints]:
-    """The catalog's fingerprints of these products; empty if the catalog can't be read (then every
-    item is mapped, which is only slower)."""
+def _stored_fingerprints(catalog: Path, items: Sequence[RawItem]) -> list[_Stored | None]:
+    """Each item's stored fingerprints (None for an item whose product is not in the catalog). All None
+    if the catalog can't be read: then every item is mapped, which is only slower."""
+    ids = [upstream_id(raw) for raw in items]
     wanted = [external_id for external_id in ids if external_id is not None]
     if not wanted:
-        return {}
+        return [None] * len(items)
     try:
         # Read-only, and a reader in WAL mode never waits for the service's writes.
         conn = sqlite3.connect(f"{catalog.resolve().as_uri()}?mode=ro", uri=True)
         try:
-            found = conn.execute(SELECT_FINGERPRINTS, (orjson.dumps(wanted).decode(),)).fetchall()
+            found = conn.execute(SELECT_FINGERPRINTS, (json_array(wanted),)).fetchall()
         finally:
             conn.close()
     except sqlite3.Error:
-        return {}
-    return {external_id: _Fingerprints(*hashes) for external_id, *hashes in found}
+        return [None] * len(items)
+    by_id = {row[0]: _Stored(*row) for row in found}
+    return [by_id.get(external_id) if external_id is not None else None for external_id in ids]

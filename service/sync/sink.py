@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
 
 import aiosqlite
-import orjson
 
 from service.ledger.runs import BatchCounts, ItemError, Ledger
 from service.sync import catalog_queries as sql
@@ -54,10 +53,6 @@ class _Existing(NamedTuple):
     content_hash: int
     source_hash: int | None
     written_by_run: int  # 1 when this run already created or updated it
-
-
-def _json_list(values: Sequence[str]) -> str:
-    return orjson.dumps(list(values)).decode()
 
 
 class SqliteCatalogSink:
@@ -171,6 +166,6 @@ async def _read_existing(
 ) -> dict[str, _Existing]:
     if not rows:
         return {}
-    params = {"run_id": run_id, "external_ids": _json_list([row.external_id for row in rows])}
+    params = {"run_id": run_id, "external_ids": sql.json_array([row.external_id for row in rows])}
     async with conn.execute(sql.SELECT_EXISTING, params) as cursor:
         return {external_id: _Existing(*rest) for external_id, *rest in await cursor.fetchall()}
