@@ -10,9 +10,9 @@ from aiohttp import web
 
 from service.api import ops_routes, runs_routes, session_routes, sync_routes
 from service.api.auth import Authenticator
-from service.api.cors import cors_middleware
-from service.api.errors import ApiError, Handler, error_middleware
+from service.api.edge import edge_middleware
 from service.api.openapi import build_document
+from service.api.schemas import StatusBodies
 from service.api.static_routes import add_static_routes
 from service.keys import (
     AUTHENTICATOR,
@@ -21,13 +21,13 @@ from service.keys import (
     LEDGER,
     METRICS,
     OPENAPI_DOCUMENT,
-    PRINCIPAL,
     RUNNER,
     SETTINGS,
     SOURCE_URL,
+    STATUS_BODIES,
     SYNC_JOB,
 )
-from service.metrics import HttpMetrics, http_metrics_middleware
+from service.metrics import HttpMetrics
 from service.resources import open_http_client, open_ledger, open_runner, open_source
 from service.settings import Settings
 from service.sync.engine import run_catalog_sync
@@ -36,41 +36,6 @@ from service.sync.job import SyncJob
 log = logging.getLogger(__name__)
 
 _MAX_HEADER_BYTES = 32 * 1024
-
-# Reachable without credentials: probes, the admin page's files, and the sign-in itself.
-_PUBLIC_ADMIN = frozenset(
-    {
-        ("GET", "/admin/"),
-        ("HEAD", "/admin/"),
-        ("GET", "/admin"),
-        ("HEAD", "/admin"),
-        ("POST", "/admin/session"),
-    }
-)
-
-
-def _needs_auth(request: web.Request) -> bool:
-    path = request.path
-    if not path.startswith("/admin"):
-        return False
-    if (request.method, path) in _PUBLIC_ADMIN or path.startswith("/admin/static/"):
-        return False
-    return request.method != "OPTIONS"  # CORS preflights carry no credentials
-
-
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if _needs_auth(request):
-        request[PRINCIPAL] = request.app[AUTHENTICATOR].authenticate(request)
-    return await handler(request)
-
-
-@web.middleware
-async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    limit = request.app[SETTINGS].max_request_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise ApiError(413, f"Request body too large (limit {limit} bytes)")
-    return await handler(request)
 
 
 async def database_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -108,18 +73,10 @@ async def openapi_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Application:
     metrics = HttpMetrics()
-    # Metrics outermost so they see the final status; CORS next so error answers carry its headers.
-    # CORS only when origins are configured: with none it would pass every request through, and each
-    # layer costs every request (status polls) a few microseconds.
-    middlewares = [
-        http_metrics_middleware(metrics),
-        *([cors_middleware] if settings.cors_origins else []),
-        error_middleware,
-        body_limit_middleware,
-        auth_middleware,
-    ]
+    authenticator = Authenticator(settings.admin_tokens, settings.session_ttl_s)
+    edge = edge_middleware(metrics, authenticator, settings.max_request_body_bytes, settings.cors_origins)
     app = web.Application(
-        middlewares=middlewares,
+        middlewares=[edge],
         client_max_size=settings.max_request_body_bytes,
         # Long headers (up to 32 KiB each) still reach the app, so a padded token gets the JSON 401;
         # past that aiohttp answers 400 itself.
@@ -127,7 +84,8 @@ def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Applica
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
-    app[AUTHENTICATOR] = Authenticator(settings.admin_tokens, settings.session_ttl_s)
+    app[AUTHENTICATOR] = authenticator
+    app[STATUS_BODIES] = StatusBodies()
     app[SYNC_JOB] = job or run_catalog_sync
     app.cleanup_ctx.extend([database_ctx, http_client_ctx, source_ctx, runner_ctx, openapi_ctx])
     for table in (sync_routes.routes, runs_routes.routes, session_routes.routes, ops_routes.routes):

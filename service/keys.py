@@ -6,6 +6,7 @@ import aiohttp
 from aiohttp import web
 
 from service.api.auth import Authenticator, Principal
+from service.api.schemas import StatusBodies
 from service.ledger.db import Database
 from service.ledger.runs import Ledger
 from service.metrics import HttpMetrics
@@ -23,4 +24,5 @@ SYNC_JOB: web.AppKey[SyncJob] = web.AppKey("sync_job")
 RUNNER = web.AppKey("runner", SyncRunner)
 METRICS = web.AppKey("metrics", HttpMetrics)
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
+STATUS_BODIES = web.AppKey("status_bodies", StatusBodies)
 PRINCIPAL = web.RequestKey("principal", Principal)

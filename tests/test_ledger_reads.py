@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from service.api.schemas import StatusResponse, status_body
+from service.api.schemas import StatusBodies, StatusResponse, status_body
 from service.ledger import queries
 from service.ledger.runs import BatchCounts, Ledger, RunRecord
 
@@ -112,6 +112,42 @@ async def test_the_status_body_is_the_documented_model_for_every_run_state(ledge
         assert orjson.loads(model.model_dump_json()) == orjson.loads(body)
     statuses = [orjson.loads(body)["data"]["lastStatus"] for body in bodies]
     assert statuses == ["idle", "running", "success", "error", "cancelled"]
+
+
+async def test_an_unchanged_latest_run_is_the_same_record_and_any_change_makes_a_new_one(
+    ledger: Ledger,
+) -> None:
+    run = await ledger.start_run("admin", None)
+    first = await ledger.latest_run()
+    await asyncio.sleep(0)  # a new loop turn: a new read, and a new row object with the same values
+    again = await ledger.latest_run()
+    assert first is not None and again is first
+    # A change by another connection (another process's run, an auditor's fix) is a new record.
+    raw = _raw(ledger)
+    try:
+        raw.execute("UPDATE runs SET processed = 7 WHERE id = ?", (run.id,))
+    finally:
+        raw.close()
+    await asyncio.sleep(0)
+    changed = await ledger.latest_run()
+    assert changed is not None and changed is not first and changed.processed == 7
+
+
+async def test_status_bodies_are_rebuilt_exactly_when_the_latest_run_changes(ledger: Ledger) -> None:
+    bodies = StatusBodies()
+    assert bodies.body(None) == status_body(None)
+    run = await ledger.start_run("admin", None)
+    running = await ledger.latest_run()
+    body = bodies.body(running)
+    assert bodies.body(running) is body  # the same record: the body built for it
+    await ledger.record_progress(run.id, BatchCounts(created=2, processed=2), [])
+    await asyncio.sleep(0)
+    progressed = await ledger.latest_run()
+    assert orjson.loads(bodies.body(progressed))["data"]["progress"] == {"processed": 2, "total": None}
+    await ledger.finish_run(run.id, "success")
+    await asyncio.sleep(0)
+    assert bodies.body(await ledger.latest_run()) == status_body(await ledger.latest_run())
+    assert orjson.loads(bodies.body(await ledger.latest_run()))["data"]["lastStatus"] == "success"
 
 
 async def test_the_end_of_run_checkpoint_writes_the_run_into_the_database_file(ledger: Ledger) -> None:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
 from service.keys import RUNNER
 from service.ledger.runs import BatchCounts
+from service.metrics import HttpMetrics
 from tests.conftest import AUTH, AiohttpClient, make_settings
 from tests.jobs import ScriptedJob
 
@@ -158,3 +161,46 @@ async def test_metrics_are_open_by_default_and_can_require_a_token(
     assert wrong.status == 401
     samples = await scrape(client, AUTH)
     assert value(samples, "product_sync_runs_total", outcome="success") == 0
+
+
+def test_http_metrics_expose_what_prometheus_client_would() -> None:
+    # HttpMetrics keeps its own counts (no locks on the request path); scrapers must see the same
+    # families, labels and bucket counts as prometheus_client's Counter and Histogram would give.
+    ours = HttpMetrics()
+    registry = CollectorRegistry()
+    requests = Counter(
+        "product_sync_http_requests", "requests", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "product_sync_http_request_duration_seconds", "latency", ["method", "route"], registry=registry
+    )
+    observations = [
+        ("GET", "/admin/sync/status", 200, 0.0004),
+        ("GET", "/admin/sync/status", 200, 0.005),  # exactly on a bucket's bound: counted in it
+        ("GET", "/admin/sync/status", 401, 0.03),
+        ("POST", "/admin/sync/trigger", 409, 2.6),
+        ("BREW", "unmatched", 405, 11.0),  # past the last finite bound; an unknown method is "other"
+    ]
+    for method, route, status, seconds in observations:
+        ours.observe(method, route, status, seconds)
+        label = method if method != "BREW" else "other"
+        requests.labels(label, route, str(status)).inc()
+        latency.labels(label, route).observe(seconds)
+
+    def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text.decode())
+            for sample in family.samples
+            if not (sample.name.endswith("_created") and "duration" in sample.name)
+        }
+
+    mine, theirs = samples(generate_latest(ours.registry)), samples(generate_latest(registry))
+    assert set(mine) == set(theirs)
+    for key, expected in theirs.items():
+        if key[0].endswith("_created"):
+            assert abs(mine[key] - expected) < 60  # when each label set was first counted
+        else:
+            assert mine[key] == pytest.approx(expected), key
+    status_labels = (("method", "GET"), ("route", "/admin/sync/status"))
+    assert mine[("product_sync_http_request_duration_seconds_bucket", (("le", "0.005"), *status_labels))] == 2

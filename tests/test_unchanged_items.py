@@ -167,7 +167,7 @@ async def test_a_product_changed_after_the_worker_skipped_its_item_is_mapped_in_
         # Someone else changes product 10 between the worker's read and the sink's batch.
         with sqlite3.connect(h.db.path) as conn:
             conn.execute("UPDATE products SET content_hash = 1, title = 'edited' WHERE external_id = '10'")
-        chunk = packed.unpack(feed.lines, 0, "USD")
+        chunk = await packed.unpack(feed.lines, 0, "USD")
         rows = [item for item in chunk.items if isinstance(item, LazyRow)]
         assert len(rows) == COUNT and not any(isinstance(item, ItemError) for item in chunk.items)
         run = await h.ledger.start_run("tester", url)

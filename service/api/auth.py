@@ -39,6 +39,8 @@ class Authenticator:
         if not tokens:
             raise ValueError("at least one admin token is required")
         self._tokens = {name: secret.get_secret_value().encode() for name, secret in tokens.items()}
+        # Immutable, so one per token serves every request (a frozen dataclass is slow to build).
+        self._bearers = {name: Principal(name, "bearer") for name in tokens}
         self._session_ttl_s = session_ttl_s
 
     def token_name(self, presented: str) -> str | None:
@@ -59,7 +61,7 @@ class Authenticator:
             name = self.token_name(credentials.strip())
             if name is None:
                 raise unauthorized()
-            return Principal(name, "bearer")
+            return self._bearers[name]
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie:
             principal = self.verify_session(cookie)

@@ -1,4 +1,5 @@
-"""CORS for an admin front end served from another origin, allowed origins from ``cors_origins``.
+"""CORS for an admin front end served from another origin, allowed origins from ``cors_origins``; applied
+by the edge middleware (``service.api.edge``) when origins are configured.
 
 Cross-origin callers authenticate with a bearer token only: no ``Access-Control-Allow-Credentials``
 is ever sent, so browsers neither attach nor expose the session cookie cross-origin (it is also
@@ -9,9 +10,6 @@ the list get no CORS headers at all, and the browser blocks them.
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
-
-from service.keys import SETTINGS
 
 ALLOWED_HEADERS = "Authorization, Content-Type"
 PREFLIGHT_MAX_AGE_S = 600
@@ -51,30 +49,26 @@ def _allow(target: web.StreamResponse | web.HTTPException, origin: str) -> None:
     _add_vary_origin(target)
 
 
-@web.middleware
-async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    # Installed only when origins are configured (create_app).
-    allowed = request.app[SETTINGS].cors_origins
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return await handler(request)
-    if not origin_allowed(origin, allowed):
-        response = await handler(request)
-        _add_vary_origin(response)  # the answer differs by Origin: caches must not share it
-        return response
-    if _is_preflight(request):
-        methods = _methods_of_path(request)
-        if methods is not None:
-            preflight = web.Response(status=204)
-            _allow(preflight, origin)
-            preflight.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
-            preflight.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
-            preflight.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE_S)
-            return preflight
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:  # redirects pass through the error middleware as exceptions
-        _allow(exc, origin)
-        raise
-    _allow(response, origin)
-    return response
+def cors_preflight(request: web.Request, origin: str, allowed: tuple[str, ...]) -> web.Response | None:
+    """The answer to a preflight from an allowed origin for a path we serve; None for any other request."""
+    if not origin_allowed(origin, allowed) or not _is_preflight(request):
+        return None
+    methods = _methods_of_path(request)
+    if methods is None:
+        return None
+    preflight = web.Response(status=204)
+    _allow(preflight, origin)
+    preflight.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+    preflight.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+    preflight.headers["Access-Control-Max-Age"] = str(PREFLIGHT_MAX_AGE_S)
+    return preflight
+
+
+def cors_decorate(
+    target: web.StreamResponse | web.HTTPException, origin: str, allowed: tuple[str, ...]
+) -> None:
+    """The CORS headers of any answer (errors and redirects included) to a request that sent ``origin``."""
+    if origin_allowed(origin, allowed):
+        _allow(target, origin)
+    else:
+        _add_vary_origin(target)  # the answer differs by Origin: caches must not share it

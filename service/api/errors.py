@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from service.api.schemas import ErrorResponse
-
-log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -48,21 +45,10 @@ class ApiError(Exception):
         self.headers = headers
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ApiError as exc:
-        return error_response(exc.status, exc.message, exc.headers)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise  # redirects and the like pass through
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "www-authenticate"}}
-        message = exc.text if exc.text and exc.content_type == "text/plain" else None
-        if not message or message.startswith(f"{exc.status}:"):
-            message = _REASONS.get(exc.status, exc.reason)
-        return error_response(exc.status, message, headers)
-    except Exception:
-        # The traceback goes to the log; the client gets the shape, never internals.
-        log.exception("unhandled error in %s %s", request.method, request.path)
-        return error_response(500, "Internal server error")
+def http_error_response(exc: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (no route, wrong method, unreadable request) in the contract's shape."""
+    headers = {k: v for k, v in exc.headers.items() if k.lower() in {"allow", "www-authenticate"}}
+    message = exc.text if exc.text and exc.content_type == "text/plain" else None
+    if not message or message.startswith(f"{exc.status}:"):
+        message = _REASONS.get(exc.status, exc.reason)
+    return error_response(exc.status, message, headers)

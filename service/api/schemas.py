@@ -229,6 +229,23 @@ def status_body(run: RunRecord | None) -> bytes:
     return orjson.dumps({"status": "success", "data": data})
 
 
+class StatusBodies:
+    """The last status body built, answered again while the latest run is the same record.
+
+    ``Ledger.latest_run`` returns the same record while the row reads the same, so a poll that finds
+    nothing new (most of them: a sync commits a few batches a second) costs an identity check here.
+    """
+
+    def __init__(self) -> None:
+        self._run: RunRecord | None = None
+        self._body = status_body(None)
+
+    def body(self, run: RunRecord | None) -> bytes:
+        if run is not self._run:
+            self._run, self._body = run, status_body(run)
+        return self._body
+
+
 def error_item(record: RunErrorRecord) -> RunItemError:
     return RunItemError(
         position=record.position,

@@ -16,9 +16,8 @@ from service.api.schemas import (
     CancelResponse,
     TriggerData,
     TriggerResponse,
-    status_body,
 )
-from service.keys import LEDGER, PRINCIPAL, RUNNER
+from service.keys import LEDGER, PRINCIPAL, RUNNER, STATUS_BODIES
 from service.ledger.db import DatabaseError
 from service.ledger.runs import NoRunRunning, RunAlreadyRunning
 from service.sync.job import SyncFailed
@@ -61,7 +60,7 @@ async def status(request: web.Request) -> web.Response:
                 run = await ledger.latest_run()
         except sqlite3.Error as exc:  # e.g. a read-only file: report what the ledger says
             log.warning("could not record the recovery of a dead run: %s", exc)
-    return web.Response(body=status_body(run), content_type="application/json")
+    return web.Response(body=request.app[STATUS_BODIES].body(run), content_type="application/json")
 
 
 @routes.post("/admin/sync/cancel")

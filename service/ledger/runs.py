@@ -124,12 +124,19 @@ class Ledger:
         self.db = db
         self.owner = owner
         self._stall_timeout = timedelta(seconds=stall_timeout_s)
+        self._latest: tuple[sqlite3.Row, RunRecord] | None = None  # the last latest_run() row, and its record
 
     # --- reads (read connection: never queued behind a sync batch) -------------------------------
 
     async def latest_run(self) -> RunRecord | None:
+        """The newest run. While its row reads the same, the same record comes back, so that callers
+        can keep what they derived from it (the status poll's body) by checking identity."""
         row = await self.db.fetch_one(queries.LATEST_RUN)
-        return RunRecord.from_row(row) if row else None
+        if row is None:
+            return None
+        if self._latest is None or self._latest[0] != row:  # sqlite3.Row compares its values
+            self._latest = (row, RunRecord.from_row(row))
+        return self._latest[1]
 
     async def get_run(self, run_id: int) -> RunRecord | None:
         row = await self.db.fetch_one(queries.RUN_BY_ID, (run_id,))

@@ -20,6 +20,7 @@ from pathlib import Path
 from service.ledger.runs import ItemError
 from service.sync.job import SyncFailed
 from service.sync.mapping import MappedChunk, MappedRow, map_items
+from service.sync.pacing import give_way
 from service.sync.packing import PackedChunk, map_items_packed
 from service.sync.sources import FeedChunk
 
@@ -145,9 +146,10 @@ class ChunkMapper:
 
     async def _unpack(self, packed: asyncio.Future[PackedChunk], chunk: FeedChunk) -> MappedChunk:
         try:
-            return (await packed).unpack(chunk.items, chunk.first_position, self._currency)
+            mapped = await packed
         except BrokenProcessPool as exc:
             raise self._worker_died(exc) from exc
+        return await mapped.unpack(chunk.items, chunk.first_position, self._currency)
 
     def _worker_died(self, exc: BrokenProcessPool) -> SyncFailed:
         # A worker was killed (e.g. by the OOM killer): this run fails; the next one gets new workers.
@@ -159,5 +161,5 @@ class ChunkMapper:
         for start in range(0, len(chunk.items), LOOP_SLICE):
             part = chunk.items[start : start + LOOP_SLICE]
             items.extend(map_items(part, chunk.first_position + start, self._currency, chunk.total).items)
-            await asyncio.sleep(0)  # let status requests and network reads in between slices
+            await give_way()  # let status requests and network reads in between slices
         return MappedChunk(items, chunk.total)
