@@ -1,8 +1,9 @@
 """Prometheus metrics, owned per application (no global registry).
 
 Two sources, one exposition:
-- HTTP requests, counted by a middleware into the app's own ``CollectorRegistry``. Routes are labelled by
-  their template (``/admin/sync/runs/{run_id}``), never the raw path, so cardinality stays bounded.
+- HTTP requests, counted by the edge middleware (``service.api.edge``) into the app's own registry.
+  Routes are labelled by their template (``/admin/sync/runs/{run_id}``), never the raw path, so
+  cardinality stays bounded.
 - Runs and products, read from the ledger at scrape time. Run status lives in SQLite, so these are right
   whichever process (service, second replica, ``product-sync sync``) did the work, and survive restarts.
   Totals come from ``run_totals`` (migration 0004), kept by a trigger as runs finish, so a scrape is a few
