@@ -1,10 +1,10 @@
 """The one middleware every request passes through: metrics, CORS, the error shape, the body limit and
 credentials, in that order from the outside in.
 
-One layer, not five: in aiohttp each middleware is one more coroutine on every request, and the first
-costs a fixed set-up besides. Status polls are the bulk of the traffic (dashboards poll many times a
-second, and keep polling during a sync), and under callgrind the five layers were a third of a poll's
-instructions. Each concern is still a plain function of its own; only the layering is shared.
+One layer, not four or five: in aiohttp each middleware is one more coroutine on every request, and the
+first costs a fixed set-up besides. Status polls are the bulk of the traffic (dashboards poll many times
+a second, and keep polling during a sync), and under callgrind the four layers were 69,000 of a poll's
+295,000 instructions. Each concern is still a plain function of its own; only the layering is shared.
 """
 
 from __future__ import annotations
