@@ -383,6 +383,18 @@ def memory_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None
     )
 
 
+def remove_databases(run_dir: Path) -> list[Path]:
+    """Delete the SQLite files a run left in its directory (WAL and owner files included); keep the logs."""
+
+    def is_database(path: Path) -> bool:
+        return path.suffix == ".db" or ".db-" in path.name or path.name.endswith(".db.owners")
+
+    removed = [path for path in sorted(run_dir.iterdir()) if path.is_file() and is_database(path)]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -400,6 +412,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trigger-samples", type=int, default=50)
     parser.add_argument(
         "--work-dir", type=Path, default=DEFAULT_WORK_DIR, help="feed cache and per-run databases and logs"
+    )
+    parser.add_argument(
+        "--keep-databases",
+        action="store_true",
+        help="keep the run's SQLite files (about 4 GB with the defaults); the logs are always kept",
     )
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-load", action="store_true")
@@ -425,6 +442,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if not args.keep_databases:
+            # Runs are repeated many times while tuning: their databases filled this machine's disk.
+            remove_databases(run_dir)
     _table(
         "Goals (issue 4)",
         ["goal", "met", "figure"],
