@@ -182,11 +182,10 @@ class Ledger:
             return await self._recover_in(conn, utc_now())
 
     async def _recover_in(self, conn: aiosqlite.Connection, now: datetime) -> RunRecord | None:
-        async with conn.execute(queries.RUNNING_RUN) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
+        rows = list(await conn.execute_fetchall(queries.RUNNING_RUN))  # one hop to the writer's thread
+        if not rows:
             return None
-        running = RunRecord.from_row(row)
+        running = RunRecord.from_row(rows[0])
         reason = self._why_dead(running, now)
         if reason is None:
             return None
@@ -209,20 +208,25 @@ class Ledger:
         if running is not None and self._why_dead(running, now) is None:
             raise RunAlreadyRunning(running)
         try:
+            # Each statement is a hop to the write connection's thread and back: three here (BEGIN, the
+            # INSERT with its RETURNING row, COMMIT), which is most of a trigger's time on an idle service.
             async with self.db.transaction() as conn:
-                await self._recover_in(conn, now)
-                async with conn.execute(
-                    queries.INSERT_RUN,
-                    {
-                        "now": to_iso(now),
-                        "triggered_by": triggered_by,
-                        "owner": self.owner.owner_id,
-                        "source": source,
-                    },
-                ) as cursor:
-                    row = await cursor.fetchone()
-                assert row is not None, "INSERT ... RETURNING yields the new row"
-                run = RunRecord.from_row(row)
+                if running is not None:
+                    # Only a row seen running can be a dead owner's; one started since is alive.
+                    await self._recover_in(conn, now)
+                inserted = list(
+                    await conn.execute_fetchall(
+                        queries.INSERT_RUN,
+                        {
+                            "now": to_iso(now),
+                            "triggered_by": triggered_by,
+                            "owner": self.owner.owner_id,
+                            "source": source,
+                        },
+                    )
+                )
+                assert inserted, "INSERT ... RETURNING yields the new row"
+                run = RunRecord.from_row(inserted[0])
         except sqlite3.IntegrityError:
             running = await self._running_or_none()
             if running is None:  # finished between our insert attempt and this read: rare, say so plainly
