@@ -67,7 +67,7 @@ class HttpMetrics:
     def __init__(self) -> None:
         self._requests: dict[tuple[str, str, int], int] = {}
         self._latencies: dict[tuple[str, str], _Latencies] = {}
-        self._created: dict[tuple[str, str, str], float] = {}  # when each counter was first incremented
+        self._created: dict[tuple[str, str, int], float] = {}  # when each counter was first incremented
         self.registry = CollectorRegistry()
         self.registry.register(self)
 
@@ -76,7 +76,7 @@ class HttpMetrics:
         key = (method, route, status)
         count = self._requests.get(key)
         if count is None:
-            self._created[(method, route, str(status))] = time.time()
+            self._created[key] = time.time()
             count = 0
         self._requests[key] = count + 1
         latencies = self._latencies.get((method, route))
@@ -91,9 +91,9 @@ class HttpMetrics:
             "HTTP requests answered, by method, route template and status code",
             labels=["method", "route", "status"],
         )
-        for (method, route, status), count in self._requests.items():
-            labels = (method, route, str(status))
-            requests.add_metric(labels, count, created=self._created[labels])
+        for key, count in self._requests.items():
+            method, route, status = key
+            requests.add_metric((method, route, str(status)), count, created=self._created[key])
         yield requests
         latency = HistogramMetricFamily(
             f"{PREFIX}_http_request_duration_seconds",
