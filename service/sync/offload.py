@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import select
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -43,8 +45,24 @@ def default_workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), _MAX_DEFAULT_WORKERS))
 
 
-def _lower_priority() -> None:
+def _start_worker() -> None:
+    """The workers' initializer: lower the priority, and exit when the service is gone."""
     os.nice(WORKER_NICENESS)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # None only when called outside a worker process
+        threading.Thread(
+            target=_exit_with_service, args=(parent.sentinel,), name="exit-with-service", daemon=True
+        ).start()
+
+
+def _exit_with_service(sentinel: int) -> None:
+    # Only the service holds this pipe's write end, so it hangs up however the service died (SIGKILL
+    # included), and the fork server and resource tracker, which exit once their last client is gone,
+    # follow this worker instead of waiting for it forever.
+    poller = select.poll()
+    poller.register(sentinel, select.POLLIN)
+    poller.poll()
+    os._exit(1)
 
 
 def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
@@ -75,9 +93,7 @@ class MappingPool:
         # The fork server imports the mapping code once per service process; the workers are then
         # forked from it in milliseconds (and forks of a clean process, not of this one).
         context.set_forkserver_preload(["service.sync.packing"])
-        pool = self._pool = ProcessPoolExecutor(
-            self._workers, mp_context=context, initializer=_lower_priority
-        )
+        pool = self._pool = ProcessPoolExecutor(self._workers, mp_context=context, initializer=_start_worker)
         # Starting a worker is a blocking handshake with the fork server (which first has to start and
         # import the mapping): done in a thread, so the loop keeps answering requests meanwhile.
         await asyncio.to_thread(_start_workers, pool, self._workers)
