@@ -48,6 +48,8 @@ class Settings(BaseModel):
     page_size: int = Field(default=100, ge=1, le=10_000)
     demo_product_count: int = Field(default=194, ge=0)
     max_line_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # What one DummyJSON page may cost: its body in memory, and its parse on the event loop.
+    max_page_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     read_timeout_s: float = Field(default=30.0, gt=0)
     run_timeout_s: float = Field(default=3600.0, gt=0)
@@ -60,6 +62,9 @@ class Settings(BaseModel):
     # Processes mapping a large feed's chunks; none set means one per usable CPU, at most 4.
     mapping_workers: int | None = Field(default=None, ge=1, le=32)
     currency: str = Field(default="USD", min_length=3, max_length=3)
+    # A run in which more than this fraction of the items are item errors ends in error (the products
+    # that did map are kept): a feed that is mostly broken is a failed sync, not a successful one.
+    max_error_fraction: float = Field(default=0.5, ge=0, le=1)
 
     # Liveness: a running run whose progress is older than this is failed as stalled.
     stall_timeout_s: float = Field(default=300.0, gt=0)

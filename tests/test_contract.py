@@ -97,11 +97,22 @@ async def test_new_trigger_is_accepted_after_a_run_ends(client: Client) -> None:
 
 
 async def test_upstream_failure_is_reported_in_the_error_shape(client: Client, feed: FeedControl) -> None:
-    feed.products = [{"not": "a product"}]  # one bad item is an item error, not a failure...
+    feed.products = [*feed.products[:9], {"not": "a product"}]  # one bad item is an item error...
     await client.post("/admin/sync/trigger", headers=AUTH)
     data = await wait_for_status(client, finished)
     assert data["lastStatus"] == "success"
-    assert data["stats"]["errors"] == 1
+    assert data["stats"]["errors"] == 1 and data["stats"]["created"] == 9
+
+    feed.products = [{"not": "a product"}]  # ...but a feed of nothing else is a failed sync
+    await client.post("/admin/sync/trigger", headers=AUTH)
+    data = await wait_for_status(
+        client, lambda d: finished(d) and d["stats"]["errors"] == 1 and d["stats"]["created"] == 0
+    )
+    assert data["lastStatus"] == "error"
+    assert data["lastError"] == (
+        "1 of 1 items were item errors, more than the allowed fraction of 0.5 (SYNC_MAX_ERROR_FRACTION);"
+        " the other 0 items were synced"
+    )
 
 
 async def test_unknown_routes_and_methods_answer_json(client: Client) -> None:

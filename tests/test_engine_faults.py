@@ -298,7 +298,7 @@ async def test_bad_items_are_counted_recorded_and_skipped(
             (3, "4", "title: Field required"),
             (10, "11", "price: Input should be greater than or equal to 0"),
             (21, "22", "price: Input should be a valid decimal"),
-            (30, "1", "duplicate id: already synced earlier in this feed"),
+            (30, "1", "duplicate id: already at position 0"),
             (33, "32", "duplicate id: already at position 31"),
         ]
         stored = await h.products()
@@ -335,11 +335,12 @@ async def test_ndjson_bad_lines_are_item_errors(tmp_path: Path, aiohttp_server: 
         assert set(await h.products()) == {str(i + 1) for i in range(12)} - {"3", "6", "8"}
 
 
-async def test_ndjson_line_over_the_limit_fails_naming_the_line(
+async def test_ndjson_line_over_the_limit_is_an_item_error_naming_the_line(
     tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
     long_line = orjson.dumps({**demo_product(2), "description": "x" * 5000})
-    feed = b"\n".join([orjson.dumps(demo_product(0)), orjson.dumps(demo_product(1)), long_line]) + b"\n"
+    lines = [orjson.dumps(demo_product(0)), b"", orjson.dumps(demo_product(1)), long_line, long_line]
+    feed = b"\n".join([*lines, orjson.dumps(demo_product(3))]) + b"\n"
 
     async def ndjson(request: web.Request) -> web.StreamResponse:
         return web.Response(body=feed, content_type="application/x-ndjson")
@@ -347,10 +348,14 @@ async def test_ndjson_line_over_the_limit_fails_naming_the_line(
     app = web.Application()
     app.router.add_get("/feed", ndjson)
     server = await aiohttp_server(app)
-    async with harness(tmp_path, source_format="ndjson", max_line_bytes=1024) as h:
-        await assert_failed(
-            h, str(server.make_url("/feed")), "Feed line 3 is longer than the limit of 1024 bytes"
-        )
+    async with harness(tmp_path, source_format="ndjson", max_line_bytes=1024, max_error_fraction=1.0) as h:
+        run = await h.sync(str(server.make_url("/feed")))
+        assert run.status == "success" and (run.created, run.errors, run.processed) == (3, 2, 5)
+        assert await h.run_errors(run.id) == [
+            (2, None, "Feed line 4 is longer than the limit of 1024 bytes"),
+            (3, None, "Feed line 5 is longer than the limit of 1024 bytes"),
+        ]
+        assert set(await h.products()) == {str(demo_product(i)["id"]) for i in (0, 1, 3)}
 
 
 async def ndjson_app(

@@ -25,6 +25,7 @@ from tests.catalog_checks import (
     catalog,
     expected_catalog,
     integrity_check,
+    open_db,
     running_rows,
 )
 from tests.conftest import AUTH
@@ -55,7 +56,11 @@ MATRIX: list[tuple[Fault, int, str]] = [
     (Fault.STATUS_503_RETRY_AFTER, 0, "Upstream answered 503 after 3 attempts (page skip=0)"),
     (Fault.CUT_MID_JSON, 50, "Upstream connection closed mid-response after 3 attempts (page skip=50)"),
     (Fault.INVALID_UTF8, 0, "Upstream sent invalid JSON (page skip=0): "),
-    (Fault.HUGE_LINE, 0, f"Upstream page is larger than the limit of {PAGE_SIZE * 64 * 1024} bytes"),
+    (
+        Fault.HUGE_LINE,
+        0,
+        "The first product alone is larger than the page limit of 4194304 bytes (page skip=0)",
+    ),
     (Fault.CONTENT_LENGTH_LONG, 0, "Upstream connection closed mid-response after 3 attempts (page skip=0)"),
     (Fault.CONTENT_LENGTH_SHORT, 50, "Upstream sent a malformed HTTP answer (page skip=50): Bad status line"),
     (Fault.TOTAL_CHANGES, 50, f"Upstream total changed from {FEED_SIZE} to {FEED_SIZE + 7} during the run"),
@@ -210,11 +215,8 @@ async def test_fault_fails_the_run_clearly_and_the_next_run_recovers(
 
 @pytest.mark.parametrize(
     ("fault", "message"),
-    [
-        (Fault.HUGE_LINE, "Feed line 11 is longer than the limit of 65536 bytes"),
-        (Fault.CUT_MID_JSON, "Upstream connection broke while reading the feed after line 10"),
-    ],
-    ids=["huge_line", "cut_mid_json"],
+    [(Fault.CUT_MID_JSON, "Upstream connection broke while reading the feed after line 10")],
+    ids=["cut_mid_json"],
 )
 async def test_ndjson_feed_faults_fail_clearly_and_recover(
     tmp_path: Path, upstream: FaultUpstream, reliability: ReliabilityReport, fault: Fault, message: str
@@ -252,6 +254,47 @@ async def test_ndjson_feed_faults_fail_clearly_and_recover(
         assert healed["lastStatus"] == "success", healed
         assert catalog(tmp_path / "sync.db") == expected_catalog(upstream.products)
         reliability.recoveries_succeeded += 1
+    finally:
+        upstream.heal()
+        await ndjson.stop()
+
+
+async def test_ndjson_line_over_the_limit_is_an_item_error_read_in_bounded_memory(
+    tmp_path: Path, upstream: FaultUpstream, reliability: ReliabilityReport
+) -> None:
+    """A 50 MB line is one bad item: its bytes are dropped as they arrive, and the feed goes on."""
+    reliability.fault(f"upstream (NDJSON): {Fault.HUGE_LINE.value}")
+    ndjson = ServiceProcess(
+        tmp_path / "sync.db",
+        upstream.feed_url,
+        tmp_path / "service.log",
+        SYNC_SOURCE_FORMAT="ndjson",
+        SYNC_MAX_LINE_BYTES=str(64 * 1024),
+    )
+    await ndjson.start()
+    try:
+        assert ndjson.process is not None
+        upstream.products = feed_version(0)
+        upstream.inject(Fault.HUGE_LINE)
+        reset_peak_rss(ndjson.process.pid)
+        data, latencies = await run_and_watch(ndjson)
+        peak = peak_rss_mib(ndjson.process.pid)
+        assert data["lastStatus"] == "success", data
+        # The over-long line swallowed the 11th product's line: that one item is the error.
+        assert data["stats"]["errors"] == 1 and data["stats"]["created"] == FEED_SIZE - 1, data
+        with open_db(tmp_path / "sync.db") as conn:
+            errors = conn.execute("SELECT position, external_id, reason FROM run_errors").fetchall()
+        assert errors == [(10, None, "Feed line 11 is longer than the limit of 65536 bytes")]
+        expected = expected_catalog(upstream.products)
+        del expected[str(upstream.products[10]["id"])]
+        assert catalog(tmp_path / "sync.db") == expected
+        assert_ledger_matches_catalog(tmp_path / "sync.db", data["runId"])
+        reliability.integrity_checks_passed += 1
+        reliability.ledger_catalog_checks_passed += 1
+        if latencies:
+            assert_responsive(latencies, reliability)
+        reliability.peak_rss(peak)
+        assert peak < PEAK_RSS_BOUND_MIB
     finally:
         upstream.heal()
         await ndjson.stop()

@@ -225,7 +225,7 @@ async def test_hostile_catalog_data_is_stored_faithfully_or_rejected_per_item(
     assert stored[str(big + 4)][3] == "' OR 1=1 --"
     assert stored[str(big + 4)][4] == '["<x>","\'--","😀"]'
     assert reasons == [
-        "duplicate id: already synced earlier in this feed",
+        "duplicate id: already at position 0",
         "title: String should have at least 1 character",
     ]
 

@@ -51,7 +51,12 @@ def error_of(raw: dict[str, Any] | bytes) -> ItemError:
         ("Blue & Black Check Shirt", "blue-black-check-shirt"),
         ("Crème brûlée  Set!", "creme-brulee-set"),
         ("  --iPhone 13 Pro--", "iphone-13-pro"),
-        ("日本", ""),
+        ("日本", "ri-ben"),  # each ideograph a syllable, kept apart
+        ("Одежда для детей", "odezhda-dlya-detey"),
+        ("Ομορφιά", "omorfia"),
+        ("家电", "jia-dian"),
+        ("Straße", "strasse"),
+        ("!!!", ""),
         ("SKU42", "sku42"),  # letters and digits only: the fast path
         ("4711", "4711"),
     ],
@@ -134,6 +139,64 @@ def test_category_handle_is_the_slug_of_its_name() -> None:
     assert (row.category_handle, row.category_name) == ("kitchen-accessories", "Kitchen Accessories")
 
 
+@pytest.mark.parametrize(
+    ("category", "handle"),
+    [("Одежда", "odezhda"), ("家电", "jia-dian"), ("Ομορφιά", "omorfia"), ("Beauté", "beaute")],
+)
+def test_categories_in_any_script_get_a_handle_and_keep_their_name(category: str, handle: str) -> None:
+    row = mapped(product(category=category, title="Футболка"))
+    assert (row.category_handle, row.category_name) == (handle, category)
+    assert row.handle_base == "futbolka"
+
+
+def test_a_name_with_nothing_to_transliterate_gets_a_stable_derived_handle() -> None:
+    first, again = mapped(product(category="%%%", title="???")), mapped(product(category="%%%", title="???"))
+    assert first.category_handle == again.category_handle
+    assert first.category_handle.startswith("category-") and len(first.category_handle) == 19
+    assert first.category_name == "%%%"
+    assert first.handle_base.startswith("product-") and first.handle_base == again.handle_base
+    assert mapped(product(category="&&&")).category_handle != first.category_handle
+
+
+def test_values_a_double_or_int64_cannot_hold_are_stored_exactly_or_refused() -> None:
+    line = (
+        b'{"id": 123456789012345678901, "title": "Big", "category": "c", "price": 12.5,'
+        b' "barcode": 123456789012345678901234567890, "ratio": 0.12345678901234567890123}'
+    )
+    row = mapped(line)
+    assert row.external_id == "123456789012345678901"
+    assert row.metadata == '{"barcode":123456789012345678901234567890,"ratio":0.12345678901234567890123}'
+    assert row.price_minor == 1250
+    # Rounded to a double, this price would be 19.99 and pass: read exactly, it is refused.
+    fine = b'{"id": 1, "title": "t", "category": "c", "price": 19.9900000000000000001}'
+    assert error_of(fine).reason == "price 19.9900000000000000001 has more than 2 decimal places for USD"
+    huge = b'{"id": 1, "title": "t", "category": "c", "price": 1e400}'
+    assert error_of(huge).reason.startswith("price")
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_deep_nesting_and_lone_surrogates_are_item_errors_or_stored() -> None:
+    row = mapped(product(extra=_nested(300)))
+    assert orjson.loads(row.metadata.replace("[" * 300, "[").replace("]" * 300, "]"))["extra"] == ["leaf"]
+    very_deep = (
+        b'{"id": 1, "title": "t", "category": "c", "price": 1, "x": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    )
+    assert error_of(very_deep).reason.startswith("invalid JSON: recursion limit exceeded")
+    assert error_of(product(extra=_nested(5000))).reason == (
+        "extra fields: the value is nested too deeply to store"
+    )
+    surrogate = b'{"id": 1, "title": "t\\ud800", "category": "c", "price": 1}'
+    assert error_of(surrogate).reason.startswith("invalid JSON: unexpected end of hex escape")
+    as_object = product(brand="\ud800")
+    assert "brand" in error_of(as_object).reason
+
+
 def test_content_hash_is_stable_and_sees_every_content_change() -> None:
     base = mapped(product()).content_hash
     assert mapped(product()).content_hash == base
@@ -165,7 +228,9 @@ def test_content_hash_is_stable_and_sees_every_content_change() -> None:
         (product(price="abc"), "7", "price: Input should be a valid decimal"),
         (product(price=9.999), "7", "price 9.999 has more than 2 decimal places for USD"),
         (product(id=...), None, "id: Field required"),
-        (product(category="%%%"), "7", "category '%%%' has no letters or digits"),
+        (product(id=" 7"), " 7", "id: Value error, id ' 7' has spaces around it; ids are taken as sent"),
+        (product(stock=2**63), "7", "stock: Input should be less than or equal to 9223372036854775807"),
+        (product(price=__import__("decimal").Decimal("19.9900000000000000001")), "7", "price 19.99000"),
         (b'{"id": 12, "title": "x", "price": ', None, "invalid JSON: EOF while parsing"),
         (b"[1, 2]", None, "Input should be an object"),
     ],

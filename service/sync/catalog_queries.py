@@ -17,12 +17,14 @@ FROM products
 WHERE external_id IN (SELECT value FROM json_each(?))
 """
 
-# The products of a batch already in the catalog, and whether this run already wrote them.
+# The products of a batch already in the catalog.
 SELECT_EXISTING = """
-SELECT external_id, content_hash, source_hash, (created_run = :run_id OR updated_run = :run_id)
+SELECT external_id, content_hash, source_hash
 FROM products
-WHERE external_id IN (SELECT value FROM json_each(:external_ids))
+WHERE external_id IN (SELECT value FROM json_each(?))
 """
+
+SELECT_CATEGORIES = "SELECT handle, name FROM categories"
 
 ANY_PRODUCT = "SELECT EXISTS (SELECT 1 FROM products)"
 

@@ -19,8 +19,10 @@ from service.ledger.runs import BatchCounts, ItemError
 from service.sync.job import RunContext, SyncFailed
 from service.sync.mapping import MappedChunk, MappedRow
 from service.sync.offload import ChunkMapper, MappingPool
+from service.sync.seen_ids import SeenIds
 from service.sync.sink import CatalogSink, SqliteCatalogSink
-from service.sync.sources import FeedChunk, Source, redact_url, source_for
+from service.sync.sources import FeedChunk, ReadProgress, Source, source_for
+from service.sync.urls import redact_url
 from service.tuning import release_free_memory
 
 log = logging.getLogger(__name__)
@@ -101,8 +103,32 @@ async def _collect(
                 leftover.cancel()
 
 
+async def _split_duplicates(
+    batch: list[MappedRow | ItemError], seen: SeenIds
+) -> tuple[list[MappedRow], list[ItemError]]:
+    """The batch's rows to write, and its item errors: those mapping found, and every row whose id an
+    earlier item of the feed already took (the first copy wins, on every run)."""
+    errors = [item for item in batch if isinstance(item, ItemError)]
+    rows = [item for item in batch if not isinstance(item, ItemError)]
+    earlier = await seen.first_positions([(row.external_id, row.position) for row in rows])
+    if earlier:
+        errors.extend(
+            ItemError(
+                row.position, row.external_id, f"duplicate id: already at position {earlier[row.position]}"
+            )
+            for row in rows
+            if row.position in earlier
+        )
+        errors.sort(key=lambda error: error.position)
+        rows = [row for row in rows if row.position not in earlier]
+    return rows, errors
+
+
 async def _write_all(
-    ctx: RunContext, sink: CatalogSink, mapped: asyncio.Queue[MappedChunk | _Failed | _End]
+    ctx: RunContext,
+    sink: CatalogSink,
+    mapped: asyncio.Queue[MappedChunk | _Failed | _End],
+    progress: ReadProgress,
 ) -> BatchCounts:
     """Write batches of ``batch_size`` items in feed order; a partial batch waits at most ``flush_after``."""
     totals = BatchCounts()
@@ -111,14 +137,17 @@ async def _write_all(
     total: int | None = None
     # Partial batches are written often enough to keep the heartbeat well inside the stall timeout.
     flush_after = min(_FLUSH_AFTER_S, ctx.settings.stall_timeout_s / 4)
+    # With nothing to write, bytes still arriving (a page that trickles in) move the heartbeat this often.
+    beat_every = ctx.settings.stall_timeout_s / 4
     last_flush = -math.inf  # the first chunk is written at once, so progress shows immediately
+    last_beat = time.monotonic()
     batches = 0
+    seen = SeenIds()
 
     async def flush(count: int) -> None:
-        nonlocal pending, last_flush, totals, batches
+        nonlocal pending, last_flush, last_beat, totals, batches
         batch, pending = pending[:count], pending[count:]
-        rows = [item for item in batch if not isinstance(item, ItemError)]
-        errors = [item for item in batch if isinstance(item, ItemError)]
+        rows, errors = await _split_duplicates(batch, seen)
         for error in errors:
             log.info(
                 "run %d: item at position %d skipped: %s",
@@ -128,41 +157,66 @@ async def _write_all(
                 extra={"run_id": ctx.run.id},
             )
         totals += await sink.write(ctx.run.id, rows, errors, len(batch), total)
-        last_flush = time.monotonic()
+        last_flush = last_beat = time.monotonic()
         batches += 1
         if batches % _TRIM_EVERY_BATCHES == 0:
             await asyncio.to_thread(release_free_memory)
 
-    while True:
-        wait = None if not pending else max(0.0, flush_after - (time.monotonic() - last_flush))
-        try:
-            async with asyncio.timeout(wait):
-                item = await mapped.get()
-        except TimeoutError:
-            await flush(len(pending))  # a slow feed still shows progress
-            continue
-        if isinstance(item, _Failed):
-            # Items that arrived before the fault are valid: write them, so the next run has less to do
-            # (mapping runs ahead of writing, so a fault can arrive while a chunk still waits here).
+    async def beat_if_reading() -> None:
+        nonlocal last_beat
+        if progress.last_read_at > last_beat:
+            await ctx.ledger.heartbeat(ctx.run.id)
+            last_beat = time.monotonic()
+
+    try:
+        while True:
             if pending:
-                await flush(len(pending))
-            raise item.error
-        if isinstance(item, _End):
-            break
-        pending.extend(item.items)
-        total = item.total if item.total is not None else total
-        while len(pending) >= batch_size:
-            await flush(batch_size)
-    if pending or totals.processed == 0:
-        await flush(len(pending))  # also records the total of an empty feed
+                wait = max(0.0, flush_after - (time.monotonic() - last_flush))
+            else:
+                wait = max(0.0, beat_every - (time.monotonic() - last_beat))
+            try:
+                async with asyncio.timeout(wait):
+                    item = await mapped.get()
+            except TimeoutError:
+                if pending:
+                    await flush(len(pending))  # a slow feed still shows progress
+                else:
+                    await beat_if_reading()
+                continue
+            if isinstance(item, _Failed):
+                # Items that arrived before the fault are valid: write them, so the next run has less to do
+                # (mapping runs ahead of writing, so a fault can arrive while a chunk still waits here).
+                if pending:
+                    await flush(len(pending))
+                raise item.error
+            if isinstance(item, _End):
+                break
+            pending.extend(item.items)
+            total = item.total if item.total is not None else total
+            while len(pending) >= batch_size:
+                await flush(batch_size)
+        if pending or totals.processed == 0:
+            await flush(len(pending))  # also records the total of an empty feed
+    finally:
+        await seen.close()
     return totals
+
+
+def _check_error_fraction(totals: BatchCounts, max_fraction: float) -> None:
+    if totals.processed and totals.errors > max_fraction * totals.processed:
+        raise SyncFailed(
+            f"{totals.errors} of {totals.processed} items were item errors, more than the allowed"
+            f" fraction of {max_fraction:g} (SYNC_MAX_ERROR_FRACTION); the other"
+            f" {totals.processed - totals.errors} items were synced"
+        )
 
 
 async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> None:
     """Stream the configured feed into the catalog; raise SyncFailed with a clear message on failure."""
     settings = ctx.settings
     sink = sink or SqliteCatalogSink(ctx.ledger)
-    source = source_for(settings, ctx.http, ctx.source_url)
+    progress = ReadProgress()
+    source = source_for(settings, ctx.http, ctx.source_url, progress)
     log.info(
         "run %d: syncing %s feed from %s",
         ctx.run.id,
@@ -186,7 +240,7 @@ async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> 
     ]
     try:
         async with asyncio.timeout(settings.run_timeout_s) as deadline:
-            totals = await _write_all(ctx, sink, mapped)
+            totals = await _write_all(ctx, sink, mapped, progress)
     except TimeoutError:
         if deadline.expired():
             raise SyncFailed(
@@ -214,3 +268,4 @@ async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> 
         totals.categories_created,
         extra={"run_id": ctx.run.id},
     )
+    _check_error_fraction(totals, settings.max_error_fraction)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -12,10 +13,14 @@ from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 import orjson
+from anyascii import anyascii
 from pydantic import ValidationError
 
 from service.ledger.runs import ItemError
+from service.sync import exact_json
 from service.sync.models import UpstreamProduct
+
+log = logging.getLogger(__name__)
 
 # ISO 4217 currencies whose minor unit is not the cent; every other code uses 2 decimals.
 _MINOR_DIGITS = {
@@ -47,8 +52,18 @@ _MINOR_DIGITS = {
 _MAX_MINOR = 2**63 - 1
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _MAX_REASON = 500
+# Scripts whose characters are each a syllable or a word: their transliterations are kept apart, so that
+# 家电 gives "jia-dian" rather than "jiadian".
+_WORD_CHARACTERS = ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HANGUL SYLLABLE")
 
-RawItem = bytes | Mapping[str, Any]
+
+class OversizeItem(NamedTuple):
+    """An item the source could not hand over, being over its size limit: ``reason`` says which."""
+
+    reason: str
+
+
+RawItem = bytes | Mapping[str, Any] | OversizeItem
 
 
 class ProductRow(NamedTuple):
@@ -129,17 +144,25 @@ class MappingError(ValueError):
     """A valid upstream item that cannot become a catalog row (e.g. a price finer than the currency)."""
 
 
+def _transliterate(text: str) -> str:
+    parts: list[str] = []
+    for char in text:
+        if char.isascii():
+            parts.append(char)
+        elif unicodedata.name(char, "").startswith(_WORD_CHARACTERS):
+            parts.append(f" {anyascii(char)} ")
+        else:
+            parts.append(anyascii(char))
+    return "".join(parts)
+
+
 def slugify(text: str) -> str:
-    """ASCII slug: accents folded, everything else that is not a letter or digit becomes one dash."""
+    """ASCII slug of text in any script: transliterated (Cyrillic, Greek, CJK, ... by anyascii), and
+    everything that is not a letter or digit becomes one dash."""
     if text.isascii() and text.isalnum():
         return text.lower()  # already a slug but for case (most external ids): no regex
-    # ASCII text is its own NFKD form: skip the Unicode round trip for the common case.
-    folded = (
-        text
-        if text.isascii()
-        else unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    )
-    return _NOT_SLUG.sub("-", folded.lower()).strip("-")
+    ascii_text = text if text.isascii() else _transliterate(unicodedata.normalize("NFC", text))
+    return _NOT_SLUG.sub("-", ascii_text.lower()).strip("-")
 
 
 def minor_digits(currency: str) -> int:
@@ -165,15 +188,24 @@ def content_hash(parts: Sequence[Any]) -> int:
     return int.from_bytes(digest, "big") >> 1
 
 
+def derived_handle(prefix: str, text: str) -> str:
+    """A stable handle for text with nothing to transliterate (only symbols, say): prefix and a hash."""
+    return f"{prefix}-{hashlib.sha256(text.encode('utf-8', 'surrogatepass')).hexdigest()[:10]}"
+
+
 @functools.lru_cache(maxsize=1024)
-def _category_handle(category: str) -> str:
+def category_handle(category: str) -> str:
     # A feed has few categories and many products in each: slugify each category once per process.
-    return slugify(category)
+    return slugify(category) or derived_handle("category", category)
 
 
 # Part of every source hash: bump it when the same upstream item would now map to a different row, so
 # the next sync maps every item again instead of taking the stored rows as up to date.
-MAPPING_VERSION = 1
+MAPPING_VERSION = 2
+
+
+# The fingerprint of an item that cannot be serialised; stored fingerprints are never negative.
+UNHASHABLE = -1
 
 
 def source_hash(raw: RawItem, currency: str) -> int:
@@ -183,26 +215,51 @@ def source_hash(raw: RawItem, currency: str) -> int:
     or mapping. Bytes differing in form only (key order, spacing) give another fingerprint: such an item
     is mapped, and its content hash then finds it unchanged.
     """
-    data = raw if isinstance(raw, bytes) else orjson.dumps(raw)
+    if isinstance(raw, OversizeItem):
+        return UNHASHABLE
+    try:
+        data = raw if isinstance(raw, bytes) else exact_json.dumps(raw)
+    except (exact_json.JsonValueError, RecursionError):
+        return UNHASHABLE  # the item cannot be stored either: it will be an item error
     # SHA-256 rather than BLAKE2: CPUs hash it in hardware, 3x faster over a 1 KiB item here.
     digest = hashlib.sha256(f"{MAPPING_VERSION}:{currency}:".encode() + data).digest()
     return int.from_bytes(digest[:8], "big") >> 1
 
 
+def _json_text(value: Any, field: str) -> str:
+    try:
+        return exact_json.dumps(value, sort_keys=True).decode()
+    except (exact_json.JsonValueError, RecursionError) as exc:
+        raise MappingError(f"{field}: {exc}") from None
+
+
+def _check_text(value: str | None, field: str) -> None:
+    # Lone surrogates pass validation (JSON can escape them) but SQLite and shops only take Unicode.
+    if value is not None and not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise MappingError(f"{field}: the text holds a lone surrogate, which is not Unicode") from None
+
+
 def map_product(product: UpstreamProduct, position: int, currency: str, fingerprint: int) -> ProductRow:
-    """The catalog row of a valid product; ``fingerprint`` is its item's :func:`source_hash`."""
-    category_handle = _category_handle(product.category)
-    if not category_handle:
-        raise MappingError(f"category {product.category!r} has no letters or digits to make a handle from")
+    """The catalog row of a valid product; ``fingerprint`` is its item's :func:`source_hash`.
+
+    Every field of the row is checked here to be storable (Unicode text, 64-bit integers), so that a
+    row, once made, can always be written: an item that cannot be stored fails here, as an item error.
+    """
+    for field in ("external_id", "title", "description", "category", "brand", "sku", "thumbnail"):
+        _check_text(getattr(product, field), field)
+    handle_of_category = category_handle(product.category)
     price_minor = to_minor_units(product.price, currency)
-    images = orjson.dumps(product.images).decode()
-    tags = orjson.dumps(product.tags).decode()
-    metadata = orjson.dumps(product.extras, option=orjson.OPT_SORT_KEYS).decode()
+    images = _json_text(product.images, "images")
+    tags = _json_text(product.tags, "tags")
+    metadata = _json_text(product.extras, "extra fields")
     content = content_hash(
         [
             product.title,
             product.description,
-            category_handle,
+            handle_of_category,
             product.category,
             price_minor,
             currency,
@@ -215,14 +272,14 @@ def map_product(product: UpstreamProduct, position: int, currency: str, fingerpr
             metadata,
         ]
     )
-    handle_base = slugify(product.title) or "product"
+    handle_base = slugify(product.title) or derived_handle("product", product.title)
     return ProductRow(
         external_id=product.external_id,
         handle_base=handle_base,
         handle_with_id=f"{handle_base}-{slugify(product.external_id) or 'id'}",
         title=product.title,
         description=product.description,
-        category_handle=category_handle,
+        category_handle=handle_of_category,
         price_minor=price_minor,
         currency=currency,
         brand=product.brand,
@@ -239,18 +296,41 @@ def map_product(product: UpstreamProduct, position: int, currency: str, fingerpr
     )
 
 
-def map_item(raw: RawItem, position: int, currency: str) -> ProductRow | ItemError:
-    """Validate and map one item: a parsed JSON object (DummyJSON) or one NDJSON line (bytes)."""
-    try:
-        if isinstance(raw, bytes):
-            product = UpstreamProduct.model_validate_json(raw)
+def _validate(raw: bytes | Mapping[str, Any]) -> UpstreamProduct:
+    if not isinstance(raw, bytes):
+        return UpstreamProduct.model_validate(raw)
+    if exact_json.needs_exact_parse(raw):
+        # pydantic's JSON parser reads numbers as doubles: a price with 17 digits would be rounded.
+        try:
+            parsed = exact_json.loads(raw)
+        except (ValueError, RecursionError):
+            pass  # not JSON: pydantic's own parser says why, in its words
         else:
-            product = UpstreamProduct.model_validate(raw)
+            return UpstreamProduct.model_validate(parsed)
+    return UpstreamProduct.model_validate_json(raw)
+
+
+def map_item(raw: RawItem, position: int, currency: str) -> ProductRow | ItemError:
+    """Validate and map one item: a parsed JSON object (DummyJSON) or one NDJSON line (bytes).
+
+    Whatever the item holds, the answer is a row or an item error: this is where one bad product is
+    kept from failing the run, so every exception of validating and mapping it ends here.
+    """
+    if isinstance(raw, OversizeItem):
+        return ItemError(position, None, raw.reason)
+    try:
+        product = _validate(raw)
         return map_product(product, position, currency, source_hash(raw, currency))
     except ValidationError as exc:
         return ItemError(position, upstream_id(raw), _shorten(describe_validation_error(exc)))
     except MappingError as exc:
         return ItemError(position, upstream_id(raw), _shorten(str(exc)))
+    except RecursionError:
+        return ItemError(position, upstream_id(raw), "the item is nested too deeply to read")
+    except Exception as exc:  # a case the checks above did not foresee: still this item's error alone
+        log.warning("item at position %d could not be mapped", position, exc_info=True)
+        reason = f"cannot map the item: {type(exc).__name__}: {exc}"
+        return ItemError(position, upstream_id(raw), _shorten(reason))
 
 
 def map_items(items: Sequence[RawItem], first_position: int, currency: str, total: int | None) -> MappedChunk:
@@ -274,7 +354,11 @@ def describe_validation_error(exc: ValidationError) -> str:
 def upstream_id(raw: RawItem) -> str | None:
     """The item's upstream id as it came (for an error record, or to look its product up), when the item
     is readable enough to have one."""
+    if isinstance(raw, OversizeItem):
+        return None
     if isinstance(raw, bytes):
+        # orjson alone, even though it reads an id past 64 bits as a float (then: no id): this runs for
+        # every item of a large feed, to look its product up.
         try:
             raw = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -284,8 +368,15 @@ def upstream_id(raw: RawItem) -> str | None:
     value = raw.get("id")
     if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
         return None
-    return str(value)
+    text = str(value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # not storable as text: the error record goes without it
+    return text
 
 
 def _shorten(reason: str) -> str:
+    # The reason is stored as text, and a message may quote a lone surrogate of the item.
+    reason = reason.encode("utf-8", "replace").decode("utf-8")
     return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 1] + "…"

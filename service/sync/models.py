@@ -10,12 +10,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+# SQLite's INTEGER (and every shop's) is signed 64-bit: a larger count cannot be stored as one.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
 
 class UpstreamProduct(BaseModel):
     """A product as DummyJSON (and our NDJSON feed) describes it; unknown fields are kept as extras.
 
     Prices arrive as JSON numbers; pydantic turns them into ``Decimal`` through the float's shortest
-    repr, which gives back the exact literal for every price with at most 15 significant digits.
+    repr, which gives back the exact literal for every price with at most 15 significant digits. Items
+    whose numbers may have more are parsed exactly instead (see exact_json), so a price is never
+    rounded: one finer than the currency's minor unit is refused by the mapping.
+
+    Ids are taken as sent: one with spaces around it is refused rather than silently stripped, since
+    ``" 42"`` and ``"42"`` would otherwise become the same product.
     """
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=True, frozen=True)
@@ -27,16 +36,19 @@ class UpstreamProduct(BaseModel):
     price: Decimal = Field(ge=0, allow_inf_nan=False)
     brand: str | None = None
     sku: str | None = None
-    stock: int | None = None
+    stock: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     thumbnail: str | None = None
     images: list[str] = Field(default_factory=list)
     tags: list[str] = Field(default_factory=list)
 
-    @field_validator("id")
+    @field_validator("id", mode="before")
     @classmethod
-    def _non_empty_id(cls, value: int | str) -> int | str:
-        if isinstance(value, str) and not value:
-            raise ValueError("id must not be empty")
+    def _id_as_sent(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("id must not be empty")
+            if value != value.strip():
+                raise ValueError(f"id {value!r} has spaces around it; ids are taken as sent")
         return value
 
     @property

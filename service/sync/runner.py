@@ -10,16 +10,19 @@ import contextlib
 import contextvars
 import logging
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
 
+from service.ledger.db import DatabaseFileGone
 from service.ledger.retention import apply_retention
 from service.ledger.runs import SHUTDOWN_MESSAGE, FinalStatus, Ledger, RunNoLongerRunning, RunRecord
 from service.logs import run_id_var
 from service.settings import Settings
 from service.sync.job import RunContext, SyncFailed, SyncJob
 from service.sync.offload import MappingPool
+from service.sync.urls import redact_url
+from service.timeutil import from_iso, seconds_between, to_iso, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +71,9 @@ class SyncRunner:
 
     @property
     def source_label(self) -> str:
+        # Stored in the ledger and shown by the API: never with the credentials a URL may carry.
         if self._settings.source_url:
-            return self._source_url
+            return redact_url(self._source_url)
         return f"built-in demo upstream ({self._source_url})"
 
     async def trigger(self, triggered_by: str) -> RunRecord:
@@ -165,6 +169,18 @@ class SyncRunner:
             message = str(exc)
         except RunNoLongerRunning:
             message = CLOSED_ELSEWHERE_MESSAGE
+        except DatabaseFileGone as exc:
+            # The ledger went with the file, so the outcome cannot be recorded (every write refuses):
+            # it is logged and returned as it stands, with the counts the run started with.
+            log.error("%s%s", FAILURE_PREFIX, exc)
+            finished_at = utc_now()
+            return replace(
+                run,
+                status="error",
+                error_message=str(exc),
+                finished_at=to_iso(finished_at),
+                duration_s=seconds_between(from_iso(run.started_at), finished_at),
+            )
         except sqlite3.Error as exc:  # a full disk, a read-only file, a lock held past the busy timeout
             log.warning("sync run %s: database error: %s", run.id, exc)
             message = f"Database error: {exc}"

@@ -53,7 +53,6 @@ class _Existing(NamedTuple):
 
     content_hash: int
     source_hash: int | None
-    written_by_run: int  # 1 when this run already created or updated it
 
 
 class SqliteCatalogSink:
@@ -61,9 +60,9 @@ class SqliteCatalogSink:
 
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
-        # Category handles known to exist, filled only from committed transactions (categories are
-        # never deleted).
-        self._known_categories: set[str] = set()
+        # Category handle -> name of the categories known to exist, filled only from committed
+        # transactions (categories are never deleted), or None until first read from the catalog.
+        self._known_categories: dict[str, str] | None = None
 
     async def fingerprints_file(self) -> Path | None:
         """The file the mapping workers may read stored fingerprints from, so that they skip the items
@@ -84,42 +83,40 @@ class SqliteCatalogSink:
         now = to_iso(utc_now())
         run_values = (run_id, now)  # ?18 and ?19 of the product statements
         async with self._ledger.db.transaction() as conn:
-            existing = await _read_existing(conn, run_id, rows)
+            known = self._known_categories
+            if known is None:
+                known = {handle: name for handle, name in await conn.execute_fetchall(sql.SELECT_CATEGORIES)}
+            existing = await _read_existing(conn, rows)
             inserts: list[tuple[object, ...]] = []
             updates: list[tuple[object, ...]] = []
             new_fingerprints: list[tuple[int, str]] = []
             new_categories: dict[str, str] = {}  # handle -> name
-            first_seen: dict[str, int] = {}  # external id -> position of its first item in the batch
             unchanged = 0
             # Row by row only in slices: this runs on the event loop, between status polls.
             async for part in _slices(rows):
                 for row in part:
-                    first = first_seen.setdefault(row.external_id, row.position)
                     found = existing.get(row.external_id)
-                    if first != row.position:
-                        item_errors.append(
-                            ItemError(
-                                row.position, row.external_id, f"duplicate id: already at position {first}"
-                            )
-                        )
-                    elif found is not None and found.written_by_run:
+                    if found is not None and found.content_hash == row.content_hash:
+                        unchanged += 1
+                        if found.source_hash != row.source_hash:
+                            new_fingerprints.append((row.source_hash, row.external_id))
+                        continue
+                    product = row.full()  # only now the full row is needed
+                    handle, name = product.category_handle, product.category_name
+                    holder = known.get(handle) or new_categories.setdefault(handle, name)
+                    if holder != name:
+                        # Two names that make one handle ("T-Shirts", "t shirts"): refused, not merged.
                         item_errors.append(
                             ItemError(
                                 row.position,
                                 row.external_id,
-                                "duplicate id: already synced earlier in this feed",
+                                f"category {name!r} makes the handle {handle!r} of the category {holder!r};"
+                                " rename one of them upstream",
                             )
                         )
-                    elif found is not None and found.content_hash == row.content_hash:
-                        unchanged += 1
-                        if found.source_hash != row.source_hash:
-                            new_fingerprints.append((row.source_hash, row.external_id))
-                    else:
-                        product = row.full()  # only now the full row is needed
-                        if product.category_handle not in self._known_categories:
-                            new_categories.setdefault(product.category_handle, product.category_name)
-                        values = product[:STATEMENT_VALUES] + run_values
-                        (inserts if found is None else updates).append(values)
+                        continue
+                    values = product[:STATEMENT_VALUES] + run_values
+                    (inserts if found is None else updates).append(values)
             categories_created = await _create_categories(conn, run_id, now, new_categories)
             if inserts:
                 await conn.executemany(sql.INSERT_PRODUCT, inserts)
@@ -139,7 +136,7 @@ class SqliteCatalogSink:
             await self._ledger.record_batch(
                 conn, run_id, counts, sorted(item_errors, key=lambda e: e.position)
             )
-        self._known_categories.update(new_categories)
+        self._known_categories = {**known, **new_categories}
         return counts
 
 
@@ -155,11 +152,9 @@ async def _create_categories(
     return cursor.rowcount
 
 
-async def _read_existing(
-    conn: aiosqlite.Connection, run_id: int, rows: Sequence[MappedRow]
-) -> dict[str, _Existing]:
+async def _read_existing(conn: aiosqlite.Connection, rows: Sequence[MappedRow]) -> dict[str, _Existing]:
     if not rows:
         return {}
-    params = {"run_id": run_id, "external_ids": sql.json_array([row.external_id for row in rows])}
+    params = (sql.json_array([row.external_id for row in rows]),)
     async with conn.execute(sql.SELECT_EXISTING, params) as cursor:
         return {external_id: _Existing(*rest) for external_id, *rest in await cursor.fetchall()}

@@ -8,22 +8,25 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiohttp
-import orjson
 from pydantic import ValidationError
 from yarl import URL
 
 from service.settings import Settings
+from service.sync import exact_json
 from service.sync.job import SyncFailed
-from service.sync.mapping import RawItem, describe_validation_error
+from service.sync.mapping import OversizeItem, RawItem, describe_validation_error
 from service.sync.models import DummyJsonPage
 from service.sync.retry import RetryableStatus, RetryPolicy, is_retryable_status, parse_retry_after
+
+log = logging.getLogger(__name__)
 
 _HEADER_LINE = re.compile(r"^([A-Za-z0-9!#$%&'*+.^_`|~-]+):\s*(.+)$")
 _SNIPPET = 200
@@ -38,6 +41,16 @@ class FeedChunk:
     items: list[RawItem]
     first_position: int  # 0-based position of items[0] in the feed
     total: int | None  # how many items the feed announced, when it did
+
+
+@dataclass
+class ReadProgress:
+    """When the source last received bytes: a feed that trickles is slow, not stalled."""
+
+    last_read_at: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        self.last_read_at = time.monotonic()
 
 
 class Source(Protocol):
@@ -66,12 +79,6 @@ def request_timeout(settings: Settings) -> aiohttp.ClientTimeout:
 
 def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(settings.retry_attempts, settings.retry_base_delay_s, settings.retry_max_delay_s)
-
-
-def redact_url(url: str) -> str:
-    """scheme://host:port/path, without credentials or query (they may hold secrets), for logs."""
-    parsed = URL(url)
-    return str(parsed.with_user(None).with_query(None).with_fragment(None))
 
 
 async def _raise_for_status(resp: aiohttp.ClientResponse, where: str) -> None:
@@ -111,8 +118,18 @@ class _Upstream:
         return await self.http.get(url or self.url, headers=self.headers, timeout=self.timeout)
 
 
+class _PageTooLarge(Exception):
+    """A page's body passed the page limit: it is asked for again with fewer products."""
+
+
 class DummyJsonSource:
-    """Pages through ``{"products": [...], "total": T, "skip": M, "limit": N}`` answers."""
+    """Pages through ``{"products": [...], "total": T, "skip": M, "limit": N}`` answers.
+
+    A page may cost at most ``max_page_bytes`` (its body is read up to that and no further), which bounds
+    both the memory a page takes and the time its parse holds the event loop. A page over the limit is
+    asked for again with half as many products, down to one; a single product over the limit is an item
+    error, and the feed goes on after it. The page size grows back after each full page.
+    """
 
     def __init__(
         self,
@@ -120,37 +137,39 @@ class DummyJsonSource:
         url: str,
         settings: Settings,
         policy: RetryPolicy | None = None,
+        progress: ReadProgress | None = None,
     ) -> None:
         self._upstream = _Upstream.of(http, url, settings, policy)
         self._page_size = settings.page_size
-        # A page is bounded like NDJSON lines: max_line_bytes per product, so a hostile or broken
-        # upstream cannot make the service buffer an answer of any size.
-        self._max_page_bytes = settings.page_size * settings.max_line_bytes
+        self._max_page_bytes = settings.max_page_bytes
+        self._progress = progress or ReadProgress()
 
-    async def _fetch_body(self, skip: int) -> tuple[bytes, str]:
-        """The page's body and its content type; a body over the page limit fails the run."""
-        url = self._upstream.url.update_query(limit=self._page_size, skip=skip)
+    async def _fetch_body(self, skip: int, limit: int) -> tuple[bytes, str]:
+        """The page's body and its content type; raises _PageTooLarge past the page limit."""
+        url = self._upstream.url.update_query(limit=limit, skip=skip)
         where = f"page skip={skip}"
         async with await self._upstream.get(url) as resp:
             await _raise_for_status(resp, where)
-            too_large = SyncFailed(
-                f"Upstream page is larger than the limit of {self._max_page_bytes} bytes ({where})"
-            )
             if resp.content_length is not None and resp.content_length > self._max_page_bytes:
-                raise too_large
+                raise _PageTooLarge()
             body = bytearray()
             async for data in resp.content.iter_any():
+                self._progress.touch()
                 body += data
                 if len(body) > self._max_page_bytes:
-                    raise too_large
+                    raise _PageTooLarge()
             return bytes(body), resp.content_type
 
-    async def _fetch_page(self, skip: int) -> DummyJsonPage:
+    async def _fetch_page(self, skip: int, limit: int) -> DummyJsonPage:
         where = f"page skip={skip}"
-        body, content_type = await self._upstream.policy.call(lambda: self._fetch_body(skip), where)
+        body, content_type = await self._upstream.policy.call(lambda: self._fetch_body(skip, limit), where)
         try:
-            parsed: Any = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
+            # Exact where orjson is not (integers past 64 bits, prices with 17 digits), so such a value
+            # is judged with its product, as an item, instead of failing the page or being rounded.
+            parsed: Any = exact_json.loads(body)
+        except RecursionError:
+            raise SyncFailed(f"Upstream page is nested too deeply to read ({where})") from None
+        except ValueError as exc:
             if "json" not in content_type:  # e.g. an HTML error or maintenance page answered with 200
                 where = f"{where}, Content-Type: {content_type}"
             raise SyncFailed(f"Upstream sent invalid JSON ({where}): {exc}") from None
@@ -162,11 +181,34 @@ class DummyJsonSource:
 
     async def chunks(self) -> AsyncIterator[FeedChunk]:
         skip = 0
+        limit = self._page_size
         total: int | None = None
-        previous_ids: list[Any] | None = None
+        previous: list[Any] | None = None
         while total is None or skip < total:
-            page = await self._fetch_page(skip)
             where = f"page skip={skip}"
+            try:
+                page = await self._fetch_page(skip, limit)
+            except _PageTooLarge:
+                if limit > 1:
+                    limit //= 2
+                    log.warning(
+                        "upstream page over the limit of %d bytes (%s); asking for %d products a page",
+                        self._max_page_bytes,
+                        where,
+                        limit,
+                    )
+                    continue
+                if total is None:  # not one page read yet: nothing says where the feed ends
+                    raise SyncFailed(
+                        f"The first product alone is larger than the page limit of {self._max_page_bytes}"
+                        f" bytes ({where})"
+                    ) from None
+                oversize = OversizeItem(
+                    f"the product is larger than the page limit of {self._max_page_bytes} bytes"
+                )
+                yield FeedChunk([oversize], skip, total)
+                skip += 1
+                continue
             if total is not None and page.total != total:
                 raise SyncFailed(
                     f"Upstream total changed from {total} to {page.total} during the run ({where})"
@@ -179,20 +221,33 @@ class DummyJsonSource:
                     raise SyncFailed(f"Upstream sent an empty page before reaching total {total} ({where})")
                 yield FeedChunk([], skip, total)  # an empty catalog still reports its total
                 break
+            # A page equal to the one before means the server ignores skip. Compared by ids, which is
+            # cheap; by whole items when no item has an id (then every one is an item error anyway).
             ids = [item.get("id") if isinstance(item, Mapping) else None for item in page.products]
-            if ids == previous_ids:
+            current = ids if any(value is not None for value in ids) else page.products
+            if current == previous:
                 raise SyncFailed(f"Upstream repeated the previous page ({where})")
-            previous_ids = ids
+            previous = current
             if skip + len(page.products) > total:
                 raise SyncFailed(
                     f"Upstream sent {len(page.products)} products at skip={skip}, past its total of {total}"
                 )
             yield FeedChunk(list(page.products), skip, total)
             skip += len(page.products)
+            if limit < self._page_size and len(page.products) == limit:
+                limit = min(self._page_size, limit * 2)  # back towards the configured size
+
+
+# Content types that are a page for people, not a feed: an error or login page answered with 200.
+_NOT_A_FEED = ("text/html", "application/xhtml+xml", "text/xml", "application/xml")
 
 
 class NdjsonSource:
-    """``application/x-ndjson``: one product per line, split as bytes arrive, never the whole body."""
+    """``application/x-ndjson``: one product per line, split as bytes arrive, never the whole body.
+
+    A line longer than ``max_line_bytes`` is an item error: its bytes are dropped as they arrive, up to
+    its end, and the feed goes on with the next line.
+    """
 
     def __init__(
         self,
@@ -200,22 +255,39 @@ class NdjsonSource:
         url: str,
         settings: Settings,
         policy: RetryPolicy | None = None,
+        progress: ReadProgress | None = None,
     ) -> None:
         self._upstream = _Upstream.of(http, url, settings, policy)
         self._chunk_size = settings.batch_size
         self._max_line = settings.max_line_bytes
+        self._progress = progress or ReadProgress()
 
     async def _open(self) -> aiohttp.ClientResponse:
         resp = await self._upstream.get()
         try:
             await _raise_for_status(resp, "opening the feed")
+            if resp.content_type in _NOT_A_FEED:
+                raise SyncFailed(
+                    f"Upstream answered a {resp.content_type} page, not an NDJSON feed (opening the feed)"
+                )
         except BaseException:
             resp.release()
             raise
         return resp
 
-    def _too_long(self, line_number: int) -> SyncFailed:
-        return SyncFailed(f"Feed line {line_number} is longer than the limit of {self._max_line} bytes")
+    def _too_long(self, line_number: int) -> OversizeItem:
+        return OversizeItem(f"Feed line {line_number} is longer than the limit of {self._max_line} bytes")
+
+    def _items_of(self, lines: list[bytes], line_number: int) -> list[RawItem]:
+        """The items of complete lines (blank ones dropped); ``line_number`` is the line before them."""
+        # Whole-block operations (C loops), not a Python loop per line: this runs on the event loop.
+        if not lines or max(map(len, lines)) <= self._max_line:
+            return [*filter(bytes.strip, lines)]  # strip() of a clean line is the line itself
+        return [
+            self._too_long(line_number + offset + 1) if len(line) > self._max_line else line
+            for offset, line in enumerate(lines)
+            if line.strip()
+        ]
 
     async def chunks(self) -> AsyncIterator[FeedChunk]:
         resp = await self._upstream.policy.call(self._open, "opening the feed")
@@ -226,19 +298,28 @@ class NdjsonSource:
             items: list[RawItem] = []
             first_position = 0
             pending = b""
+            dropping = False  # inside an over-long line, whose bytes are dropped up to its end
+            checked_start = False
             last_yield = time.monotonic()
             try:
                 async for data in resp.content.iter_any():
+                    self._progress.touch()
+                    if dropping:
+                        end = data.find(b"\n")
+                        if end < 0:
+                            continue
+                        data, dropping = data[end + 1 :], False
+                        line_number += 1
+                    if not checked_start and data.strip():
+                        _check_feed_start(data)
+                        checked_start = True
                     lines = (pending + data).split(b"\n") if pending else data.split(b"\n")
                     pending = lines.pop()
-                    if len(pending) > self._max_line:
-                        raise self._too_long(line_number + len(lines) + 1)
-                    # Whole-block operations (C loops), not a Python loop per line: this runs on the loop.
-                    if lines and max(map(len, lines)) > self._max_line:
-                        first_long = next(i for i, line in enumerate(lines) if len(line) > self._max_line)
-                        raise self._too_long(line_number + first_long + 1)
+                    kept = self._items_of(lines, line_number)
                     line_number += len(lines)
-                    kept = list(filter(bytes.strip, lines))  # strip() of a clean line is the line itself
+                    if len(pending) > self._max_line:
+                        kept.append(self._too_long(line_number + 1))
+                        pending, dropping = b"", True
                     items.extend(kept)
                     position += len(kept)
                     now = time.monotonic()
@@ -257,12 +338,22 @@ class NdjsonSource:
                 yield FeedChunk(items, first_position, total)
 
 
+def _check_feed_start(start: bytes) -> None:
+    """A feed that starts with markup is a web page (served with a JSON or no content type)."""
+    if start.lstrip()[:1] == b"<":
+        raise SyncFailed(
+            "Upstream answered a markup page, not an NDJSON feed (its first line starts with '<')"
+        )
+
+
 def _announced_total(resp: aiohttp.ClientResponse) -> int | None:
     value = resp.headers.get("X-Total-Count", "")
     return int(value) if value.isdigit() else None
 
 
-def source_for(settings: Settings, http: aiohttp.ClientSession, url: str) -> Source:
+def source_for(
+    settings: Settings, http: aiohttp.ClientSession, url: str, progress: ReadProgress | None = None
+) -> Source:
     if settings.source_format == "ndjson":
-        return NdjsonSource(http, url, settings)
-    return DummyJsonSource(http, url, settings)
+        return NdjsonSource(http, url, settings, progress=progress)
+    return DummyJsonSource(http, url, settings, progress=progress)

@@ -1,0 +1,66 @@
+"""The upstream ids a run has already taken, so that a later item with the same id is a duplicate.
+
+Kept for the whole run, whatever the sink did with the first copy (created, updated or found it
+unchanged): only then is a duplicate reported on every run, and the first copy always wins. A feed may
+hold millions of ids, so they live in a private temporary SQLite database (its pages spill to a
+temporary file beyond a small cache) rather than in a Python set of the feed's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+
+import orjson
+
+_SCHEMA = "CREATE TABLE seen (external_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID"
+_EARLIER = "SELECT external_id, position FROM seen WHERE external_id IN (SELECT value FROM json_each(?))"
+_ADD = "INSERT INTO seen (external_id, position) VALUES (?, ?)"
+# Pages of the temporary database kept in memory; the rest goes to its temporary file.
+_CACHE_KIB = 2048
+
+
+class SeenIds:
+    """The ids of one run in feed order; :meth:`first_positions` is called batch by batch, in order."""
+
+    def __init__(self) -> None:
+        # "" names a private temporary database, deleted when the connection closes.
+        self._conn = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        self._conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+        self._conn.execute(_SCHEMA)
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        async with self._lock:  # never while a thread still uses the connection
+            self._conn.close()
+
+    async def first_positions(self, ids: Sequence[tuple[str, int]]) -> dict[int, int]:
+        """Take ``(external id, position)`` pairs in feed order; return, for each position whose id was
+        taken before (earlier in this batch or in an earlier one), the position that took it."""
+        if not ids:
+            return {}
+        async with self._lock:  # one batch at a time, in feed order
+            work = asyncio.ensure_future(asyncio.to_thread(self._take, ids))
+            try:
+                return await asyncio.shield(work)
+            except asyncio.CancelledError:
+                # The thread goes on using the connection: the lock is held until it is done with it.
+                await asyncio.wait([work])
+                raise
+
+    def _take(self, ids: Sequence[tuple[str, int]]) -> dict[int, int]:
+        wanted = orjson.dumps([external_id for external_id, _ in ids]).decode()
+        taken: dict[str, int] = dict(self._conn.execute(_EARLIER, (wanted,)).fetchall())
+        duplicates: dict[int, int] = {}
+        new: list[tuple[str, int]] = []
+        for external_id, position in ids:
+            first = taken.setdefault(external_id, position)
+            if first != position:
+                duplicates[position] = first
+            else:
+                new.append((external_id, position))
+        self._conn.execute("BEGIN")
+        self._conn.executemany(_ADD, new)
+        self._conn.execute("COMMIT")
+        return duplicates
