@@ -6,6 +6,7 @@ Real aiohttp upstreams on loopback, the real engine, a real SQLite file (see eng
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -215,3 +216,40 @@ async def test_a_page_that_trickles_for_longer_than_the_stall_timeout_is_not_a_s
     data = await wait_for_status(client, finished)
     assert data["lastStatus"] == "success", data
     assert data["stats"]["created"] == 5
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("source_format", ["dummyjson", "ndjson"])
+async def test_out_of_range_and_deep_values_are_one_items_error_or_stored_exactly(
+    tmp_path: Path, aiohttp_server: AiohttpServer, source_format: str
+) -> None:
+    products = [make_product(i) for i in range(0, 6)]
+    products[1]["stock"] = 10_000_000_000_000_000_000  # past SQLite's signed 64-bit INTEGER
+    products[2]["barcode"] = 123_456_789_012_345_678_901  # an extra past 64 bits: kept exactly
+    products[3]["nested"] = _nested(300)  # deeper than orjson writes
+    products[4]["price"] = "PRICE"  # replaced below by a literal no double holds
+    # The standard library writes integers of any size (orjson refuses them).
+    lines = [json.dumps(p).replace('"PRICE"', "19.9900000000000000001").encode() for p in products]
+    if source_format == "ndjson":
+        url = await serve_body(aiohttp_server, b"\n".join(lines) + b"\n")
+    else:
+        page = b'{"products":[' + b",".join(lines) + b'],"total":6,"skip":0,"limit":100}'
+        url = await serve_body(aiohttp_server, page, "application/json")
+    async with harness(tmp_path, source_format=source_format) as h:
+        for _ in range(2):
+            run = await h.sync(url)
+            assert run.status == "success", run.error_message
+            assert await h.run_errors(run.id) == [
+                (1, "1", "stock: Input should be less than or equal to 9223372036854775807"),
+                (4, "4", "price 19.9900000000000000001 has more than 2 decimal places for USD"),
+            ]
+            stored = await h.products()
+            assert set(stored) == {"0", "2", "3", "5"}
+            assert '"barcode":123456789012345678901' in stored["2"]["metadata"]
+            assert stored["3"]["metadata"].count("[") == 300

@@ -307,7 +307,18 @@ def _validate(raw: bytes | Mapping[str, Any]) -> UpstreamProduct:
             pass  # not JSON: pydantic's own parser says why, in its words
         else:
             return UpstreamProduct.model_validate(parsed)
-    return UpstreamProduct.model_validate_json(raw)
+    try:
+        return UpstreamProduct.model_validate_json(raw)
+    except ValidationError as exc:
+        # pydantic's parser stops at 255 levels of nesting; the standard library reads deeper, so an
+        # item nested like that is judged as it is in a DummyJSON page rather than called invalid JSON.
+        if not any("recursion limit" in str(error.get("msg", "")) for error in exc.errors()):
+            raise
+        try:
+            parsed = exact_json.loads(raw)
+        except (ValueError, RecursionError):
+            raise exc from None
+        return UpstreamProduct.model_validate(parsed)
 
 
 def map_item(raw: RawItem, position: int, currency: str) -> ProductRow | ItemError:
