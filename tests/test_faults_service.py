@@ -9,6 +9,7 @@ the catalog equals the feed. One process lives through the whole matrix, as a de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import statistics
 import time
@@ -213,6 +214,25 @@ async def test_fault_fails_the_run_clearly_and_the_next_run_recovers(
     reliability.items_lost += len(set(expected_catalog(upstream.products)) - set(catalog(db_path)))
 
 
+@contextlib.asynccontextmanager
+async def ndjson_service(tmp_path: Path, upstream: FaultUpstream) -> AsyncIterator[ServiceProcess]:
+    """A service of its own reading the fault upstream's NDJSON feed; the upstream is healed after."""
+    process = ServiceProcess(
+        tmp_path / "sync.db",
+        upstream.feed_url,
+        tmp_path / "service.log",
+        SYNC_SOURCE_FORMAT="ndjson",
+        SYNC_MAX_LINE_BYTES=str(64 * 1024),
+        SYNC_RETRY_BASE_DELAY_S="0.02",
+    )
+    await process.start()
+    try:
+        yield process
+    finally:
+        upstream.heal()
+        await process.stop()
+
+
 @pytest.mark.parametrize(
     ("fault", "message"),
     [(Fault.CUT_MID_JSON, "Upstream connection broke while reading the feed after line 10")],
@@ -222,16 +242,7 @@ async def test_ndjson_feed_faults_fail_clearly_and_recover(
     tmp_path: Path, upstream: FaultUpstream, reliability: ReliabilityReport, fault: Fault, message: str
 ) -> None:
     reliability.fault(f"upstream (NDJSON): {fault.value}")
-    ndjson = ServiceProcess(
-        tmp_path / "sync.db",
-        upstream.feed_url,
-        tmp_path / "service.log",
-        SYNC_SOURCE_FORMAT="ndjson",
-        SYNC_MAX_LINE_BYTES=str(64 * 1024),
-        SYNC_RETRY_BASE_DELAY_S="0.02",
-    )
-    await ndjson.start()
-    try:
+    async with ndjson_service(tmp_path, upstream) as ndjson:
         assert ndjson.process is not None
         upstream.products = feed_version(0)
         upstream.inject(fault)
@@ -254,9 +265,6 @@ async def test_ndjson_feed_faults_fail_clearly_and_recover(
         assert healed["lastStatus"] == "success", healed
         assert catalog(tmp_path / "sync.db") == expected_catalog(upstream.products)
         reliability.recoveries_succeeded += 1
-    finally:
-        upstream.heal()
-        await ndjson.stop()
 
 
 async def test_ndjson_line_over_the_limit_is_an_item_error_read_in_bounded_memory(
@@ -264,15 +272,7 @@ async def test_ndjson_line_over_the_limit_is_an_item_error_read_in_bounded_memor
 ) -> None:
     """A 50 MB line is one bad item: its bytes are dropped as they arrive, and the feed goes on."""
     reliability.fault(f"upstream (NDJSON): {Fault.HUGE_LINE.value}")
-    ndjson = ServiceProcess(
-        tmp_path / "sync.db",
-        upstream.feed_url,
-        tmp_path / "service.log",
-        SYNC_SOURCE_FORMAT="ndjson",
-        SYNC_MAX_LINE_BYTES=str(64 * 1024),
-    )
-    await ndjson.start()
-    try:
+    async with ndjson_service(tmp_path, upstream) as ndjson:
         assert ndjson.process is not None
         upstream.products = feed_version(0)
         upstream.inject(Fault.HUGE_LINE)
@@ -295,6 +295,3 @@ async def test_ndjson_line_over_the_limit_is_an_item_error_read_in_bounded_memor
             assert_responsive(latencies, reliability)
         reliability.peak_rss(peak)
         assert peak < PEAK_RSS_BOUND_MIB
-    finally:
-        upstream.heal()
-        await ndjson.stop()
