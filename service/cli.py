@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from service.api.schemas import RunList, run_model
 from service.ledger import queries
-from service.ledger.db import Database, DatabaseError
+from service.ledger.db import Database, DatabaseError, query_read_only
 from service.ledger.migrations import MigrationError
 from service.ledger.runs import NoRunRunning, RunAlreadyRunning, RunRecord
 from service.logs import configure_logging
@@ -156,30 +156,25 @@ async def _sync(settings: Settings, quiet: bool) -> int:
 
 
 def runs(settings: Settings, limit: int, status: str | None, as_json: bool) -> int:
-    if not settings.db_path.exists():
-        print(f"no database at {settings.db_path}", file=sys.stderr)
-        return EXIT_FAILED
+    # Read-only, for auditors who may not write the database or its directory: no migration, no WAL
+    # switch, no file created (see query_read_only).
     try:
-        records = asyncio.run(_read_runs(settings, limit, status))
+        rows = query_read_only(
+            settings.db_path,
+            settings.migrations_dir,
+            queries.LIST_RUNS,
+            {"limit": limit, "before_id": None, "status": status},
+            settings.busy_timeout_s,
+        )
     except _STORAGE_ERRORS as exc:
         print(f"cannot read runs: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    records = [RunRecord.from_row(row) for row in rows]
     if as_json:
         print(RunList(runs=[run_model(r) for r in records], nextCursor=None).model_dump_json(indent=2))
     else:
         print(format_runs_table(records))
     return EXIT_OK
-
-
-async def _read_runs(settings: Settings, limit: int, status: str | None) -> list[RunRecord]:
-    database = await Database.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
-    try:
-        rows = await database.fetch_all(
-            queries.LIST_RUNS, {"limit": limit, "before_id": None, "status": status}
-        )
-    finally:
-        await database.close()
-    return [RunRecord.from_row(row) for row in rows]
 
 
 # --- migrate -------------------------------------------------------------------------------------
@@ -245,7 +240,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs_parser = commands.add_parser(
         "runs",
         help="list recent runs from the ledger",
-        description="List recent runs, newest first, from the ledger at SYNC_DB_PATH.",
+        description=(
+            "List recent runs, newest first, from the ledger at SYNC_DB_PATH. Only reads: never creates, "
+            "migrates or writes the database, so it needs no write access to its directory."
+        ),
     )
     runs_parser.add_argument("--limit", type=_positive_int, default=20, help="how many runs (default 20)")
     runs_parser.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")

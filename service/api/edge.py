@@ -17,7 +17,7 @@ from aiohttp.typedefs import Middleware
 
 from service.api.auth import Authenticator
 from service.api.cors import cors_decorate, cors_preflight
-from service.api.errors import ApiError, Handler, error_response, http_error_response
+from service.api.errors import STORAGE_ERRORS, ApiError, Handler, error_response, http_error_response
 from service.keys import PRINCIPAL
 from service.metrics import HttpMetrics, route_template
 
@@ -76,6 +76,10 @@ def edge_middleware(
                 if exc.status < 400:
                     raise  # redirects and the like pass through
                 response = http_error_response(exc)
+            except STORAGE_ERRORS as exc:
+                # A route that does not name its database failure still answers with SQLite's message.
+                log.error("database error in %s %s: %s", request.method, request.path, exc)
+                response = error_response(500, f"Database error: {exc}")
             except Exception:
                 # The traceback goes to the log; the client gets the shape, never internals.
                 log.exception("unhandled error in %s %s", request.method, request.path)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from service.api.schemas import ErrorResponse
+from service.ledger.db import DatabaseError
+
+log = logging.getLogger(__name__)
+
+# What a locked, full, read-only, deleted or corrupt database raises through the ledger.
+STORAGE_ERRORS = (DatabaseError, sqlite3.Error)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -52,3 +60,13 @@ def http_error_response(exc: web.HTTPException) -> web.Response:
     if not message or message.startswith(f"{exc.status}:"):
         message = _REASONS.get(exc.status, exc.reason)
     return error_response(exc.status, message, headers)
+
+
+def could_not(action: str, exc: BaseException) -> ApiError:
+    """A failure outside the code (the database, the disk) as a 500 naming what failed and why.
+
+    Logged in one line without a traceback: the cause is another process's lock, the disk or the file,
+    and the message (SQLite's own) names it.
+    """
+    log.error("could not %s: %s", action, exc)
+    return ApiError(500, f"Could not {action}: {exc}")

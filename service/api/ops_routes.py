@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from aiohttp import web
 
-from service.api.errors import ApiError, json_response
+from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
 from service.api.schemas import HealthResponse, ReadyResponse
 from service.keys import AUTHENTICATOR, DATABASE, METRICS, OPENAPI_DOCUMENT, SETTINGS
 from service.metrics import CONTENT_TYPE, render_metrics
@@ -24,8 +22,11 @@ async def ready(request: web.Request) -> web.Response:
     database = request.app[DATABASE]
     expected = database.schema_version
     try:
+        # The same check every read and write makes (fetch_one makes it once per turn of the loop), here
+        # on every probe: a deleted file keeps answering reads through the connections still open to it.
+        database.check_file()
         row = await database.fetch_one("SELECT max(version) FROM schema_migrations")
-    except sqlite3.Error as exc:
+    except STORAGE_ERRORS as exc:
         raise ApiError(503, f"Database unavailable: {exc}") from exc
     version = int(row[0]) if row and row[0] is not None else 0
     if version < expected:
@@ -37,7 +38,10 @@ async def ready(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     if request.app[SETTINGS].metrics_require_auth:
         request.app[AUTHENTICATOR].authenticate(request)
-    body = await render_metrics(request.app[METRICS], request.app[DATABASE])
+    try:
+        body = await render_metrics(request.app[METRICS], request.app[DATABASE])
+    except STORAGE_ERRORS as exc:
+        raise could_not("read the metrics", exc) from exc
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.api.errors import ApiError, json_response
+from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
 from service.api.schemas import (
     RunDetail,
     RunDetailResponse,
@@ -43,7 +43,10 @@ async def list_runs(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in _STATUSES:
         raise ApiError(400, f"status must be one of {', '.join(sorted(_STATUSES))}")
-    runs = await request.app[LEDGER].list_runs(limit + 1, before_id, status)
+    try:
+        runs = await request.app[LEDGER].list_runs(limit + 1, before_id, status)
+    except STORAGE_ERRORS as exc:
+        raise could_not("list the runs", exc) from exc
     page, more = runs[:limit], len(runs) > limit
     next_cursor = str(page[-1].id) if more and page else None
     return json_response(
@@ -60,13 +63,19 @@ async def run_detail(request: web.Request) -> web.Response:
     if not 0 < run_id <= _MAX_ID:  # beyond SQLite's INTEGER, no run can have this id
         raise ApiError(404, "Run not found")
     ledger = request.app[LEDGER]
-    run = await ledger.get_run(run_id)
+    try:
+        run = await ledger.get_run(run_id)
+    except STORAGE_ERRORS as exc:
+        raise could_not(f"read run {run_id}", exc) from exc
     if run is None:
         raise ApiError(404, "Run not found")
     limit = _int_param(request, "errorsLimit", 50, 1, MAX_PAGE)
     assert limit is not None
     after_id = _int_param(request, "errorsCursor", None, 0, 2**62)
-    errors = await ledger.list_run_errors(run_id, limit + 1, after_id)
+    try:
+        errors = await ledger.list_run_errors(run_id, limit + 1, after_id)
+    except STORAGE_ERRORS as exc:
+        raise could_not(f"read run {run_id}", exc) from exc
     page, more = errors[:limit], len(errors) > limit
     detail = RunDetail(
         run=run_model(run),

@@ -8,7 +8,7 @@ import sqlite3
 from aiohttp import web
 
 from service.api.auth import Principal
-from service.api.errors import ApiError, json_response
+from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
 from service.api.schemas import (
     AlreadyRunningData,
     AlreadyRunningResponse,
@@ -18,8 +18,7 @@ from service.api.schemas import (
     TriggerResponse,
 )
 from service.keys import LEDGER, PRINCIPAL, RUNNER, STATUS_BODIES
-from service.ledger.db import DatabaseError
-from service.ledger.runs import NoRunRunning, RunAlreadyRunning
+from service.ledger.runs import Ledger, NoRunRunning, RunAlreadyRunning, RunRecord
 from service.sync.job import SyncFailed
 
 log = logging.getLogger(__name__)
@@ -42,16 +41,22 @@ async def trigger(request: web.Request) -> web.Response:
             data=AlreadyRunningData(startedAt=exc.running.started_at, runId=exc.running.id)
         )
         return json_response(body, status=409)
-    except (SyncFailed, DatabaseError, sqlite3.Error, OSError) as exc:
+    except (*STORAGE_ERRORS, SyncFailed, OSError) as exc:
         # A read-only or full disk, a database locked past the busy timeout, a shutdown in progress.
-        log.exception("could not start a sync")
-        raise ApiError(500, f"Could not start the sync: {exc}") from exc
+        raise could_not("start the sync", exc) from exc
     return json_response(TriggerResponse(data=TriggerData(startedAt=run.started_at, runId=run.id)))
 
 
 @routes.get("/admin/sync/status")
 async def status(request: web.Request) -> web.Response:
-    ledger = request.app[LEDGER]
+    try:
+        run = await _status_run(request.app[LEDGER])
+    except STORAGE_ERRORS as exc:
+        raise could_not("read the sync status", exc) from exc
+    return web.Response(body=request.app[STATUS_BODIES].body(run), content_type="application/json")
+
+
+async def _status_run(ledger: Ledger) -> RunRecord | None:
     run = await ledger.latest_run()
     # Another process's run: if that process died or hung, record it now rather than report it running.
     if run is not None and run.is_running and run.owner != ledger.owner.owner_id:
@@ -60,7 +65,7 @@ async def status(request: web.Request) -> web.Response:
                 run = await ledger.latest_run()
         except sqlite3.Error as exc:  # e.g. a read-only file: report what the ledger says
             log.warning("could not record the recovery of a dead run: %s", exc)
-    return web.Response(body=request.app[STATUS_BODIES].body(run), content_type="application/json")
+    return run
 
 
 @routes.post("/admin/sync/cancel")
@@ -70,4 +75,6 @@ async def cancel(request: web.Request) -> web.Response:
         run_id = await runner.cancel(principal_of(request).token_name)
     except NoRunRunning:
         raise ApiError(409, "No sync is running") from None
+    except STORAGE_ERRORS as exc:  # e.g. another process holding the write lock past the busy timeout
+        raise could_not("cancel the sync", exc) from exc
     return json_response(CancelResponse(data=CancelData(runId=run_id)))

@@ -3,11 +3,14 @@
 WAL mode lets the read connections answer status polls while a sync batch is being written, and one
 write connection means our own transactions never wait on each other inside SQLite. Reads of many rows go
 through aiosqlite's thread; single-row lookups are run on the event loop itself (see :meth:`fetch_one`).
+
+:func:`query_read_only` reads the file without writing anything, for audits (``product-sync runs``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -32,14 +35,48 @@ class DatabaseError(Exception):
     """The database could not be opened, migrated or written."""
 
 
+class DatabaseFileGone(DatabaseError, sqlite3.OperationalError):
+    """The path no longer leads to the file this process opened: it was deleted, or another file took
+    its place.
+
+    Also an ``sqlite3.OperationalError``, so whatever already copes with a failing database (the
+    watchdog, retention, the routes) copes with this too. Open connections would go on reading and
+    writing the old file, which nobody will see again, so every read and write refuses instead.
+    """
+
+    def __init__(self, path: Path, what: str) -> None:
+        super().__init__(f"database file {path} {what} after this process opened it; restart the service")
+        self.path = path
+
+
+class DatabaseNotFound(DatabaseError):
+    """A read-only open found no database file at the path (and created none)."""
+
+
+class SchemaTooOld(DatabaseError):
+    """The database's schema is older than this code expects (``product-sync migrate`` brings it up)."""
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     # Extended codes (SQLITE_BUSY_RECOVERY, SQLITE_BUSY_SNAPSHOT, ...) share the primary code's low byte.
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
+def _file_uri(path: Path, query: str) -> str:
+    # as_uri percent-encodes what SQLite's URI parser would read as a query or fragment ('?', '#', '%').
+    return f"{path.absolute().as_uri()}?{query}"
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
 def _checkpoint(path: Path) -> None:
-    conn = sqlite3.connect(path, isolation_level=None)
+    # mode=rw: a plain connect creates the file when it is missing, and an empty database at the path
+    # would then pass for the real one.
+    conn = sqlite3.connect(_file_uri(path, "mode=rw"), uri=True, isolation_level=None)
     try:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     finally:
@@ -93,9 +130,11 @@ class Database:
         reader: aiosqlite.Connection,
         inline_reader: sqlite3.Connection,
         schema_version: int,
+        identity: tuple[int, int],
     ) -> None:
         self.path = path
         self.schema_version = schema_version  # the newest migration this code knows
+        self._identity = identity  # (st_dev, st_ino) of the file opened
         self._writer = writer
         self._reader = reader
         self._inline_reader = inline_reader
@@ -110,6 +149,7 @@ class Database:
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open database {path}: {exc}") from exc
         try:
+            identity = _identity(path)
             schema_version = len(load_migrations(migrations_dir))
             await apply_migrations(writer, migrations_dir)
             reader = await _connect(path, busy_timeout_s, readonly=True)
@@ -122,7 +162,18 @@ class Database:
             await reader.close()
             await writer.close()
             raise
-        return cls(path, writer, reader, inline_reader, schema_version)
+        return cls(path, writer, reader, inline_reader, schema_version, identity)
+
+    def check_file(self) -> None:
+        """Raise DatabaseFileGone unless the path still leads to the file opened (one stat call)."""
+        try:
+            found = os.stat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise DatabaseFileGone(self.path, "was deleted") from None
+        except OSError as exc:
+            raise DatabaseFileGone(self.path, f"can no longer be found ({exc.strerror})") from exc
+        if (found.st_dev, found.st_ino) != self._identity:
+            raise DatabaseFileGone(self.path, "was replaced by another file")
 
     async def close(self) -> None:
         async with self._write_lock:
@@ -138,6 +189,7 @@ class Database:
         can't be invalidated by another process writing in between.
         """
         async with self._write_lock:
+            self.check_file()
             try:
                 # Inside the try: a cancel that lands while BEGIN is queued still lets BEGIN run in
                 # aiosqlite's thread, and the rollback below (queued after it) closes what it opened.
@@ -165,7 +217,9 @@ class Database:
         Called at the end of a run, so the next small commit (a trigger) does not pay for the run's
         pages with an auto-checkpoint and its fsync. On a connection of its own, in a thread: on the
         write connection it queued a trigger right after the run's end behind the copy and the fsync.
+        Never on a file other than the one opened, and never creating one.
         """
+        self.check_file()
         await asyncio.to_thread(_checkpoint, self.path)
 
     async def fetch_one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
@@ -183,6 +237,9 @@ class Database:
         key = (sql, params)
         if key in self._turn_rows:
             return self._turn_rows[key]
+        if not self._turn_rows:
+            # Once per turn, like the shared rows: the lookups of one turn are simultaneous anyway.
+            self.check_file()
         try:
             # fetchall, not fetchone: stepping to the end resets the statement, so no read
             # transaction (and its WAL snapshot) outlives the call.
@@ -199,7 +256,86 @@ class Database:
         return row
 
     async def fetch_all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
-        # One hop to aiosqlite's thread instead of three (execute, fetch, close): status polls are
-        # answered sooner and queue less behind each other.
-        rows: Iterable[sqlite3.Row] = await self._reader.execute_fetchall(sql, params)
+        self.check_file()
+        try:
+            # One hop to aiosqlite's thread instead of three (execute, fetch, close): status polls are
+            # answered sooner and queue less behind each other.
+            rows: Iterable[sqlite3.Row] = await self._reader.execute_fetchall(sql, params)
+        except sqlite3.Error:
+            self.check_file()  # deleted meanwhile: SQLite only says "disk I/O error"
+            raise
         return list(rows)
+
+
+# --- read-only access, for audits ------------------------------------------------------------------
+
+_READ_ONLY_ATTEMPTS = 3
+_HAS_MIGRATIONS_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+
+
+def query_read_only(
+    path: Path,
+    migrations_dir: Path,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any] = (),
+    busy_timeout_s: float = 5.0,
+) -> list[sqlite3.Row]:
+    """Run one query on the database without writing anything: not the file, nor a -wal or -shm.
+
+    Works for a reader who may not write the database's directory. While a process has the database
+    open, its -wal and -shm files exist and ``mode=ro`` reads through them (the -shm only needs to be
+    readable). With no -wal file the database file holds every commit, and ``mode=ro`` would have to
+    create the -wal and -shm (and fails where it may not), so the file is read as ``immutable=1``, which
+    skips them. A writer opening or closing the file in between is noticed, and the query runs again.
+    No migration is applied: an older schema is an error (:class:`SchemaTooOld`).
+    """
+    expected = len(load_migrations(migrations_dir))
+    wal = Path(f"{path}-wal")
+    for _ in range(_READ_ONLY_ATTEMPTS):
+        if not path.exists():
+            raise DatabaseNotFound(f"no database at {path}")
+        had_wal = wal.exists()
+        try:
+            rows = _query_read_only_once(path, expected, sql, params, busy_timeout_s, immutable=not had_wal)
+        except sqlite3.DatabaseError:
+            # Also "malformed": an immutable read is not protected from a checkpoint rewriting pages.
+            if wal.exists() != had_wal:
+                continue
+            raise
+        # A -wal that appeared during an immutable read holds commits the read did not see.
+        if had_wal or not wal.exists():
+            return rows
+    raise DatabaseError(f"database {path} was opened and closed by other processes during every read")
+
+
+def _query_read_only_once(
+    path: Path,
+    expected_version: int,
+    sql: str,
+    params: Sequence[Any] | Mapping[str, Any],
+    busy_timeout_s: float,
+    *,
+    immutable: bool,
+) -> list[sqlite3.Row]:
+    uri = _file_uri(path, "mode=ro&immutable=1" if immutable else "mode=ro")
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout_s)
+    try:
+        conn.row_factory = sqlite3.Row
+        version = _schema_version(conn)
+        if version < expected_version:
+            raise SchemaTooOld(
+                f"the schema of {path} is at version {version}, this code expects {expected_version}: "
+                "run `product-sync migrate` (or start the service) first"
+            )
+        rows: list[sqlite3.Row] = conn.execute(sql, params).fetchall()
+        return rows
+    finally:
+        conn.close()
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    """The newest migration applied; 0 for a file no migration ever ran on (an empty database)."""
+    if conn.execute(_HAS_MIGRATIONS_TABLE).fetchone() is None:
+        return 0
+    (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+    return int(version)
