@@ -253,3 +253,43 @@ async def test_out_of_range_and_deep_values_are_one_items_error_or_stored_exactl
             assert set(stored) == {"0", "2", "3", "5"}
             assert '"barcode":123456789012345678901' in stored["2"]["metadata"]
             assert stored["3"]["metadata"].count("[") == 300
+
+
+@pytest.mark.parametrize("batch_size", [1, 1000])
+async def test_a_product_refused_for_its_category_leaves_its_id_to_a_later_item(
+    tmp_path: Path, aiohttp_server: AiohttpServer, batch_size: int
+) -> None:
+    products = [
+        make_product(1, category="Beauty"),
+        make_product(2, category="beauty"),  # clashes with "Beauty": refused by the catalog
+        make_product(2, category="Beauty", title="Second copy"),
+    ]
+    url = await serve_dummyjson(aiohttp_server, products)
+    async with harness(tmp_path, batch_size=batch_size, page_size=1) as h:
+        for _ in range(2):
+            run = await h.sync(url)
+            assert [error[:2] for error in await h.run_errors(run.id)] == [(1, "2")]
+            await h.assert_ledger_matches_catalog(run.id)
+            assert (await h.products())["2"]["title"] == "Second copy"
+
+
+@pytest.mark.parametrize("source_format", ["dummyjson", "ndjson"])
+async def test_an_id_with_a_nul_character_is_an_item_error_on_every_run(
+    tmp_path: Path, aiohttp_server: AiohttpServer, source_format: str
+) -> None:
+    products = [make_product(i) for i in range(1, 5)]
+    products += [{**make_product(5), "id": "a\u0000b"}, {**make_product(6), "id": "\u0000"}]
+    lines = [orjson.dumps(p) for p in products]
+    if source_format == "ndjson":
+        url = await serve_body(aiohttp_server, b"\n".join(lines) + b"\n")
+    else:
+        url = await serve_dummyjson(aiohttp_server, products)
+    async with harness(tmp_path, source_format=source_format, batch_size=1) as h:
+        for _ in range(2):
+            run = await h.sync(url)
+            assert run.status == "success", run.error_message
+            errors = await h.run_errors(run.id)
+            assert [(position, reason) for position, _, reason in errors] == [
+                (4, "id: Value error, id must not contain a NUL character"),
+                (5, "id: Value error, id must not contain a NUL character"),
+            ]

@@ -18,6 +18,7 @@ than 100,000 items through both formats and prints the figure.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import hypothesis.strategies as st
@@ -43,7 +44,9 @@ from tests.fuzz_feeds import (
     check_feed,
     feeds,
     field_values,
+    hard_values,
     json_values,
+    keys,
     specs,
     strings,
 )
@@ -57,8 +60,14 @@ SUPPRESSED = [
 ]
 
 
+# ITEM_FUZZ_SCALE=10 tries ten times as many feeds in every test (for a longer hunt).
+SCALE = float(os.environ.get("ITEM_FUZZ_SCALE", "1"))
+
+
 def fuzz(max_examples: int) -> settings:
-    return settings(max_examples=max_examples, deadline=None, suppress_health_check=SUPPRESSED)
+    return settings(
+        max_examples=max(1, round(max_examples * SCALE)), deadline=None, suppress_health_check=SUPPRESSED
+    )
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +88,7 @@ def one_field_each(fmt: Format) -> st.SearchStrategy[Spec]:
     field_change = st.sampled_from(PRODUCT_FIELDS).flatmap(
         lambda name: st.tuples(st.just(name), field_values(name))
     )
-    extra = st.tuples(st.sampled_from(["meta", "rating", "dimensions", "", "日本"]), json_values())
+    extra = st.tuples(keys(), json_values())
     return st.one_of(
         st.builds(Base, st.booleans()),
         st.builds(Mutated, st.booleans(), st.one_of(field_change, extra).map(lambda c: (c,))),
@@ -89,7 +98,7 @@ def one_field_each(fmt: Format) -> st.SearchStrategy[Spec]:
 def test_any_json_value_in_any_field(mapping_pool: MappingPool, capsys: pytest.CaptureFixture[str]) -> None:
     tally = Tally()
 
-    @fuzz(60)
+    @fuzz(40)
     @given(feed=feeds(max_items=12, spec=one_field_each))
     def run(feed: FeedSpec) -> None:
         check_feed(feed, mapping_pool, tally)
@@ -109,7 +118,7 @@ def not_products(fmt: Format) -> st.SearchStrategy[Spec]:
 def test_items_that_are_not_products(mapping_pool: MappingPool, capsys: pytest.CaptureFixture[str]) -> None:
     tally = Tally()
 
-    @fuzz(30)
+    @fuzz(20)
     @given(feed=feeds(max_items=12, spec=not_products))
     def run(feed: FeedSpec) -> None:
         check_feed(feed, mapping_pool, tally)
@@ -118,21 +127,29 @@ def test_items_that_are_not_products(mapping_pool: MappingPool, capsys: pytest.C
     report(capsys, "not products", tally)
 
 
+CLASHING_NAMES = ["Beauty", "beauty", "BEAUTY", " beauty ", "Beauté", "beauty!", "b-e-a-u-t-y", "日本"]
+
+
 def same_ids(fmt: Format) -> st.SearchStrategy[Spec]:
-    """Products whose ids repeat: exact copies, other content under an earlier id, ids 1, "1", " 1"."""
+    """Products whose ids repeat (exact copies, other content under an earlier id, ids 1, "1", " 1")
+    or whose titles and categories clash (one handle for several names)."""
     id_values = st.one_of(_int_literals(), strings(), st.sampled_from(["1", "2", " 1", "1 "]))
+    names = st.sampled_from(CLASHING_NAMES)
+    clash = st.tuples(st.tuples(st.just("title"), names), st.tuples(st.just("category"), names))
     return st.one_of(
         st.builds(Base, st.booleans()),
         st.builds(SameId, st.integers(0, 8), st.booleans(), st.just(())),
         st.builds(SameId, st.integers(0, 8), st.just(False), _changes(2)),
         st.builds(Mutated, st.booleans(), id_values.map(lambda value: (("id", value),))),
+        st.builds(Mutated, st.booleans(), clash.map(tuple)),
+        st.builds(SameId, st.integers(0, 8), st.just(False), clash.map(tuple)),
     )
 
 
 def test_repeated_ids_first_copy_wins(mapping_pool: MappingPool, capsys: pytest.CaptureFixture[str]) -> None:
     tally = Tally()
 
-    @fuzz(40)
+    @fuzz(35)
     @given(feed=feeds(max_items=14, spec=same_ids, small_batches=True))
     def run(feed: FeedSpec) -> None:
         check_feed(feed, mapping_pool, tally)
@@ -144,7 +161,7 @@ def test_repeated_ids_first_copy_wins(mapping_pool: MappingPool, capsys: pytest.
 def test_mixed_feeds(mapping_pool: MappingPool, capsys: pytest.CaptureFixture[str]) -> None:
     tally = Tally()
 
-    @fuzz(40)
+    @fuzz(30)
     @given(feed=feeds(max_items=20))
     def run(feed: FeedSpec) -> None:
         check_feed(feed, mapping_pool, tally)
@@ -153,9 +170,30 @@ def test_mixed_feeds(mapping_pool: MappingPool, capsys: pytest.CaptureFixture[st
     report(capsys, "mixed", tally)
 
 
+@pytest.mark.parametrize("mode", ["dummyjson", "ndjson", "ndjson-in-workers"])
+@pytest.mark.parametrize("target", [*PRODUCT_FIELDS, "extra value", "extra key", "whole item"])
+def test_hard_values_in_every_field(target: str, mode: str, mapping_pool: MappingPool) -> None:
+    """Every curated hard value (tests/fuzz_feeds.py: CURATED) in this field, each in its own item
+    between known-good products, in one feed: the cases a random draw may take long to hit."""
+    fmt: Format = "dummyjson" if mode == "dummyjson" else "ndjson"
+    hard = [spec for spec in hard_values(target) if fmt == "ndjson" or not isinstance(spec, Garbage)]
+    feed = FeedSpec(
+        fmt=fmt,
+        specs=tuple(spec for hard_one in hard for spec in (hard_one, Base())),
+        batch_size=3,
+        page_size=4,
+        total_header=mode != "ndjson-in-workers",  # no total: mapped in the worker processes
+    )
+    check_feed(feed, mapping_pool, Tally())
+
+
 # --- the slow suite: more than 100,000 items --------------------------------------------------------
 
 SLOW_ITEMS = 100_000
+
+
+def every_kind(fmt: Format) -> st.SearchStrategy[Spec]:
+    return st.one_of(specs(fmt, max_fields=6), one_field_each(fmt), not_products(fmt), same_ids(fmt))
 
 
 @pytest.mark.slow
@@ -165,14 +203,14 @@ def test_fuzz_at_scale(mapping_pool: MappingPool, capsys: pytest.CaptureFixture[
     both formats, until more than 100,000 items went through each run."""
     tally = Tally()
 
-    @fuzz(600)
-    @given(feed=feeds(max_items=120, spec=lambda fmt: specs(fmt, max_fields=6)))
+    @fuzz(1000)
+    @given(feed=feeds(max_items=120, spec=every_kind, small_batches=True))
     def many(feed: FeedSpec) -> None:
         check_feed(feed, mapping_pool, tally)
 
     @fuzz(4)
     @given(
-        feed=feeds(max_items=60, spec=lambda fmt: specs(fmt, max_fields=6)),
+        feed=feeds(max_items=60, spec=every_kind),
         fmt=st.sampled_from(["dummyjson", "ndjson"]),
     )
     def large(feed: FeedSpec, fmt: Format) -> None:

@@ -172,6 +172,14 @@ def test_values_a_double_or_int64_cannot_hold_are_stored_exactly_or_refused() ->
     assert error_of(fine).reason == "price 19.9900000000000000001 has more than 2 decimal places for USD"
     huge = b'{"id": 1, "title": "t", "category": "c", "price": 1e400}'
     assert error_of(huge).reason.startswith("price")
+    # Past the 28 digits of Decimal's default precision: still refused, not rounded to 100 cents.
+    longer = b'{"id": 1, "title": "t", "category": "c", "price": 1.000000000000000000000000000001}'
+    assert (
+        error_of(longer).reason
+        == "price 1.000000000000000000000000000001 has more than 2 decimal places for USD"
+    )
+    tiny = b'{"id": 1, "title": "t", "category": "c", "price": 1e-999999999}'
+    assert "more than 2 decimal places" in error_of(tiny).reason
 
 
 def _nested(depth: int) -> Any:
@@ -230,6 +238,8 @@ def test_content_hash_is_stable_and_sees_every_content_change() -> None:
         (product(id=...), None, "id: Field required"),
         (product(id=" 7"), " 7", "id: Value error, id ' 7' has spaces around it; ids are taken as sent"),
         (product(stock=2**63), "7", "stock: Input should be less than or equal to 9223372036854775807"),
+        (product(stock=True), "7", "stock: Value error, stock must be a number, not true or false"),
+        (product(id="a\x00b"), "a\x00b", "id: Value error, id must not contain a NUL character"),
         (product(price=__import__("decimal").Decimal("19.9900000000000000001")), "7", "price 19.99000"),
         (b'{"id": 12, "title": "x", "price": ', None, "invalid JSON: EOF while parsing"),
         (b"[1, 2]", None, "Input should be an object"),

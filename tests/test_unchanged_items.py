@@ -171,7 +171,7 @@ async def test_a_product_changed_after_the_worker_skipped_its_item_is_mapped_in_
         rows = [item for item in chunk.items if isinstance(item, LazyRow)]
         assert len(rows) == COUNT and not any(isinstance(item, ItemError) for item in chunk.items)
         run = await h.ledger.start_run("tester", url)
-        counts = await SqliteCatalogSink(h.ledger).write(run.id, rows, [], COUNT, None)
+        counts = (await SqliteCatalogSink(h.ledger).write(run.id, rows, [], COUNT, None)).counts
         assert (counts.updated, counts.unchanged) == (1, COUNT - 1)
         restored = (await h.products())["10"]
         expected = map_item(feed.lines[9], 9, "USD")

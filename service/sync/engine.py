@@ -124,6 +124,18 @@ async def _split_duplicates(
     return rows, errors
 
 
+def _first_repeat(batch: list[MappedRow | ItemError]) -> int:
+    """The index of the first row whose id an earlier row of ``batch`` has (the batch's length if none)."""
+    ids: set[str] = set()
+    for index, item in enumerate(batch):
+        if isinstance(item, ItemError):
+            continue
+        if item.external_id in ids:
+            return index
+        ids.add(item.external_id)
+    return len(batch)
+
+
 async def _write_all(
     ctx: RunContext,
     sink: CatalogSink,
@@ -145,8 +157,17 @@ async def _write_all(
     seen = SeenIds()
 
     async def flush(count: int) -> None:
-        nonlocal pending, last_flush, last_beat, totals, batches
+        nonlocal pending
         batch, pending = pending[:count], pending[count:]
+        # Each write holds an id once: a later copy is then judged only after the sink has taken or
+        # refused the first (a refused product leaves its id to the next item that has it).
+        while batch:
+            cut = _first_repeat(batch)
+            await write(batch[:cut])
+            batch = batch[cut:]
+
+    async def write(batch: list[MappedRow | ItemError]) -> None:
+        nonlocal last_flush, last_beat, totals, batches
         rows, errors = await _split_duplicates(batch, seen)
         for error in errors:
             log.info(
@@ -156,7 +177,10 @@ async def _write_all(
                 error.reason,
                 extra={"run_id": ctx.run.id},
             )
-        totals += await sink.write(ctx.run.id, rows, errors, len(batch), total)
+        written = await sink.write(ctx.run.id, rows, errors, len(batch), total)
+        # A product the catalog refused (a category clash) holds no id: a later item may take it.
+        await seen.release([(error.external_id or "", error.position) for error in written.refused])
+        totals += written.counts
         last_flush = last_beat = time.monotonic()
         batches += 1
         if batches % _TRIM_EVERY_BATCHES == 0:

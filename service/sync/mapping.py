@@ -9,7 +9,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any, NamedTuple, Protocol
 
 import orjson
@@ -50,6 +50,7 @@ _MINOR_DIGITS = {
     "XPF": 0,
 }
 _MAX_MINOR = 2**63 - 1
+_MAX_MINOR_DIGITS = len(str(_MAX_MINOR))
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
 _MAX_REASON = 500
 # Scripts whose characters are each a syllable or a word: their transliterations are kept apart, so that
@@ -172,9 +173,21 @@ def minor_digits(currency: str) -> int:
 def to_minor_units(price: Decimal, currency: str) -> int:
     """Exact conversion to integer minor units; a price that would need rounding is refused, not rounded."""
     digits = minor_digits(currency)
-    scaled = price.scaleb(digits)
-    if scaled != scaled.to_integral_value():
+    # adjusted() is the exponent of the leading digit, exact for any price: one past 19 digits in minor
+    # units is refused before anything is computed with it (1E+999999999 included).
+    if price.adjusted() + digits >= _MAX_MINOR_DIGITS:
+        raise MappingError(f"price {price} is too large")
+    # Decided on the digits themselves, not by arithmetic, which rounds (to 28 digits by default) and
+    # underflows (1E-999999999 to 0): the digits past the minor unit must all be zeros.
+    _, coefficient, exponent = price.as_tuple()
+    finer = -digits - int(exponent)
+    if finer > 0 and any(coefficient[-finer:]):
         raise MappingError(f"price {price} has more than {digits} decimal places for {currency}")
+    with localcontext() as context:  # precision for every digit, so that scaling is exact
+        context.prec = len(price.as_tuple().digits) + digits + 1
+        scaled = price.scaleb(digits)
+        if scaled != scaled.to_integral_value():
+            raise MappingError(f"price {price} has more than {digits} decimal places for {currency}")
     minor = int(scaled)
     if minor > _MAX_MINOR:
         raise MappingError(f"price {price} is too large")

@@ -49,6 +49,16 @@ class UpstreamProduct(BaseModel):
                 raise ValueError("id must not be empty")
             if value != value.strip():
                 raise ValueError(f"id {value!r} has spaces around it; ids are taken as sent")
+            if "\x00" in value:
+                # SQLite's JSON functions end a string at NUL, so such an id could not be looked up.
+                raise ValueError("id must not contain a NUL character")
+        return value
+
+    @field_validator("stock", mode="before")
+    @classmethod
+    def _stock_not_a_bool(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # pydantic's lax int would take true as 1
+            raise ValueError("stock must be a number, not true or false")
         return value
 
     @property

@@ -17,6 +17,7 @@ import orjson
 _SCHEMA = "CREATE TABLE seen (external_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID"
 _EARLIER = "SELECT external_id, position FROM seen WHERE external_id IN (SELECT value FROM json_each(?))"
 _ADD = "INSERT INTO seen (external_id, position) VALUES (?, ?)"
+_RELEASE = "DELETE FROM seen WHERE external_id = ? AND position = ?"
 # Pages of the temporary database kept in memory; the rest goes to its temporary file.
 _CACHE_KIB = 2048
 
@@ -48,6 +49,12 @@ class SeenIds:
                 # The thread goes on using the connection: the lock is held until it is done with it.
                 await asyncio.wait([work])
                 raise
+
+    async def release(self, ids: Sequence[tuple[str, int]]) -> None:
+        """Give back the ids of items the sink refused after all: a later item may then take them."""
+        if ids:
+            async with self._lock:
+                self._conn.executemany(_RELEASE, ids)  # a few rows, rarely: not worth a thread
 
     def _take(self, ids: Sequence[tuple[str, int]]) -> dict[int, int]:
         wanted = orjson.dumps([external_id for external_id, _ in ids]).decode()

@@ -8,6 +8,7 @@ always states exactly what the catalog holds from that run, whatever crashes or 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
 
@@ -20,6 +21,14 @@ from service.sync.pacing import give_way
 from service.timeutil import to_iso, utc_now
 
 
+@dataclass(frozen=True, slots=True)
+class BatchWritten:
+    """What a sink did with one batch: its counts, and the rows it refused itself (after mapping)."""
+
+    counts: BatchCounts
+    refused: Sequence[ItemError] = ()
+
+
 class CatalogSink(Protocol):
     async def write(
         self,
@@ -28,7 +37,7 @@ class CatalogSink(Protocol):
         errors: Sequence[ItemError],
         processed: int,
         total: int | None,
-    ) -> BatchCounts:
+    ) -> BatchWritten:
         """Store one batch and record its counts in the run's ledger row, atomically."""
         ...
 
@@ -78,8 +87,9 @@ class SqliteCatalogSink:
         errors: Sequence[ItemError],
         processed: int,
         total: int | None,
-    ) -> BatchCounts:
+    ) -> BatchWritten:
         item_errors = list(errors)
+        refused: list[ItemError] = []
         now = to_iso(utc_now())
         run_values = (run_id, now)  # ?18 and ?19 of the product statements
         async with self._ledger.db.transaction() as conn:
@@ -106,7 +116,7 @@ class SqliteCatalogSink:
                     holder = known.get(handle) or new_categories.setdefault(handle, name)
                     if holder != name:
                         # Two names that make one handle ("T-Shirts", "t shirts"): refused, not merged.
-                        item_errors.append(
+                        refused.append(
                             ItemError(
                                 row.position,
                                 row.external_id,
@@ -117,6 +127,7 @@ class SqliteCatalogSink:
                         continue
                     values = product[:STATEMENT_VALUES] + run_values
                     (inserts if found is None else updates).append(values)
+            item_errors.extend(refused)
             categories_created = await _create_categories(conn, run_id, now, new_categories)
             if inserts:
                 await conn.executemany(sql.INSERT_PRODUCT, inserts)
@@ -137,7 +148,7 @@ class SqliteCatalogSink:
                 conn, run_id, counts, sorted(item_errors, key=lambda e: e.position)
             )
         self._known_categories = {**known, **new_categories}
-        return counts
+        return BatchWritten(counts, refused)
 
 
 async def _create_categories(
