@@ -161,10 +161,12 @@ async def _write_all(
         batch, pending = pending[:count], pending[count:]
         # Each write holds an id once: a later copy is then judged only after the sink has taken or
         # refused the first (a refused product leaves its id to the next item that has it).
-        while batch:
+        while True:  # at least one write: an empty feed's flush records its total
             cut = _first_repeat(batch)
             await write(batch[:cut])
             batch = batch[cut:]
+            if not batch:
+                break
 
     async def write(batch: list[MappedRow | ItemError]) -> None:
         nonlocal last_flush, last_beat, totals, batches

@@ -5,6 +5,7 @@ Validation is per item so that one bad product is an item error, never a failed 
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -59,6 +60,9 @@ class UpstreamProduct(BaseModel):
     def _stock_not_a_bool(cls, value: Any) -> Any:
         if isinstance(value, bool):  # pydantic's lax int would take true as 1
             raise ValueError("stock must be a number, not true or false")
+        if isinstance(value, float) and math.isfinite(value):
+            # As the literal was written: int(6.122729963488601e16) is ...008, the literal is ...010.
+            return Decimal(repr(value))
         return value
 
     @property

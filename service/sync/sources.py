@@ -222,11 +222,11 @@ class DummyJsonSource:
                 yield FeedChunk([], skip, total)  # an empty catalog still reports its total
                 break
             # A page of the same ids as the one before means the server ignores skip. Only told from
-            # pages of two or more items that all have an id: items without one, or a page of one item,
-            # may repeat in an honest feed (they are then item errors: missing id, duplicate id), and
-            # paging ends at the total whatever the server does.
+            # pages of two or more distinct ids: items without one, a page of one item or of one id
+            # repeated may recur in an honest feed (they are then item errors: missing or duplicate
+            # id), and paging ends at the total whatever the server does.
             ids = [item.get("id") if isinstance(item, Mapping) else None for item in page.products]
-            if len(ids) >= 2 and None not in ids and ids == previous:
+            if ids == previous and _distinct_ids(ids):
                 raise SyncFailed(f"Upstream repeated the previous page ({where})")
             previous = ids
             if skip + len(page.products) > total:
@@ -237,6 +237,11 @@ class DummyJsonSource:
             skip += len(page.products)
             if limit < self._page_size and len(page.products) == limit:
                 limit = min(self._page_size, limit * 2)  # back towards the configured size
+
+
+def _distinct_ids(ids: list[Any]) -> bool:
+    usable = [value for value in ids if isinstance(value, int | str) and not isinstance(value, bool)]
+    return len(usable) == len(ids) >= 2 and len(set(usable)) == len(usable)
 
 
 # Content types that are a page for people, not a feed: an error or login page answered with 200.
