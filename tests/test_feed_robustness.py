@@ -293,3 +293,14 @@ async def test_an_id_with_a_nul_character_is_an_item_error_on_every_run(
                 (4, "id: Value error, id must not contain a NUL character"),
                 (5, "id: Value error, id must not contain a NUL character"),
             ]
+
+
+async def test_pages_of_one_repeated_id_are_duplicates_not_a_repeated_page(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    products = [make_product(1, title=f"Copy {n}") for n in range(4)]
+    url = await serve_dummyjson(aiohttp_server, products)
+    async with harness(tmp_path, page_size=2, batch_size=1, max_error_fraction=1.0) as h:
+        run = await h.sync(url)
+    assert run.status == "success", run.error_message
+    assert (run.created, run.errors) == (1, 3)

@@ -264,3 +264,9 @@ def test_map_items_numbers_positions_from_the_chunk_start() -> None:
     assert [row.position for row in chunk.rows] == [100, 102]
     assert [(e.position, e.external_id) for e in chunk.errors] == [(101, "2")]
     assert (chunk.processed, chunk.total) == (3, 500)
+
+
+def test_a_whole_stock_written_as_a_float_is_read_as_its_literal() -> None:
+    # The nearest double is 61227299634886008: the literal's own value is stored.
+    assert mapped(product(stock=6.122729963488601e16)).stock == 61227299634886010
+    assert mapped(product(stock=5.0)).stock == 5
