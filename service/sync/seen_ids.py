@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 
-import orjson
+from service.sync.catalog_queries import json_array
 
 _SCHEMA = "CREATE TABLE seen (external_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID"
 _EARLIER = "SELECT external_id, position FROM seen WHERE external_id IN (SELECT value FROM json_each(?))"
@@ -57,7 +57,7 @@ class SeenIds:
                 self._conn.executemany(_RELEASE, ids)  # a few rows, rarely: not worth a thread
 
     def _take(self, ids: Sequence[tuple[str, int]]) -> dict[int, int]:
-        wanted = orjson.dumps([external_id for external_id, _ in ids]).decode()
+        wanted = json_array(external_id for external_id, _ in ids)
         taken: dict[str, int] = dict(self._conn.execute(_EARLIER, (wanted,)).fetchall())
         duplicates: dict[int, int] = {}
         new: list[tuple[str, int]] = []
