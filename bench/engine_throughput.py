@@ -18,7 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
-from service.ledger.db import Database
+from service.catalog.sqlite_sink import SqliteCatalogSink
+from service.database.sqlite import Database
 from service.ledger.owner import OwnerLock
 from service.ledger.runs import Ledger
 from service.settings import Settings, SourceFormat
@@ -53,7 +54,7 @@ async def measure(count: int, source_format: SourceFormat, runs: int, workdir: P
         *[
             sys.executable,
             "-m",
-            "service.sync.demo_upstream",
+            "service.demo_upstream",
             "--count",
             str(count),
             "--port",
@@ -77,7 +78,8 @@ async def measure(count: int, source_format: SourceFormat, runs: int, workdir: P
                 for number in range(1, runs + 1):
                     run = await ledger.start_run("bench", url)
                     started = time.perf_counter()
-                    await run_catalog_sync(RunContext(run, ledger, settings, http, url))
+                    sink = SqliteCatalogSink(ledger, db)
+                    await run_catalog_sync(RunContext(run, ledger, settings, sink, http, url))
                     elapsed = time.perf_counter() - started
                     await ledger.finish_run(run.id, "success")
                     done = await ledger.get_run(run.id)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from service.sync.demo_upstream import demo_product
+from service.demo_upstream.products import demo_product
 
 _BLOCK = 10_000
 

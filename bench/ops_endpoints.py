@@ -22,11 +22,11 @@ import aiohttp
 from aiohttp import web
 from pydantic import SecretStr
 
+from service.api.keys import LEDGER
 from service.app import create_app
-from service.keys import LEDGER
-from service.ledger.db import Database
+from service.database.sqlite import Database
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
-from service.timeutil import to_iso, utc_now
+from service.support.timeutil import to_iso, utc_now
 
 TOKEN = "bench-token-0123456789"
 INSERT_RUN = """

@@ -82,7 +82,7 @@ def upstream(
     args = [
         sys.executable,
         "-m",
-        "service.sync.demo_upstream",
+        "service.demo_upstream",
         "--port",
         str(port),
         "--count",

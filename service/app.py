@@ -11,12 +11,9 @@ from aiohttp import web
 from service.api import ops_routes, runs_routes, session_routes, sync_routes
 from service.api.auth import Authenticator
 from service.api.edge import edge_middleware
-from service.api.openapi import build_document
-from service.api.schemas import StatusBodies
-from service.api.static_routes import add_static_routes
-from service.keys import (
+from service.api.http_metrics import HttpMetrics
+from service.api.keys import (
     AUTHENTICATOR,
-    DATABASE,
     HTTP_CLIENT,
     LEDGER,
     METRICS,
@@ -24,11 +21,14 @@ from service.keys import (
     RUNNER,
     SETTINGS,
     SOURCE_URL,
-    STATUS_BODIES,
+    STATUS_BODY_CACHE,
+    STORE,
     SYNC_JOB,
 )
-from service.metrics import HttpMetrics
-from service.resources import open_http_client, open_ledger, open_runner, open_source
+from service.api.openapi import build_document
+from service.api.static_routes import add_static_routes
+from service.api.status_body import StatusBodyCache
+from service.resources import open_http_client, open_runner, open_source, open_store
 from service.settings import Settings
 from service.sync.engine import run_catalog_sync
 from service.sync.job import SyncJob
@@ -38,10 +38,10 @@ log = logging.getLogger(__name__)
 _MAX_HEADER_BYTES = 32 * 1024
 
 
-async def database_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with open_ledger(app[SETTINGS]) as ledger:
-        app[DATABASE] = ledger.db
-        app[LEDGER] = ledger
+async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with open_store(app[SETTINGS]) as store:
+        app[STORE] = store
+        app[LEDGER] = store.ledger
         yield
 
 
@@ -59,7 +59,7 @@ async def source_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
     async with open_runner(
-        app[LEDGER], app[SETTINGS], app[HTTP_CLIENT], app[SYNC_JOB], app[SOURCE_URL]
+        app[STORE], app[SETTINGS], app[HTTP_CLIENT], app[SYNC_JOB], app[SOURCE_URL]
     ) as runner:
         app[RUNNER] = runner
         yield
@@ -85,9 +85,9 @@ def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Applica
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[AUTHENTICATOR] = authenticator
-    app[STATUS_BODIES] = StatusBodies()
+    app[STATUS_BODY_CACHE] = StatusBodyCache()
     app[SYNC_JOB] = job or run_catalog_sync
-    app.cleanup_ctx.extend([database_ctx, http_client_ctx, source_ctx, runner_ctx, openapi_ctx])
+    app.cleanup_ctx.extend([store_ctx, http_client_ctx, source_ctx, runner_ctx, openapi_ctx])
     for table in (sync_routes.routes, runs_routes.routes, session_routes.routes, ops_routes.routes):
         app.add_routes(table)
     add_static_routes(app)

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from service.ledger.db import Database
+from service.catalog.sink import CatalogSink
+from service.catalog.sqlite_sink import SqliteCatalogSink
+from service.database.sqlite import Database
+from service.demo_upstream.server import DemoUpstream
 from service.ledger.owner import OwnerLock
 from service.ledger.retention import apply_retention
 from service.ledger.runs import Ledger
 from service.settings import Settings
-from service.sync.demo_upstream import DemoUpstream
 from service.sync.engine import run_catalog_sync
 from service.sync.job import SyncJob
 from service.sync.runner import SyncRunner
@@ -26,8 +28,16 @@ from service.sync.runner import SyncRunner
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Store:
+    """The ledger, and the sink the runs write to; both on the one database this process opened."""
+
+    ledger: Ledger
+    sink: CatalogSink
+
+
 @asynccontextmanager
-async def open_ledger(settings: Settings) -> AsyncIterator[Ledger]:
+async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """Open (and migrate) the database, take this process's owner lock, recover dead runs, prune."""
     owner = OwnerLock(OwnerLock.lock_dir_for(settings.db_path))
     database = await Database.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
@@ -44,7 +54,7 @@ async def open_ledger(settings: Settings) -> AsyncIterator[Ledger]:
                 "run %s was left running by a process that is gone; recorded as interrupted", recovered.id
             )
         await apply_retention(ledger, settings)
-        yield ledger
+        yield Store(ledger, SqliteCatalogSink(ledger, database))
     finally:
         await database.close()
         owner.release()
@@ -76,9 +86,9 @@ async def open_source(settings: Settings) -> AsyncIterator[str]:
 
 @asynccontextmanager
 async def open_runner(
-    ledger: Ledger, settings: Settings, http: aiohttp.ClientSession, job: SyncJob, source_url: str
+    store: Store, settings: Settings, http: aiohttp.ClientSession, job: SyncJob, source_url: str
 ) -> AsyncIterator[SyncRunner]:
-    runner = SyncRunner(ledger, settings, http, job, source_url)
+    runner = SyncRunner(store.ledger, settings, http, job, source_url, store.sink)
     try:
         yield runner
     finally:
@@ -96,10 +106,10 @@ class SyncStack:
 async def open_sync_stack(settings: Settings, job: SyncJob | None = None) -> AsyncIterator[SyncStack]:
     """Everything ``create_app``'s cleanup contexts build, for a process without an HTTP server."""
     async with AsyncExitStack() as stack:
-        ledger = await stack.enter_async_context(open_ledger(settings))
+        store = await stack.enter_async_context(open_store(settings))
         http = await stack.enter_async_context(open_http_client(settings))
         source_url = await stack.enter_async_context(open_source(settings))
         runner = await stack.enter_async_context(
-            open_runner(ledger, settings, http, job or run_catalog_sync, source_url)
+            open_runner(store, settings, http, job or run_catalog_sync, source_url)
         )
-        yield SyncStack(ledger, runner)
+        yield SyncStack(store.ledger, runner)

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from service.app import create_app
-from service.ledger.db import Database
+from service.database.sqlite import Database
 from service.ledger.owner import OwnerLock
 from service.ledger.runs import Ledger
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
@@ -47,13 +47,24 @@ def feed() -> FeedControl:
 
 
 @pytest.fixture
-async def ledger(tmp_path: Path) -> AsyncIterator[Ledger]:
+def ledger_file(tmp_path: Path) -> Path:
+    return tmp_path / "ledger.db"
+
+
+@pytest.fixture
+async def database(ledger_file: Path) -> AsyncIterator[Database]:
+    """The database of the ``ledger`` fixture, for tests of what lies below the ledger."""
+    database = await Database.open(ledger_file, DEFAULT_MIGRATIONS_DIR)
+    yield database
+    await database.close()
+
+
+@pytest.fixture
+async def ledger(database: Database) -> AsyncIterator[Ledger]:
     """A ledger on a fresh file in tmp_path, owned by this process."""
-    database = await Database.open(tmp_path / "ledger.db", DEFAULT_MIGRATIONS_DIR)
     owner = OwnerLock(OwnerLock.lock_dir_for(database.path))
     owner.acquire()
     yield Ledger(database, owner, stall_timeout_s=60)
-    await database.close()
     owner.release()
 
 

@@ -11,13 +11,16 @@ from typing import Any
 
 import aiohttp
 
-from service.ledger.db import Database
+from service.catalog.sink import CatalogSink
+from service.catalog.sqlite_sink import SqliteCatalogSink
+from service.database.sqlite import Database
+from service.domain.errors import SyncFailed
 from service.ledger.owner import OwnerLock
-from service.ledger.runs import Ledger, RunRecord
+from service.ledger.records import RunRecord
+from service.ledger.runs import Ledger
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
 from service.sync.engine import run_catalog_sync
-from service.sync.job import RunContext, SyncFailed
-from service.sync.sink import CatalogSink
+from service.sync.job import RunContext
 
 
 def engine_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -47,8 +50,15 @@ class Harness:
         """Start a run and its sync of ``url`` as a task; the caller awaits, cancels or races it."""
         settings = self.settings.model_copy(update=overrides) if overrides else self.settings
         run = await self.ledger.start_run("tester", url)
-        ctx = RunContext(run=run, ledger=self.ledger, settings=settings, http=self.http, source_url=url)
-        return run, asyncio.create_task(run_catalog_sync(ctx, sink))
+        ctx = RunContext(
+            run=run,
+            ledger=self.ledger,
+            settings=settings,
+            sink=sink or SqliteCatalogSink(self.ledger, self.db),
+            http=self.http,
+            source_url=url,
+        )
+        return run, asyncio.create_task(run_catalog_sync(ctx))
 
     async def sync(self, url: str, sink: CatalogSink | None = None, **overrides: Any) -> RunRecord:
         """Start a run, sync ``url`` into the catalog, finish the run as the runner would; return its row."""

@@ -34,11 +34,12 @@ import hypothesis.strategies as st
 from aiohttp import web
 from hypothesis import currently_in_test_context, note
 
-from service.ledger.runs import RunRecord
+from service.catalog.sqlite_sink import SqliteCatalogSink
+from service.ledger.records import RunRecord
 from service.settings import Settings
 from service.sync.engine import run_catalog_sync
 from service.sync.job import RunContext
-from service.sync.offload import MappingPool
+from service.transport.offload import MappingPool
 from tests.engine_fixtures import Harness, harness
 from tests.upstream import make_product
 
@@ -1091,7 +1092,13 @@ async def sync_once(h: Harness, url: str, pool: MappingPool | None) -> RunRecord
     exception, so that hypothesis tells failures of different causes apart)."""
     run = await h.ledger.start_run("fuzz", url)
     ctx = RunContext(
-        run=run, ledger=h.ledger, settings=h.settings, http=h.http, source_url=url, mapping_pool=pool
+        run=run,
+        ledger=h.ledger,
+        settings=h.settings,
+        sink=SqliteCatalogSink(h.ledger, h.db),
+        http=h.http,
+        source_url=url,
+        mapping_pool=pool,
     )
     try:
         await run_catalog_sync(ctx)

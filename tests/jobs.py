@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from service.ledger.runs import BatchCounts, ItemError
-from service.sync.job import RunContext, SyncFailed
+from service.domain.errors import SyncFailed
+from service.domain.outcomes import BatchCounts, ItemError
+from service.sync.job import RunContext
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import timedelta
 
-from service.timeutil import to_iso, utc_now
+from service.support.timeutil import to_iso, utc_now
 
 
 def days_ago(days: float) -> str:

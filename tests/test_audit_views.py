@@ -6,7 +6,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from service.ledger.db import Database
+from service.database.sqlite import Database
 from service.settings import DEFAULT_MIGRATIONS_DIR
 from tests.ledger_rows import insert_finished_run
 

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from service.cli import main, migrate, sync
-from service.ledger.db import Database
-from service.ledger.migrations import load_migrations
+from service.cli.main import main, migrate, sync
+from service.database.migrations import load_migrations
+from service.database.sqlite import Database
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
 from service.sync.runner import FAILURE_PREFIX, SUCCESS_LINE
 from tests.ledger_rows import insert_finished_run

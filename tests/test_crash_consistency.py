@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from service.ledger.runs import INTERRUPTED_MESSAGE, SHUTDOWN_MESSAGE
+from service.ledger.records import INTERRUPTED_MESSAGE, SHUTDOWN_MESSAGE
 from tests.catalog_checks import (
     assert_ledger_matches_catalog,
     catalog,

@@ -19,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from service.keys import RUNNER
+from service.api.keys import RUNNER
 from service.settings import Settings
 from service.sync.runner import FAILURE_PREFIX
 from tests.conftest import AUTH, finished, wait_for_status

@@ -12,7 +12,8 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from service.sync.demo_upstream import DemoUpstream, SyntheticCatalog, build_demo_app
+from service.demo_upstream.products import SyntheticCatalog
+from service.demo_upstream.server import DemoUpstream, build_demo_app
 from tests.engine_fixtures import harness
 
 

@@ -14,14 +14,9 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from service.ledger.runs import RunNoLongerRunning
-from service.sync.demo_upstream import (
-    PRODUCTS_KEY,
-    SyntheticCatalog,
-    build_demo_app,
-    demo_product,
-    products_page,
-)
+from service.demo_upstream.products import SyntheticCatalog, demo_product
+from service.demo_upstream.server import PRODUCTS_KEY, build_demo_app, products_page
+from service.ledger.records import RunNoLongerRunning
 from tests.engine_fixtures import Harness, harness
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

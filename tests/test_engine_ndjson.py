@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pytest_aiohttp import AiohttpServer
 
-from service.sync.demo_upstream import SyntheticCatalog, build_demo_app
+from service.demo_upstream.products import SyntheticCatalog
+from service.demo_upstream.server import build_demo_app
 from tests.engine_fixtures import harness
 
 

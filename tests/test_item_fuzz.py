@@ -25,7 +25,7 @@ import hypothesis.strategies as st
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from service.sync.offload import MappingPool
+from service.transport.offload import MappingPool
 from tests.fuzz_feeds import (
     PRODUCT_FIELDS,
     Base,

@@ -7,23 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from service.database.sqlite import Database
+from service.domain.outcomes import BatchCounts
 from service.ledger.owner import OwnerLock
-from service.ledger.runs import (
-    INTERRUPTED_MESSAGE,
-    BatchCounts,
-    Ledger,
-    RunAlreadyRunning,
-    RunNoLongerRunning,
-)
+from service.ledger.records import INTERRUPTED_MESSAGE, RunAlreadyRunning, RunNoLongerRunning
+from service.ledger.runs import Ledger
 
 
-def _raw(ledger: Ledger) -> sqlite3.Connection:
-    return sqlite3.connect(ledger.db.path, isolation_level=None)
+def _raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
 
 
-async def test_only_one_running_row_even_for_a_raw_client(ledger: Ledger) -> None:
+async def test_only_one_running_row_even_for_a_raw_client(ledger: Ledger, database: Database) -> None:
     await ledger.start_run("admin", None)
-    with _raw(ledger) as conn, pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
+    with _raw(database.path) as conn, pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
         conn.execute(
             "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)"
             " VALUES ('running', 'x', 'x', 'sqlite3', 'other')"
@@ -38,7 +35,7 @@ async def test_second_start_names_the_running_run(ledger: Ledger) -> None:
     assert caught.value.running.started_at == first.started_at
 
 
-async def test_finished_rows_are_final(ledger: Ledger) -> None:
+async def test_finished_rows_are_final(ledger: Ledger, database: Database) -> None:
     run = await ledger.start_run("admin", None)
     assert await ledger.finish_run(run.id, "success")
     # A duplicate or late finisher changes nothing...
@@ -48,12 +45,12 @@ async def test_finished_rows_are_final(ledger: Ledger) -> None:
     final = await ledger.get_run(run.id)
     assert final is not None and final.status == "success" and final.created == 0
     # ...and not even a raw client can rewrite history.
-    with _raw(ledger) as conn, pytest.raises(sqlite3.IntegrityError, match="final"):
+    with _raw(database.path) as conn, pytest.raises(sqlite3.IntegrityError, match="final"):
         conn.execute("UPDATE runs SET status = 'error', error_message = 'x' WHERE id = ?", (run.id,))
 
 
-async def test_runs_start_as_running_and_states_are_consistent(ledger: Ledger) -> None:
-    with _raw(ledger) as conn:
+async def test_runs_start_as_running_and_states_are_consistent(ledger: Ledger, database: Database) -> None:
+    with _raw(database.path) as conn:
         with pytest.raises(sqlite3.IntegrityError, match="start as running"):
             conn.execute(
                 "INSERT INTO runs (status, started_at, finished_at, heartbeat_at, triggered_by, owner)"
@@ -67,7 +64,7 @@ async def test_runs_start_as_running_and_states_are_consistent(ledger: Ledger) -
 
 
 async def test_counters_and_item_errors_move_together(ledger: Ledger) -> None:
-    from service.ledger.runs import ItemError
+    from service.domain.outcomes import ItemError
 
     run = await ledger.start_run("admin", None)
     await ledger.record_progress(
@@ -82,8 +79,10 @@ async def test_counters_and_item_errors_move_together(ledger: Ledger) -> None:
     assert [(e.position, e.external_id, e.reason) for e in errors] == [(2, "42", "price: must be >= 0")]
 
 
-async def test_a_run_of_a_dead_owner_is_recovered_at_the_next_start(ledger: Ledger) -> None:
-    with _raw(ledger) as conn:
+async def test_a_run_of_a_dead_owner_is_recovered_at_the_next_start(
+    ledger: Ledger, database: Database
+) -> None:
+    with _raw(database.path) as conn:
         conn.execute(
             "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)"
             " VALUES ('running', '2026-01-07T13:30:00.000Z', '2099-01-01T00:00:00.000Z',"
@@ -96,12 +95,12 @@ async def test_a_run_of_a_dead_owner_is_recovered_at_the_next_start(ledger: Ledg
 
 
 async def test_a_live_owner_with_a_stale_heartbeat_is_failed_as_stalled(
-    ledger: Ledger, tmp_path: Path
+    ledger: Ledger, tmp_path: Path, database: Database
 ) -> None:
-    other = OwnerLock(OwnerLock.lock_dir_for(ledger.db.path))
+    other = OwnerLock(OwnerLock.lock_dir_for(database.path))
     other.acquire()  # alive: its lock is held
     try:
-        with _raw(ledger) as conn:
+        with _raw(database.path) as conn:
             conn.execute(
                 "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)"
                 " VALUES ('running', '2026-01-07T13:30:00.000Z', '2026-01-07T13:30:00.000Z', 'admin', ?)",
@@ -116,11 +115,11 @@ async def test_a_live_owner_with_a_stale_heartbeat_is_failed_as_stalled(
         other.release()
 
 
-async def test_a_live_progressing_owner_is_left_alone(ledger: Ledger) -> None:
-    other = OwnerLock(OwnerLock.lock_dir_for(ledger.db.path))
+async def test_a_live_progressing_owner_is_left_alone(ledger: Ledger, database: Database) -> None:
+    other = OwnerLock(OwnerLock.lock_dir_for(database.path))
     other.acquire()
     try:
-        with _raw(ledger) as conn:
+        with _raw(database.path) as conn:
             conn.execute(
                 "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)"
                 " VALUES ('running', '2099-01-01T00:00:00.000Z', '2099-01-01T00:00:00.000Z', 'admin', ?)",

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from service.api.keys import RUNNER
 from service.app import create_app
-from service.keys import RUNNER
-from service.logs import build_handler
+from service.support.logs import build_handler
 from service.sync.runner import FAILURE_PREFIX, SUCCESS_LINE
 from tests.conftest import ADMIN_TOKEN, AUTH, AiohttpClient, make_settings
 from tests.jobs import ScriptedJob

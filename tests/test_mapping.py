@@ -6,9 +6,9 @@ from typing import Any
 import orjson
 import pytest
 
-from service.ledger.runs import ItemError
-from service.sync.demo_upstream import demo_product
-from service.sync.mapping import MappingError, ProductRow, map_item, map_items, slugify, to_minor_units
+from service.catalog.mapping import MappingError, ProductRow, map_item, map_items, slugify, to_minor_units
+from service.demo_upstream.products import demo_product
+from service.domain.outcomes import ItemError
 
 
 def product(**changes: Any) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.api.http_metrics import HttpMetrics
+from service.api.keys import RUNNER
 from service.app import create_app
-from service.keys import RUNNER
-from service.ledger.runs import BatchCounts
-from service.metrics import HttpMetrics
+from service.domain.outcomes import BatchCounts
 from tests.conftest import AUTH, AiohttpClient, make_settings
 from tests.jobs import ScriptedJob
 

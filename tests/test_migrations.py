@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.ledger.db import Database
-from service.ledger.migrations import MigrationError, load_migrations
+from service.database.migrations import MigrationError, load_migrations
+from service.database.sqlite import Database
 from service.settings import DEFAULT_MIGRATIONS_DIR
 
 EXPECTED_TABLES = {"schema_migrations", "runs", "run_errors", "categories", "products"}

@@ -10,11 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.sync.demo_upstream import demo_product
-from service.sync.job import SyncFailed
-from service.sync.mapping import RawItem, map_items
-from service.sync.offload import WORKER_NICENESS, ChunkMapper, MappingPool
-from service.sync.sources import FeedChunk
+from service.catalog.mapping import map_items
+from service.demo_upstream.products import demo_product
+from service.domain.errors import SyncFailed
+from service.transport.offload import WORKER_NICENESS, ChunkMapper, MappingPool
+from service.upstream.feed import FeedChunk, RawItem
 
 
 def feed_lines(count: int) -> list[RawItem]:

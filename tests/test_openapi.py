@@ -12,10 +12,10 @@ from aiohttp.test_utils import TestClient
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_spec
 
+from service.api.keys import RUNNER
 from service.api.openapi import registered_operations
 from service.app import create_app
-from service.keys import RUNNER
-from service.ledger.runs import BatchCounts
+from service.domain.outcomes import BatchCounts
 from tests.conftest import ADMIN_TOKEN, AUTH, AiohttpClient, make_settings
 from tests.jobs import ScriptedJob
 

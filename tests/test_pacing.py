@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from service.sync import pacing
+from service.transport import pacing
 
 
 class _Sleeps:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.ledger.runs import INTERRUPTED_MESSAGE, SHUTDOWN_MESSAGE
+from service.ledger.records import INTERRUPTED_MESSAGE, SHUTDOWN_MESSAGE
 from tests.conftest import AUTH
 from tests.service_process import ServiceProcess
 from tests.upstream import FeedControl

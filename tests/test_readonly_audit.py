@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from service.ledger.db import Database
-from service.ledger.migrations import load_migrations
+from service.database.migrations import load_migrations
+from service.database.sqlite import Database
 from service.settings import DEFAULT_MIGRATIONS_DIR
 from tests.service_process import REPO_ROOT, ServiceProcess
 from tests.test_cli import Result, cli_env, finish, query, run_cli
@@ -36,7 +36,7 @@ AUDITOR = "psync-auditor"
 # touches the database: every file access of the command itself is the auditor's.
 _RUNS_AS_USER = """
 import os, sys
-from service.cli import main
+from service.cli.main import main
 os.setgroups([])
 os.setgid(int(sys.argv[1]))
 os.setuid(int(sys.argv[2]))

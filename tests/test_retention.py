@@ -8,9 +8,9 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from service.api.keys import RUNNER
 from service.app import create_app
-from service.keys import RUNNER
-from service.ledger.db import Database
+from service.database.sqlite import Database
 from service.settings import DEFAULT_MIGRATIONS_DIR
 from tests.conftest import AUTH, AiohttpClient, make_settings
 from tests.jobs import ScriptedJob

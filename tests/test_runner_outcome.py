@@ -6,8 +6,8 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+from service.api.keys import RUNNER
 from service.app import create_app
-from service.keys import RUNNER
 from service.sync.job import RunContext
 from tests.conftest import AUTH, AiohttpClient, make_settings
 

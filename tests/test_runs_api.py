@@ -9,9 +9,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from service.api.keys import RUNNER
 from service.app import create_app
-from service.keys import RUNNER
-from service.ledger.runs import BatchCounts
+from service.domain.outcomes import BatchCounts
 from tests.conftest import AUTH, AiohttpClient, make_settings
 from tests.jobs import ScriptedJob
 

@@ -13,9 +13,13 @@ from aiohttp import web
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from service.sync.demo_upstream import DemoUpstream, SyntheticCatalog, build_demo_app, demo_product
-from service.sync.retry import RetryableStatus, RetryPolicy, parse_retry_after
-from service.sync.sources import DummyJsonSource, FeedChunk, NdjsonSource, upstream_headers
+from service.demo_upstream.products import SyntheticCatalog, demo_product
+from service.demo_upstream.server import DemoUpstream, build_demo_app
+from service.upstream.dummyjson import DummyJsonSource
+from service.upstream.feed import FeedChunk
+from service.upstream.http import upstream_headers
+from service.upstream.ndjson import NdjsonSource
+from service.upstream.retry import RetryableStatus, RetryPolicy, parse_retry_after
 from tests.engine_fixtures import engine_settings
 
 

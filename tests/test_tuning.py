@@ -6,13 +6,13 @@ import os
 import subprocess
 import sys
 
-from service.tuning import ARENAS, SWITCH_INTERVAL_S
+from service.support.tuning import ARENAS, SWITCH_INTERVAL_S
 
 # Eight threads allocating at once: glibc gives threads that contend an arena of their own; the probe
 # counts the arenas in malloc_info's XML report.
 _PROBE = """
 import ctypes, threading, re, sys, tempfile
-from service.tuning import limit_malloc_arenas
+from service.support.tuning import limit_malloc_arenas
 import os
 applied = limit_malloc_arenas(int(os.environ.get("PRODUCT_SYNC_PROBE_ARENAS", "2")))
 blocks = []
@@ -62,7 +62,8 @@ def test_without_the_cap_the_same_threads_take_more_arenas() -> None:
 
 def test_the_cli_start_up_shortens_the_gil_switch_interval() -> None:
     probe = (
-        "import sys\nfrom service.tuning import tune_process\ntune_process()\nprint(sys.getswitchinterval())"
+        "import sys\nfrom service.support.tuning import tune_process\n"
+        "tune_process()\nprint(sys.getswitchinterval())"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert float(done.stdout) == SWITCH_INTERVAL_S < 0.005  # CPython's default is 5 ms
@@ -71,7 +72,7 @@ def test_the_cli_start_up_shortens_the_gil_switch_interval() -> None:
 def test_start_up_objects_are_frozen_out_of_full_collections() -> None:
     # In a fresh interpreter, so this test process keeps its own collector as it is.
     probe = (
-        "import gc, aiohttp.web\nfrom service.tuning import freeze_start_up_objects\n"
+        "import gc, aiohttp.web\nfrom service.support.tuning import freeze_start_up_objects\n"
         "before = gc.get_freeze_count()\nfreeze_start_up_objects()\n"
         "print(before, gc.get_freeze_count(), len(gc.get_objects(2)))"
     )
@@ -86,7 +87,7 @@ def test_start_up_objects_are_frozen_out_of_full_collections() -> None:
 # back, only a trim can.
 _FRAGMENTED = """
 import threading
-from service.tuning import release_free_memory
+from service.support.tuning import release_free_memory
 def rss_mib():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS:"):

@@ -15,11 +15,12 @@ import orjson
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from service.ledger.runs import ItemError
-from service.sync.demo_upstream import demo_product
-from service.sync.mapping import ProductRow, map_item
-from service.sync.packing import NOT_MAPPED, LazyRow, map_items_packed
-from service.sync.sink import SqliteCatalogSink
+from service.catalog.mapping import ProductRow, map_item
+from service.catalog.sqlite_fingerprints import SqliteFingerprints
+from service.catalog.sqlite_sink import SqliteCatalogSink
+from service.demo_upstream.products import demo_product
+from service.domain.outcomes import ItemError
+from service.transport.packing import NOT_MAPPED, LazyRow, map_items_packed
 from tests.engine_fixtures import Harness, harness
 
 COUNT = 300
@@ -109,7 +110,7 @@ async def test_an_item_in_another_form_is_unchanged_and_gets_the_new_fingerprint
         assert after["8"][1] == before["8"][1]  # updated_run still names the run that wrote it
         assert {k: v for k, v in after.items() if k != "8"} == {k: v for k, v in before.items() if k != "8"}
         # The next run finds the new form unchanged without mapping it.
-        packed = map_items_packed(feed.lines, 0, "USD", None, catalog=h.db.path)
+        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.db.path))
         assert [key[4] for key in packed.keys] == [NOT_MAPPED] * COUNT
 
 
@@ -135,7 +136,7 @@ async def test_the_worker_maps_only_items_not_received_exactly_as_last_time(
         feed.change(3, lambda item: item.update(stock=999))
         feed.lines.append(orjson.dumps(demo_product(COUNT)))  # new
         feed.lines.append(b'{"id": "broken"')  # an item error is reported as before
-        packed = map_items_packed(feed.lines, 0, "USD", None, catalog=h.db.path)
+        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.db.path))
         mapped_positions = [key[0] for key in packed.keys if key[4] != NOT_MAPPED]
         assert mapped_positions == [3, COUNT]
         assert (len(packed.payloads), packed.skipped) == (1, COUNT - 1)
@@ -152,7 +153,7 @@ async def test_the_worker_maps_only_items_not_received_exactly_as_last_time(
 
 async def test_an_unreadable_catalog_only_means_every_item_is_mapped(tmp_path: Path) -> None:
     lines = [orjson.dumps(demo_product(index)) for index in range(20)]
-    packed = map_items_packed(lines, 0, "USD", None, catalog=tmp_path / "missing.db")
+    packed = map_items_packed(lines, 0, "USD", None, lookup=SqliteFingerprints(tmp_path / "missing.db"))
     assert [key[4] for key in packed.keys] == list(range(20))
     assert not (tmp_path / "missing.db").exists()  # read-only: never created
 
@@ -162,7 +163,7 @@ async def test_a_product_changed_after_the_worker_skipped_its_item_is_mapped_in_
 ) -> None:
     feed = Feed()
     async with synced(tmp_path, aiohttp_server, feed) as (h, url):
-        packed = map_items_packed(feed.lines, 0, "USD", None, catalog=h.db.path)
+        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.db.path))
         assert all(key[4] == NOT_MAPPED for key in packed.keys)
         # Someone else changes product 10 between the worker's read and the sink's batch.
         with sqlite3.connect(h.db.path) as conn:
@@ -171,7 +172,7 @@ async def test_a_product_changed_after_the_worker_skipped_its_item_is_mapped_in_
         rows = [item for item in chunk.items if isinstance(item, LazyRow)]
         assert len(rows) == COUNT and not any(isinstance(item, ItemError) for item in chunk.items)
         run = await h.ledger.start_run("tester", url)
-        counts = (await SqliteCatalogSink(h.ledger).write(run.id, rows, [], COUNT, None)).counts
+        counts = (await SqliteCatalogSink(h.ledger, h.db).write(run.id, rows, [], COUNT, None)).counts
         assert (counts.updated, counts.unchanged) == (1, COUNT - 1)
         restored = (await h.products())["10"]
         expected = map_item(feed.lines[9], 9, "USD")
@@ -183,6 +184,6 @@ async def test_the_catalog_is_offered_for_lookups_only_once_it_holds_products(
     tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
     async with harness(tmp_path / "empty") as h:
-        assert await SqliteCatalogSink(h.ledger).fingerprints_file() is None
+        assert await SqliteCatalogSink(h.ledger, h.db).unchanged_lookup() is None
     async with synced(tmp_path, aiohttp_server, Feed()) as (h, _):
-        assert await SqliteCatalogSink(h.ledger).fingerprints_file() == h.db.path
+        assert await SqliteCatalogSink(h.ledger, h.db).unchanged_lookup() == SqliteFingerprints(h.db.path)

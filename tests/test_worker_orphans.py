@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from service.sync.demo_upstream import demo_product
+from service.demo_upstream.products import demo_product
 from tests.conftest import AiohttpServer
 from tests.service_process import ServiceProcess
 

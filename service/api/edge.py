@@ -18,8 +18,8 @@ from aiohttp.typedefs import Middleware
 from service.api.auth import Authenticator
 from service.api.cors import cors_decorate, cors_preflight
 from service.api.errors import STORAGE_ERRORS, ApiError, Handler, error_response, http_error_response
-from service.keys import PRINCIPAL
-from service.metrics import HttpMetrics, route_template
+from service.api.http_metrics import HttpMetrics, route_template
+from service.api.keys import PRINCIPAL
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from service.api.schemas import ErrorResponse
-from service.ledger.db import DatabaseError
+from service.database.errors import DatabaseError
 
 log = logging.getLogger(__name__)
 

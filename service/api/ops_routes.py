@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
+from service.api.http_metrics import CONTENT_TYPE
+from service.api.keys import AUTHENTICATOR, LEDGER, METRICS, OPENAPI_DOCUMENT, SETTINGS
+from service.api.metrics import render_metrics
 from service.api.schemas import HealthResponse, ReadyResponse
-from service.keys import AUTHENTICATOR, DATABASE, METRICS, OPENAPI_DOCUMENT, SETTINGS
-from service.metrics import CONTENT_TYPE, render_metrics
 
 routes = web.RouteTableDef()
 
@@ -19,16 +20,10 @@ async def health(request: web.Request) -> web.Response:
 
 @routes.get("/ready")
 async def ready(request: web.Request) -> web.Response:
-    database = request.app[DATABASE]
-    expected = database.schema_version
     try:
-        # The same check every read and write makes (fetch_one makes it once per turn of the loop), here
-        # on every probe: a deleted file keeps answering reads through the connections still open to it.
-        database.check_file()
-        row = await database.fetch_one("SELECT max(version) FROM schema_migrations")
+        version, expected = await request.app[LEDGER].schema_version()
     except STORAGE_ERRORS as exc:
         raise ApiError(503, f"Database unavailable: {exc}") from exc
-    version = int(row[0]) if row and row[0] is not None else 0
     if version < expected:
         raise ApiError(503, f"Database schema at version {version}, expected {expected}")
     return json_response(ReadyResponse(schemaVersion=version))
@@ -39,7 +34,7 @@ async def metrics(request: web.Request) -> web.Response:
     if request.app[SETTINGS].metrics_require_auth:
         request.app[AUTHENTICATOR].authenticate(request)
     try:
-        body = await render_metrics(request.app[METRICS], request.app[DATABASE])
+        body = render_metrics(request.app[METRICS], await request.app[LEDGER].snapshot())
     except STORAGE_ERRORS as exc:
         raise could_not("read the metrics", exc) from exc
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

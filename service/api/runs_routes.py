@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
+from service.api.keys import LEDGER
 from service.api.schemas import (
     RunDetail,
     RunDetailResponse,
@@ -13,7 +14,6 @@ from service.api.schemas import (
     error_item,
     run_model,
 )
-from service.keys import LEDGER
 
 routes = web.RouteTableDef()
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.ledger.runs import RunErrorRecord, RunRecord
+from service.ledger.records import RunErrorRecord, RunRecord
 
 LastStatus = Literal["idle", "running", "success", "error", "cancelled"]
 
@@ -183,67 +182,6 @@ def run_model(run: RunRecord) -> Run:
         progress=Progress(processed=run.processed, total=run.total),
         source=run.source,
     )
-
-
-def status_body(run: RunRecord | None) -> bytes:
-    """The status answer (``StatusResponse``) as JSON, built without the models.
-
-    Status is what dashboards poll, many times a second: a plain dict through orjson costs a quarter of
-    building and dumping the three models. StatusResponse stays the schema (OpenAPI), and a test checks
-    every run state's body validates against it and dumps to the same JSON.
-    """
-    if run is None:
-        data: dict[str, object] = {
-            "isRunning": False,
-            "lastRun": None,
-            "lastStatus": "idle",
-            "lastError": None,
-            "lastDuration": None,
-            "stats": {"created": 0, "updated": 0, "errors": 0, "unchanged": 0, "categoriesCreated": 0},
-            "runId": None,
-            "progress": None,
-            "triggeredBy": None,
-            "finishedAt": None,
-            "cancelledBy": None,
-        }
-    else:
-        data = {
-            "isRunning": run.is_running,
-            "lastRun": run.started_at,
-            "lastStatus": run.status,
-            "lastError": run.error_message,
-            "lastDuration": None if run.duration_s is None else round(run.duration_s, 2),
-            "stats": {
-                "created": run.created,
-                "updated": run.updated,
-                "errors": run.errors,
-                "unchanged": run.unchanged,
-                "categoriesCreated": run.categories_created,
-            },
-            "runId": run.id,
-            "progress": {"processed": run.processed, "total": run.total},
-            "triggeredBy": run.triggered_by,
-            "finishedAt": run.finished_at,
-            "cancelledBy": run.cancelled_by,
-        }
-    return orjson.dumps({"status": "success", "data": data})
-
-
-class StatusBodies:
-    """The last status body built, answered again while the latest run is the same record.
-
-    ``Ledger.latest_run`` returns the same record while the row reads the same, so a poll that finds
-    nothing new (most of them: a sync commits a few batches a second) costs an identity check here.
-    """
-
-    def __init__(self) -> None:
-        self._run: RunRecord | None = None
-        self._body = status_body(None)
-
-    def body(self, run: RunRecord | None) -> bytes:
-        if run is not self._run:
-            self._run, self._body = run, status_body(run)
-        return self._body
 
 
 def error_item(record: RunErrorRecord) -> RunItemError:

@@ -9,10 +9,10 @@ from pydantic import ValidationError
 
 from service.api.auth import SESSION_COOKIE, is_same_origin, unauthorized
 from service.api.errors import ApiError, json_response
+from service.api.keys import AUTHENTICATOR, SETTINGS
 from service.api.schemas import MessageResponse, SessionData, SessionRequest, SessionResponse
 from service.api.sync_routes import principal_of
-from service.keys import AUTHENTICATOR, SETTINGS
-from service.timeutil import to_iso
+from service.support.timeutil import to_iso
 
 routes = web.RouteTableDef()
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
 from aiohttp import web
 
 from service.api.auth import Principal
 from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
+from service.api.keys import LEDGER, PRINCIPAL, RUNNER, STATUS_BODY_CACHE
 from service.api.schemas import (
     AlreadyRunningData,
     AlreadyRunningResponse,
@@ -17,9 +17,8 @@ from service.api.schemas import (
     TriggerData,
     TriggerResponse,
 )
-from service.keys import LEDGER, PRINCIPAL, RUNNER, STATUS_BODIES
-from service.ledger.runs import Ledger, NoRunRunning, RunAlreadyRunning, RunRecord
-from service.sync.job import SyncFailed
+from service.domain.errors import SyncFailed
+from service.ledger.records import NoRunRunning, RunAlreadyRunning
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +49,10 @@ async def trigger(request: web.Request) -> web.Response:
 @routes.get("/admin/sync/status")
 async def status(request: web.Request) -> web.Response:
     try:
-        run = await _status_run(request.app[LEDGER])
+        run = await request.app[LEDGER].current_status()
     except STORAGE_ERRORS as exc:
         raise could_not("read the sync status", exc) from exc
-    return web.Response(body=request.app[STATUS_BODIES].body(run), content_type="application/json")
-
-
-async def _status_run(ledger: Ledger) -> RunRecord | None:
-    run = await ledger.latest_run()
-    # Another process's run: if that process died or hung, record it now rather than report it running.
-    if run is not None and run.is_running and run.owner != ledger.owner.owner_id:
-        try:
-            if await ledger.recover_dead_runs() is not None:
-                run = await ledger.latest_run()
-        except sqlite3.Error as exc:  # e.g. a read-only file: report what the ledger says
-            log.warning("could not record the recovery of a dead run: %s", exc)
-    return run
+    return web.Response(body=request.app[STATUS_BODY_CACHE].body(run), content_type="application/json")
 
 
 @routes.post("/admin/sync/cancel")

@@ -1,1 +1,1 @@
-"""The SQLite ledger: connections, migrations and the runs table."""
+"""The runs ledger: runs and their rules, owner liveness, migrations, retention, the metrics snapshot."""

@@ -1,10 +1,6 @@
 """Every SQL statement of the ledger, in one place. All parameterised."""
 
-RUN_COLUMNS = """
-    id, status, started_at, finished_at, duration_s, heartbeat_at, error_message,
-    created, updated, unchanged, errors, categories_created, processed, total,
-    triggered_by, cancel_requested_by, cancelled_by, owner, source
-"""
+from service.ledger.records import RUN_COLUMNS
 
 LATEST_RUN = f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT 1"
 
@@ -107,3 +103,5 @@ UNION ALL
 SELECT 'last_success', 'success', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, finished_at
 FROM (SELECT finished_at FROM runs WHERE status = 'success' ORDER BY id DESC LIMIT 1)
 """
+
+SCHEMA_VERSION = "SELECT max(version) FROM schema_migrations"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 
-from service.ledger.db import DatabaseError
+from service.database.errors import DatabaseError
 from service.ledger.runs import Ledger
 from service.settings import Settings
 

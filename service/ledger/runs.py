@@ -1,158 +1,93 @@
-"""The runs ledger: start, progress, finish and recover runs, with every rule checked by SQLite."""
+"""The runs ledger: start, progress, finish and recover runs, with every rule checked by SQLite.
+
+The ledger owns its database handle and this process's owner lock: callers ask it questions (the
+current status, a run, the metrics snapshot) and hand it writes (a run's start, a batch, the outcome).
+"""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Literal
 
-import aiosqlite
-
+from service.database.sqlite import Database, Transaction
+from service.domain.outcomes import BatchCounts, ItemError
 from service.ledger import queries
-from service.ledger.db import Database
+from service.ledger.batch import RunBatch, record_batch
 from service.ledger.owner import OwnerLock
-from service.timeutil import from_iso, to_iso, utc_now
+from service.ledger.records import (
+    INTERRUPTED_MESSAGE,
+    FinalStatus,
+    NoRunRunning,
+    RunAlreadyRunning,
+    RunErrorRecord,
+    RunNoLongerRunning,
+    RunRecord,
+)
+from service.ledger.snapshot import LedgerSnapshot, read_snapshot
+from service.support.timeutil import from_iso, to_iso, utc_now
 
 log = logging.getLogger(__name__)
-
-RunStatus = Literal["running", "success", "error", "cancelled"]
-FinalStatus = Literal["success", "error", "cancelled"]
-
-INTERRUPTED_MESSAGE = "Sync interrupted: the service process running it stopped unexpectedly"
-SHUTDOWN_MESSAGE = "Sync interrupted by service shutdown"
-
-
-class RunAlreadyRunning(Exception):
-    """A trigger found a run in progress (in this process or another one sharing the file)."""
-
-    def __init__(self, running: RunRecord) -> None:
-        super().__init__(f"run {running.id} is already running")
-        self.running = running
-
-
-class NoRunRunning(Exception):
-    """A cancel found nothing to cancel."""
-
-
-class RunNoLongerRunning(Exception):
-    """A guarded write found its run already finished (recovered as stalled, cancelled, ...)."""
-
-    def __init__(self, run_id: int) -> None:
-        super().__init__(f"run {run_id} is no longer running")
-        self.run_id = run_id
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    id: int
-    status: RunStatus
-    started_at: str
-    finished_at: str | None
-    duration_s: float | None
-    heartbeat_at: str
-    error_message: str | None
-    created: int
-    updated: int
-    unchanged: int
-    errors: int
-    categories_created: int
-    processed: int
-    total: int | None
-    triggered_by: str
-    cancel_requested_by: str | None
-    cancelled_by: str | None
-    owner: str
-    source: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunRecord:
-        # Every runs query selects queries.RUN_COLUMNS, which lists these fields in this order (a test
-        # checks it): by position is a third of the cost by name, and status polls do this each time.
-        return cls(*row)
-
-    @property
-    def is_running(self) -> bool:
-        return self.status == "running"
-
-
-@dataclass(frozen=True, slots=True)
-class BatchCounts:
-    """What one committed batch did; added to the run's counters in the same transaction."""
-
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    errors: int = 0
-    categories_created: int = 0
-    processed: int = 0
-    total: int | None = None
-
-    def __add__(self, other: BatchCounts) -> BatchCounts:
-        """Counts of two batches together (the later batch's total wins when it tells one)."""
-        return BatchCounts(
-            created=self.created + other.created,
-            updated=self.updated + other.updated,
-            unchanged=self.unchanged + other.unchanged,
-            errors=self.errors + other.errors,
-            categories_created=self.categories_created + other.categories_created,
-            processed=self.processed + other.processed,
-            total=other.total if other.total is not None else self.total,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ItemError:
-    position: int
-    external_id: str | None
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class RunErrorRecord:
-    id: int
-    position: int
-    external_id: str | None
-    reason: str
-    recorded_at: str
 
 
 class Ledger:
     def __init__(self, db: Database, owner: OwnerLock, stall_timeout_s: float) -> None:
-        self.db = db
-        self.owner = owner
+        self._db = db
+        self._owner = owner
         self._stall_timeout = timedelta(seconds=stall_timeout_s)
-        self._latest: tuple[sqlite3.Row, RunRecord] | None = None  # the last latest_run() row, and its record
 
     # --- reads (read connection: never queued behind a sync batch) -------------------------------
 
     async def latest_run(self) -> RunRecord | None:
-        """The newest run. While its row reads the same, the same record comes back, so that callers
-        can keep what they derived from it (the status poll's body) by checking identity."""
-        row = await self.db.fetch_one(queries.LATEST_RUN)
-        if row is None:
-            return None
-        if self._latest is None or self._latest[0] != row:  # sqlite3.Row compares its values
-            self._latest = (row, RunRecord.from_row(row))
-        return self._latest[1]
+        row = await self._db.fetch_one(queries.LATEST_RUN)
+        return RunRecord.from_row(row) if row else None
+
+    async def current_status(self) -> RunRecord | None:
+        """The newest run as the status endpoint reports it.
+
+        Another process's run whose process died or hung is recorded as interrupted first, rather than
+        reported running; if that write fails (a read-only file), the row is reported as it stands.
+        """
+        run = await self.latest_run()
+        if run is None or not run.is_running or run.owner == self._owner.owner_id:
+            return run
+        try:
+            if await self.recover_dead_runs() is not None:
+                return await self.latest_run()
+        except sqlite3.Error as exc:
+            log.warning("could not record the recovery of a dead run: %s", exc)
+        return run
+
+    async def schema_version(self) -> tuple[int, int]:
+        """(the newest migration applied to the file, the newest this code knows)."""
+        # The same check every read and write makes (once per turn of the loop), here on every call: a
+        # deleted file keeps answering reads through the connections still open to it.
+        self._db.check_file()
+        row = await self._db.fetch_one(queries.SCHEMA_VERSION)
+        applied = int(row[0]) if row and row[0] is not None else 0
+        return applied, self._db.schema_version
+
+    async def snapshot(self) -> LedgerSnapshot:
+        """Totals, the running run and the last finished one, for /metrics: one consistent read."""
+        return read_snapshot(await self._db.fetch_all(queries.LEDGER_METRICS))
 
     async def get_run(self, run_id: int) -> RunRecord | None:
-        row = await self.db.fetch_one(queries.RUN_BY_ID, (run_id,))
+        row = await self._db.fetch_one(queries.RUN_BY_ID, (run_id,))
         return RunRecord.from_row(row) if row else None
 
     async def list_runs(self, limit: int, before_id: int | None, status: str | None) -> list[RunRecord]:
-        rows = await self.db.fetch_all(
+        rows = await self._db.fetch_all(
             queries.LIST_RUNS, {"limit": limit, "before_id": before_id, "status": status}
         )
         return [RunRecord.from_row(row) for row in rows]
 
     async def list_run_errors(self, run_id: int, limit: int, after_id: int | None) -> list[RunErrorRecord]:
-        rows = await self.db.fetch_all(
+        rows = await self._db.fetch_all(
             queries.LIST_RUN_ERRORS, {"run_id": run_id, "limit": limit, "after_id": after_id}
         )
-        return [RunErrorRecord(*row) for row in rows]
+        return [RunErrorRecord.from_row(row) for row in rows]
 
     # --- liveness -----------------------------------------------------------------------------
 
@@ -161,7 +96,7 @@ class Ledger:
 
     def _why_dead(self, run: RunRecord, now: datetime) -> str | None:
         """Why ``run`` can no longer finish by itself, or None while its owner is alive and progressing."""
-        if not self.owner.is_alive(run.owner):
+        if not self._owner.is_alive(run.owner):
             return INTERRUPTED_MESSAGE
         if self.is_stalled(run, now):
             return self.stall_message()
@@ -178,18 +113,18 @@ class Ledger:
         running = await self._running_or_none()
         if running is None or self._why_dead(running, utc_now()) is None:
             return None
-        async with self.db.transaction() as conn:
-            return await self._recover_in(conn, utc_now())
+        async with self._db.transaction() as tx:
+            return await self._recover_in(tx, utc_now())
 
-    async def _recover_in(self, conn: aiosqlite.Connection, now: datetime) -> RunRecord | None:
-        rows = list(await conn.execute_fetchall(queries.RUNNING_RUN))  # one hop to the writer's thread
+    async def _recover_in(self, tx: Transaction, now: datetime) -> RunRecord | None:
+        rows = await tx.fetch_all(queries.RUNNING_RUN)  # one hop to the writer's thread
         if not rows:
             return None
         running = RunRecord.from_row(rows[0])
         reason = self._why_dead(running, now)
         if reason is None:
             return None
-        await self._finish_in(conn, running.id, "error", reason, None)
+        await self._finish_in(tx, running.id, "error", reason, None)
         log.warning("recovered run %s: %s", running.id, reason, extra={"run_id": running.id})
         return running
 
@@ -210,20 +145,18 @@ class Ledger:
         try:
             # Each statement is a hop to the write connection's thread and back: three here (BEGIN, the
             # INSERT with its RETURNING row, COMMIT), which is most of a trigger's time on an idle service.
-            async with self.db.transaction() as conn:
+            async with self._db.transaction() as tx:
                 if running is not None:
                     # Only a row seen running can be a dead owner's; one started since is alive.
-                    await self._recover_in(conn, now)
-                inserted = list(
-                    await conn.execute_fetchall(
-                        queries.INSERT_RUN,
-                        {
-                            "now": to_iso(now),
-                            "triggered_by": triggered_by,
-                            "owner": self.owner.owner_id,
-                            "source": source,
-                        },
-                    )
+                    await self._recover_in(tx, now)
+                inserted = await tx.fetch_all(
+                    queries.INSERT_RUN,
+                    {
+                        "now": to_iso(now),
+                        "triggered_by": triggered_by,
+                        "owner": self._owner.owner_id,
+                        "source": source,
+                    },
                 )
                 assert inserted, "INSERT ... RETURNING yields the new row"
                 run = RunRecord.from_row(inserted[0])
@@ -235,44 +168,27 @@ class Ledger:
         return run
 
     async def _running_or_none(self) -> RunRecord | None:
-        row = await self.db.fetch_one(queries.RUNNING_RUN)
+        row = await self._db.fetch_one(queries.RUNNING_RUN)
         return RunRecord.from_row(row) if row else None
 
-    async def record_batch(
-        self, conn: aiosqlite.Connection, run_id: int, counts: BatchCounts, errors: Sequence[ItemError]
-    ) -> None:
-        """Inside the caller's transaction: add counters and item errors, or raise RunNoLongerRunning."""
-        now = to_iso(utc_now())
-        cursor = await conn.execute(
-            queries.RECORD_PROGRESS,
-            {
-                "run_id": run_id,
-                "now": now,
-                "created": counts.created,
-                "updated": counts.updated,
-                "unchanged": counts.unchanged,
-                "errors": counts.errors,
-                "categories_created": counts.categories_created,
-                "processed": counts.processed,
-                "total": counts.total,
-            },
-        )
-        if cursor.rowcount != 1:
-            raise RunNoLongerRunning(run_id)
-        if errors:
-            await conn.executemany(
-                queries.INSERT_RUN_ERROR,
-                [(run_id, e.position, e.external_id, e.reason, now) for e in errors],
-            )
+    @asynccontextmanager
+    async def batch(self, run_id: int) -> AsyncIterator[RunBatch]:
+        """The transaction of one batch: what the sink writes in it and the counts it records commit
+        together, or neither does (RunNoLongerRunning when the run was finished meanwhile)."""
+        async with self._db.transaction() as tx:
+            batch = RunBatch(tx)
+            yield batch
+            await record_batch(tx, run_id, batch.recorded())
 
     async def record_progress(self, run_id: int, counts: BatchCounts, errors: Sequence[ItemError]) -> None:
-        async with self.db.transaction() as conn:
-            await self.record_batch(conn, run_id, counts, errors)
+        """A batch that wrote nothing but counts (jobs without a catalog)."""
+        async with self.batch(run_id) as batch:
+            batch.record(counts, errors)
 
     async def heartbeat(self, run_id: int) -> None:
-        async with self.db.transaction() as conn:
-            cursor = await conn.execute(queries.HEARTBEAT, {"run_id": run_id, "now": to_iso(utc_now())})
-            if cursor.rowcount != 1:
+        async with self._db.transaction() as tx:
+            changed = await tx.execute(queries.HEARTBEAT, {"run_id": run_id, "now": to_iso(utc_now())})
+            if changed != 1:
                 raise RunNoLongerRunning(run_id)
 
     async def finish_run(
@@ -284,12 +200,12 @@ class Ledger:
         cancelled_by: str | None = None,
     ) -> RunRecord | None:
         """Finish a running row and return it; None when it had already finished (that outcome stands)."""
-        async with self.db.transaction() as conn:
-            return await self._finish_in(conn, run_id, status, error_message, cancelled_by)
+        async with self._db.transaction() as tx:
+            return await self._finish_in(tx, run_id, status, error_message, cancelled_by)
 
     async def _finish_in(
         self,
-        conn: aiosqlite.Connection,
+        tx: Transaction,
         run_id: int,
         status: FinalStatus,
         error_message: str | None,
@@ -303,34 +219,32 @@ class Ledger:
             "run_id": run_id,
         }
         # RETURNING hands back the row as written: no re-read through the other connection.
-        async with conn.execute(queries.FINISH_RUN, params) as cursor:
-            row = await cursor.fetchone()
-        return RunRecord.from_row(row) if row else None
+        rows = await tx.fetch_all(queries.FINISH_RUN, params)
+        return RunRecord.from_row(rows[0]) if rows else None
 
     async def request_cancel(self, requested_by: str) -> int:
         """Flag the running run for cancellation (its owner, in any process, stops at its next check)."""
-        async with (
-            self.db.transaction() as conn,
-            conn.execute(queries.REQUEST_CANCEL, {"by": requested_by}) as cursor,
-        ):
-            row = await cursor.fetchone()
-        if row is None:
+        async with self._db.transaction() as tx:
+            rows = await tx.fetch_all(queries.REQUEST_CANCEL, {"by": requested_by})
+        if not rows:
             raise NoRunRunning()
-        return int(row[0])
+        return int(rows[0][0])
 
     async def prune(self, error_days: int | None, run_days: int | None) -> tuple[int, int]:
         """Retention: delete item errors (and optionally runs) older than N days, never the newest run."""
         now = utc_now()
         errors_deleted = runs_deleted = 0
-        async with self.db.transaction() as conn:
+        async with self._db.transaction() as tx:
             if error_days is not None:
-                cursor = await conn.execute(
+                errors_deleted = await tx.execute(
                     queries.PRUNE_RUN_ERRORS, {"cutoff": to_iso(now - timedelta(days=error_days))}
                 )
-                errors_deleted = cursor.rowcount
             if run_days is not None:
-                cursor = await conn.execute(
+                runs_deleted = await tx.execute(
                     queries.PRUNE_RUNS, {"cutoff": to_iso(now - timedelta(days=run_days))}
                 )
-                runs_deleted = cursor.rowcount
         return errors_deleted, runs_deleted
+
+    async def checkpoint(self) -> None:
+        """Fold the WAL into the database file now, rather than in the next small commit (a trigger)."""
+        await self._db.checkpoint()

@@ -1,1 +1,1 @@
-"""The sync engine: source -> mapping -> sink, and the runner that owns the background run."""
+"""The sync engine (feed -> mapping -> sink, as a pipeline) and the runner that owns the background run."""

@@ -15,15 +15,17 @@ import math
 import time
 from dataclasses import dataclass
 
-from service.ledger.runs import BatchCounts, ItemError
-from service.sync.job import RunContext, SyncFailed
-from service.sync.mapping import MappedChunk, MappedRow
-from service.sync.offload import ChunkMapper, MappingPool
+from service.catalog.mapping import MappedChunk, MappedRow
+from service.catalog.sink import CatalogSink
+from service.domain.errors import SyncFailed
+from service.domain.outcomes import BatchCounts, ItemError
+from service.support.tuning import release_free_memory
+from service.sync.job import RunContext
 from service.sync.seen_ids import SeenIds
-from service.sync.sink import CatalogSink, SqliteCatalogSink
-from service.sync.sources import FeedChunk, ReadProgress, Source, source_for
-from service.sync.urls import redact_url
-from service.tuning import release_free_memory
+from service.transport.offload import ChunkMapper, MappingPool
+from service.upstream.feed import FeedChunk, ReadProgress, Source
+from service.upstream.sources import source_for
+from service.upstream.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -237,10 +239,10 @@ def _check_error_fraction(totals: BatchCounts, max_fraction: float) -> None:
         )
 
 
-async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> None:
-    """Stream the configured feed into the catalog; raise SyncFailed with a clear message on failure."""
+async def run_catalog_sync(ctx: RunContext) -> None:
+    """Stream the configured feed into the run's sink; raise SyncFailed with a clear message on failure."""
     settings = ctx.settings
-    sink = sink or SqliteCatalogSink(ctx.ledger)
+    sink = ctx.sink
     progress = ReadProgress()
     source = source_for(settings, ctx.http, ctx.source_url, progress)
     log.info(
@@ -252,8 +254,7 @@ async def run_catalog_sync(ctx: RunContext, sink: CatalogSink | None = None) -> 
     )
     started = time.monotonic()
     pool = ctx.mapping_pool or MappingPool(settings.mapping_workers)
-    catalog = await sink.fingerprints_file() if isinstance(sink, SqliteCatalogSink) else None
-    mapper = ChunkMapper(settings.currency, pool, catalog=catalog)
+    mapper = ChunkMapper(settings.currency, pool, lookup=await sink.unchanged_lookup())
     chunks: asyncio.Queue[FeedChunk | _Failed | _End] = asyncio.Queue(_QUEUE_CHUNKS)
     # Chunks being mapped, in feed order: these, the one the collector awaits and the one the submitter
     # holds, so every worker has the next chunk ready when it finishes one.

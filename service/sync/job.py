@@ -1,22 +1,21 @@
-"""What a sync job is given, and how it reports failure: the seam between the runner and the engine."""
+"""What a sync job is given: the seam between the runner and the engine.
+
+A job reports failure by raising ``SyncFailed`` (``service.domain.errors``).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
-from service.ledger.runs import Ledger, RunRecord
+from service.catalog.sink import CatalogSink
+from service.ledger.records import RunRecord
+from service.ledger.runs import Ledger
 from service.settings import Settings
-
-if TYPE_CHECKING:  # offload imports SyncFailed from here
-    from service.sync.offload import MappingPool
-
-
-class SyncFailed(Exception):
-    """The run cannot go on; ``str(exc)`` is the message the ledger stores as ``lastError``."""
+from service.transport.offload import MappingPool
 
 
 @dataclass(frozen=True)
@@ -24,6 +23,7 @@ class RunContext:
     run: RunRecord
     ledger: Ledger
     settings: Settings
+    sink: CatalogSink
     http: aiohttp.ClientSession
     source_url: str  # the configured feed, or the built-in demo upstream's loopback URL
     # The runner's long-lived worker processes; None gives the run its own, shut down when it ends.

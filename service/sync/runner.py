@@ -14,15 +14,18 @@ from dataclasses import dataclass, replace
 
 import aiohttp
 
-from service.ledger.db import DatabaseFileGone
+from service.catalog.sink import CatalogSink
+from service.database.errors import DatabaseFileGone
+from service.domain.errors import SyncFailed
+from service.ledger.records import SHUTDOWN_MESSAGE, FinalStatus, RunNoLongerRunning, RunRecord
 from service.ledger.retention import apply_retention
-from service.ledger.runs import SHUTDOWN_MESSAGE, FinalStatus, Ledger, RunNoLongerRunning, RunRecord
-from service.logs import run_id_var
+from service.ledger.runs import Ledger
 from service.settings import Settings
-from service.sync.job import RunContext, SyncFailed, SyncJob
-from service.sync.offload import MappingPool
-from service.sync.urls import redact_url
-from service.timeutil import from_iso, seconds_between, to_iso, utc_now
+from service.support.logs import run_id_var
+from service.support.timeutil import from_iso, seconds_between, to_iso, utc_now
+from service.sync.job import RunContext, SyncJob
+from service.transport.offload import MappingPool
+from service.upstream.urls import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +58,10 @@ class SyncRunner:
         http: aiohttp.ClientSession,
         job: SyncJob,
         source_url: str,
+        sink: CatalogSink,
     ) -> None:
         self._ledger = ledger
+        self._sink = sink
         self._settings = settings
         self._http = http
         self._job = job
@@ -84,7 +89,9 @@ class SyncRunner:
         # Every task of the run logs with its id.
         context = contextvars.copy_context()
         context.run(run_id_var.set, run.id)
-        ctx = RunContext(run, self._ledger, self._settings, self._http, self._source_url, self._mapping_pool)
+        ctx = RunContext(
+            run, self._ledger, self._settings, self._sink, self._http, self._source_url, self._mapping_pool
+        )
         self._run_id, self._stop_reason = run.id, None
         self._job_task = asyncio.create_task(self._job(ctx), name=f"sync-job-{run.id}", context=context)
         self._supervisor = asyncio.create_task(
@@ -216,7 +223,7 @@ class SyncRunner:
     async def _checkpoint(self, run_id: int) -> None:
         """Fold the run's WAL pages into the database now, rather than in the next trigger's commit."""
         try:
-            await self._ledger.db.checkpoint()
+            await self._ledger.checkpoint()
         except sqlite3.Error as exc:  # only a missed optimisation: SQLite checkpoints on its own later
             log.warning("could not checkpoint the database after run %s: %s", run_id, exc)
 

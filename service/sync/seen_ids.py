@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 
-from service.sync.catalog_queries import json_array
+from service.catalog.sql import json_array
 
 _SCHEMA = "CREATE TABLE seen (external_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID"
 _EARLIER = "SELECT external_id, position FROM seen WHERE external_id IN (SELECT value FROM json_each(?))"

@@ -17,14 +17,14 @@ import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 
-from service.ledger.runs import ItemError
-from service.sync.job import SyncFailed
-from service.sync.mapping import MappedChunk, MappedRow, map_items
-from service.sync.pacing import give_way
-from service.sync.packing import PackedChunk, map_items_packed
-from service.sync.sources import FeedChunk
+from service.catalog.mapping import MappedChunk, MappedRow, map_items
+from service.catalog.sink import FingerprintLookup
+from service.domain.errors import SyncFailed
+from service.domain.outcomes import ItemError
+from service.transport.pacing import give_way
+from service.transport.packing import PackedChunk, map_items_packed
+from service.upstream.feed import FeedChunk
 
 # Feeds announcing fewer items than this are mapped on the loop; feeds with no announced total, or a
 # larger one, in the worker processes.
@@ -92,7 +92,7 @@ class MappingPool:
         context = multiprocessing.get_context("forkserver")
         # The fork server imports the mapping code once per service process; the workers are then
         # forked from it in milliseconds (and forks of a clean process, not of this one).
-        context.set_forkserver_preload(["service.sync.packing"])
+        context.set_forkserver_preload(["service.transport.packing"])
         pool = self._pool = ProcessPoolExecutor(self._workers, mp_context=context, initializer=_start_worker)
         # Starting a worker is a blocking handshake with the fork server (which first has to start and
         # import the mapping): done in a thread, so the loop keeps answering requests meanwhile.
@@ -110,8 +110,8 @@ class ChunkMapper:
     """Maps the chunks of one run: on the loop for a small feed, in the pool's workers for a large one.
 
     :meth:`submit` starts a chunk and returns a task for its result, so several chunks can be in the
-    workers at once; await the tasks in submission order to keep the feed's order. With ``catalog`` (the
-    SQLite file holding the products), the workers skip the items unchanged since the last sync.
+    workers at once; await the tasks in submission order to keep the feed's order. With ``lookup`` (the
+    sink's), the workers skip the items unchanged since the last sync.
     """
 
     def __init__(
@@ -119,12 +119,12 @@ class ChunkMapper:
         currency: str,
         pool: MappingPool,
         process_threshold: int = PROCESS_THRESHOLD,
-        catalog: Path | None = None,
+        lookup: FingerprintLookup | None = None,
     ) -> None:
         self._currency = currency
         self._pool = pool
         self._threshold = process_threshold
-        self._catalog = catalog
+        self._lookup = lookup
         self._executor: ProcessPoolExecutor | None = None
 
     @property
@@ -154,7 +154,7 @@ class ChunkMapper:
                 chunk.first_position,
                 self._currency,
                 chunk.total,
-                self._catalog,
+                self._lookup,
             )
         except BrokenProcessPool as exc:
             raise self._worker_died(exc) from exc

@@ -16,9 +16,10 @@ import orjson
 from anyascii import anyascii
 from pydantic import ValidationError
 
-from service.ledger.runs import ItemError
-from service.sync import exact_json
-from service.sync.models import UpstreamProduct
+from service.domain.outcomes import ItemError
+from service.upstream import exact_json
+from service.upstream.feed import OversizeItem, RawItem, upstream_id
+from service.upstream.models import UpstreamProduct, describe_validation_error
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,6 @@ _MAX_REASON = 500
 # Scripts whose characters are each a syllable or a word: their transliterations are kept apart, so that
 # 家电 gives "jia-dian" rather than "jiadian".
 _WORD_CHARACTERS = ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH", "HANGUL SYLLABLE")
-
-
-class OversizeItem(NamedTuple):
-    """An item the source could not hand over, being over its size limit: ``reason`` says which."""
-
-    reason: str
-
-
-RawItem = bytes | Mapping[str, Any] | OversizeItem
 
 
 class ProductRow(NamedTuple):
@@ -358,43 +350,6 @@ def map_items(items: Sequence[RawItem], first_position: int, currency: str, tota
     return MappedChunk(
         [map_item(raw, first_position + offset, currency) for offset, raw in enumerate(items)], total
     )
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    """``title: Field required; price: Input should be greater than or equal to 0``."""
-    parts: list[str] = []
-    for error in exc.errors(include_url=False, include_input=False):
-        if error["type"] == "json_invalid":
-            parts.append(f"invalid JSON: {error['ctx']['error'] if 'ctx' in error else error['msg']}")
-            continue
-        location = ".".join(str(part) for part in error["loc"])
-        parts.append(f"{location}: {error['msg']}" if location else str(error["msg"]))
-    return "; ".join(parts)
-
-
-def upstream_id(raw: RawItem) -> str | None:
-    """The item's upstream id as it came (for an error record, or to look its product up), when the item
-    is readable enough to have one."""
-    if isinstance(raw, OversizeItem):
-        return None
-    if isinstance(raw, bytes):
-        # orjson alone, even though it reads an id past 64 bits as a float (then: no id): this runs for
-        # every item of a large feed, to look its product up.
-        try:
-            raw = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-    if not isinstance(raw, Mapping):
-        return None
-    value = raw.get("id")
-    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
-        return None
-    text = str(value)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return None  # not storable as text: the error record goes without it
-    return text
 
 
 def _shorten(reason: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from service.timeutil import to_iso, utc_now
+from service.support.timeutil import to_iso, utc_now
 
 _FILENAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 

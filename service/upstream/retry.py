@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import aiohttp
 
-from service.sync.job import SyncFailed
+from service.domain.errors import SyncFailed
 
 log = logging.getLogger(__name__)
 

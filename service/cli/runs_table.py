@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.ledger.runs import RunRecord
+from service.ledger.records import RunRecord
 
 MESSAGE_WIDTH = 60
 HEADERS = (

@@ -21,16 +21,18 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from service.api.schemas import RunList, run_model
+from service.cli.progress import ProgressReporter, summary_lines
+from service.cli.runs_table import format_runs_table
+from service.database.errors import DatabaseError
+from service.database.migrations import MigrationError
+from service.database.readonly import query_read_only
+from service.database.sqlite import Database
 from service.ledger import queries
-from service.ledger.db import Database, DatabaseError, query_read_only
-from service.ledger.migrations import MigrationError
-from service.ledger.runs import NoRunRunning, RunAlreadyRunning, RunRecord
-from service.logs import configure_logging
-from service.progress import ProgressReporter, summary_lines
+from service.ledger.records import NoRunRunning, RunAlreadyRunning, RunRecord
 from service.resources import open_sync_stack
-from service.runs_table import format_runs_table
 from service.settings import Settings
-from service.tuning import freeze_start_up_objects, tune_process
+from service.support.logs import configure_logging
+from service.support.tuning import freeze_start_up_objects, tune_process
 
 log = logging.getLogger("service")
 

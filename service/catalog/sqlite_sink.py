@@ -1,46 +1,24 @@
-"""Where mapped products go. The SQLite catalog is the default sink; the interface is kept small so a
-sink pushing to a shop's admin API can replace it.
+"""The default sink: products and categories in the service's own SQLite database.
 
-The SQLite sink writes each batch in one transaction that also moves the run's counters, so the ledger
-always states exactly what the catalog holds from that run, whatever crashes or cancels in between.
+Each batch is written inside the ledger's batch transaction, which also moves the run's counters, so
+the ledger always states exactly what the catalog holds from that run.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
+from typing import NamedTuple, TypeVar
 
-import aiosqlite
-
-from service.ledger.runs import BatchCounts, ItemError, Ledger
-from service.sync import catalog_queries as sql
-from service.sync.mapping import STATEMENT_VALUES, MappedRow
-from service.sync.pacing import give_way
-from service.timeutil import to_iso, utc_now
-
-
-@dataclass(frozen=True, slots=True)
-class BatchWritten:
-    """What a sink did with one batch: its counts, and the rows it refused itself (after mapping)."""
-
-    counts: BatchCounts
-    refused: Sequence[ItemError] = ()
-
-
-class CatalogSink(Protocol):
-    async def write(
-        self,
-        run_id: int,
-        rows: Sequence[MappedRow],
-        errors: Sequence[ItemError],
-        processed: int,
-        total: int | None,
-    ) -> BatchWritten:
-        """Store one batch and record its counts in the run's ledger row, atomically."""
-        ...
-
+from service.catalog import sql
+from service.catalog.mapping import STATEMENT_VALUES, MappedRow
+from service.catalog.sink import BatchWritten, FingerprintLookup
+from service.catalog.sqlite_fingerprints import SqliteFingerprints
+from service.database.sqlite import Database
+from service.domain.outcomes import BatchCounts, ItemError
+from service.ledger.batch import RunBatch
+from service.ledger.runs import Ledger
+from service.support.timeutil import to_iso, utc_now
+from service.transport.pacing import give_way
 
 # Rows handled between two yields to the event loop: a batch's Python work (unpickling, comparing,
 # building parameters) is several ms, and status polls would otherwise wait for all of it at once.
@@ -65,20 +43,21 @@ class _Existing(NamedTuple):
 
 
 class SqliteCatalogSink:
-    """Products and categories in the service's own SQLite database (tables from migrations)."""
+    """Products and categories in the service's own SQLite database (tables from migrations).
 
-    def __init__(self, ledger: Ledger) -> None:
+    Reads the catalog through ``database`` and writes each batch inside the ledger's batch transaction.
+    """
+
+    def __init__(self, ledger: Ledger, database: Database) -> None:
         self._ledger = ledger
+        self._database = database
         # Category handle -> name of the categories known to exist, filled only from committed
         # transactions (categories are never deleted), or None until first read from the catalog.
         self._known_categories: dict[str, str] | None = None
 
-    async def fingerprints_file(self) -> Path | None:
-        """The file the mapping workers may read stored fingerprints from, so that they skip the items
-        unchanged since the last sync; None while the catalog is empty (nothing to skip, so a fresh
-        sync does not pay for the lookups)."""
-        row = await self._ledger.db.fetch_one(sql.ANY_PRODUCT)
-        return self._ledger.db.path if row is not None and row[0] else None
+    async def unchanged_lookup(self) -> FingerprintLookup | None:
+        row = await self._database.fetch_one(sql.ANY_PRODUCT)
+        return SqliteFingerprints(self._database.path) if row is not None and row[0] else None
 
     async def write(
         self,
@@ -92,11 +71,11 @@ class SqliteCatalogSink:
         refused: list[ItemError] = []
         now = to_iso(utc_now())
         run_values = (run_id, now)  # ?18 and ?19 of the product statements
-        async with self._ledger.db.transaction() as conn:
+        async with self._ledger.batch(run_id) as batch:
             known = self._known_categories
             if known is None:
-                known = {handle: name for handle, name in await conn.execute_fetchall(sql.SELECT_CATEGORIES)}
-            existing = await _read_existing(conn, rows)
+                known = {handle: name for handle, name in await batch.fetch_all(sql.SELECT_CATEGORIES)}
+            existing = await _read_existing(batch, rows)
             inserts: list[tuple[object, ...]] = []
             updates: list[tuple[object, ...]] = []
             new_fingerprints: list[tuple[int, str]] = []
@@ -128,13 +107,13 @@ class SqliteCatalogSink:
                     values = product[:STATEMENT_VALUES] + run_values
                     (inserts if found is None else updates).append(values)
             item_errors.extend(refused)
-            categories_created = await _create_categories(conn, run_id, now, new_categories)
+            categories_created = await _create_categories(batch, run_id, now, new_categories)
             if inserts:
-                await conn.executemany(sql.INSERT_PRODUCT, inserts)
+                await batch.execute_many(sql.INSERT_PRODUCT, inserts)
             if updates:
-                await conn.executemany(sql.UPDATE_PRODUCT, updates)
+                await batch.execute_many(sql.UPDATE_PRODUCT, updates)
             if new_fingerprints:
-                await conn.executemany(sql.UPDATE_SOURCE_HASH, new_fingerprints)
+                await batch.execute_many(sql.UPDATE_SOURCE_HASH, new_fingerprints)
             counts = BatchCounts(
                 created=len(inserts),
                 updated=len(updates),
@@ -144,28 +123,22 @@ class SqliteCatalogSink:
                 processed=processed,
                 total=total,
             )
-            await self._ledger.record_batch(
-                conn, run_id, counts, sorted(item_errors, key=lambda e: e.position)
-            )
+            batch.record(counts, sorted(item_errors, key=lambda e: e.position))
         self._known_categories = {**known, **new_categories}
         return BatchWritten(counts, refused)
 
 
-async def _create_categories(
-    conn: aiosqlite.Connection, run_id: int, now: str, categories: Mapping[str, str]
-) -> int:
+async def _create_categories(batch: RunBatch, run_id: int, now: str, categories: Mapping[str, str]) -> int:
     """Create the categories that do not exist yet; return how many were created."""
     if not categories:
         return 0
-    cursor = await conn.executemany(
+    return await batch.execute_many(
         sql.INSERT_CATEGORY, [(handle, name, run_id, now) for handle, name in categories.items()]
     )
-    return cursor.rowcount
 
 
-async def _read_existing(conn: aiosqlite.Connection, rows: Sequence[MappedRow]) -> dict[str, _Existing]:
+async def _read_existing(batch: RunBatch, rows: Sequence[MappedRow]) -> dict[str, _Existing]:
     if not rows:
         return {}
-    params = (sql.json_array([row.external_id for row in rows]),)
-    async with conn.execute(sql.SELECT_EXISTING, params) as cursor:
-        return {external_id: _Existing(*rest) for external_id, *rest in await cursor.fetchall()}
+    found = await batch.fetch_all(sql.SELECT_EXISTING, (sql.json_array([row.external_id for row in rows]),))
+    return {external_id: _Existing(*rest) for external_id, *rest in found}

@@ -1,32 +1,24 @@
 """Mapped rows crossing from a mapping worker process to the service, and the worker's side of it.
 
-The worker (:func:`map_items_packed`) first reads the stored fingerprints of the chunk's products from
-the catalog: an item received exactly as last time is not validated or mapped again, and only its key
-crosses. The other rows are pickled in slices of plain tuples; the service unpickles a slice only when
-the sink needs one of its rows in full (a new or changed product).
+The worker (:func:`map_items_packed`) first asks the sink's fingerprint lookup
+(:meth:`CatalogSink.unchanged_lookup`) for the chunk's products: an item received exactly as last time
+is not validated or mapped again, and only its key crosses. The other rows are pickled in slices of
+plain tuples; the service unpickles a slice only when the sink needs one of its rows in full (a new or
+changed product).
 """
 
 from __future__ import annotations
 
 import pickle
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, NamedTuple
 
-from service.ledger.runs import ItemError
-from service.sync.catalog_queries import SELECT_FINGERPRINTS, json_array
-from service.sync.mapping import (
-    MappedChunk,
-    MappedRow,
-    ProductRow,
-    RawItem,
-    map_item,
-    source_hash,
-    upstream_id,
-)
-from service.sync.pacing import give_way
+from service.catalog.mapping import MappedChunk, MappedRow, ProductRow, map_item, source_hash
+from service.catalog.sink import FingerprintLookup, StoredFingerprints
+from service.domain.outcomes import ItemError
+from service.transport.pacing import give_way
+from service.upstream.feed import RawItem, upstream_id
 
 # Rows per pickle: the service unpickles one slice at a time, a short stretch on the event loop (a whole
 # chunk at once is several ms there), and only the slices holding a new or changed row.
@@ -35,14 +27,6 @@ PACKED_SLICE = 250
 UNPACK_SLICE = 250
 # The slot of a row the worker did not map (its item is unchanged since the last sync).
 NOT_MAPPED = -1
-
-
-class _Stored(NamedTuple):
-    """A product's stored fingerprints, found by its item's upstream id."""
-
-    external_id: str
-    content_hash: int
-    source_hash: int | None
 
 
 def _as_product_row(values: tuple[Any, ...]) -> ProductRow:
@@ -145,25 +129,27 @@ def map_items_packed(
     first_position: int,
     currency: str,
     total: int | None,
-    catalog: Path | None = None,
+    lookup: FingerprintLookup | None = None,
 ) -> PackedChunk:
     """Map a chunk in the worker process; the service gets a :class:`MappedChunk` from ``unpack()``.
 
-    With ``catalog`` (the SQLite file), items unchanged since the last sync are not mapped again.
+    With ``lookup`` (from the sink), items unchanged since the last sync are not mapped again.
     """
-    stored = _stored_fingerprints(catalog, items) if catalog is not None else [None] * len(items)
+    ids = [upstream_id(raw) for raw in items] if lookup is not None else [None] * len(items)
+    stored = _stored_fingerprints(lookup, ids) if lookup is not None else [None] * len(items)
     keys: list[_Key] = []
     errors: list[ItemError] = []
     rows: list[tuple[Any, ...]] = []
     skipped = 0
-    for offset, (raw, known) in enumerate(zip(items, stored, strict=True)):
+    for offset, (raw, external_id, known) in enumerate(zip(items, ids, stored, strict=True)):
         position = first_position + offset
         if (
             known is not None
             and known.source_hash is not None
             and source_hash(raw, currency) == known.source_hash
         ):
-            keys.append((position, known.external_id, known.content_hash, known.source_hash, NOT_MAPPED))
+            assert external_id is not None  # only an item with an id has stored fingerprints
+            keys.append((position, external_id, known.content_hash, known.source_hash, NOT_MAPPED))
             skipped += 1
             continue
         item = map_item(raw, position, currency)
@@ -179,21 +165,12 @@ def map_items_packed(
     return PackedChunk(keys, errors, payloads, total, skipped)
 
 
-def _stored_fingerprints(catalog: Path, items: Sequence[RawItem]) -> list[_Stored | None]:
-    """Each item's stored fingerprints (None for an item whose product is not in the catalog). All None
-    if the catalog can't be read: then every item is mapped, which is only slower."""
-    ids = [upstream_id(raw) for raw in items]
+def _stored_fingerprints(
+    lookup: FingerprintLookup, ids: Sequence[str | None]
+) -> list[StoredFingerprints | None]:
+    """Each item's stored fingerprints (None for an item whose product the store does not hold)."""
     wanted = [external_id for external_id in ids if external_id is not None]
     if not wanted:
-        return [None] * len(items)
-    try:
-        # Read-only, and a reader in WAL mode never waits for the service's writes.
-        conn = sqlite3.connect(f"{catalog.resolve().as_uri()}?mode=ro", uri=True)
-        try:
-            found = conn.execute(SELECT_FINGERPRINTS, (json_array(wanted),)).fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return [None] * len(items)
-    by_id = {row[0]: _Stored(*row) for row in found}
-    return [by_id.get(external_id) if external_id is not None else None for external_id in ids]
+        return [None] * len(ids)
+    found = lookup(wanted)
+    return [found.get(external_id) if external_id is not None else None for external_id in ids]

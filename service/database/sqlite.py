@@ -4,7 +4,6 @@ WAL mode lets the read connections answer status polls while a sync batch is bei
 write connection means our own transactions never wait on each other inside SQLite. Reads of many rows go
 through aiosqlite's thread; single-row lookups are run on the event loop itself (see :meth:`fetch_one`).
 
-:func:`query_read_only` reads the file without writing anything, for audits (``product-sync runs``).
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ from typing import Any
 
 import aiosqlite
 
-from service.ledger.migrations import apply_migrations, load_migrations
+from service.database.errors import DatabaseError, DatabaseFileGone
+from service.database.migrations import apply_migrations, load_migrations
 
 # 16 MiB: inserting 200,000 products ran as fast with 8, 16 or 32 MiB here (the OS caches the file too),
 # and every MiB of it is resident for the service's whole life.
@@ -31,39 +31,13 @@ _WRITER_CACHE_KIB = 16 * 1024
 _WRITER_AUTOCHECKPOINT_PAGES = 10_000
 
 
-class DatabaseError(Exception):
-    """The database could not be opened, migrated or written."""
-
-
-class DatabaseFileGone(DatabaseError, sqlite3.OperationalError):
-    """The path no longer leads to the file this process opened: it was deleted, or another file took
-    its place.
-
-    Also an ``sqlite3.OperationalError``, so whatever already copes with a failing database (the
-    watchdog, retention, the routes) copes with this too. Open connections would go on reading and
-    writing the old file, which nobody will see again, so every read and write refuses instead.
-    """
-
-    def __init__(self, path: Path, what: str) -> None:
-        super().__init__(f"database file {path} {what} after this process opened it; restart the service")
-        self.path = path
-
-
-class DatabaseNotFound(DatabaseError):
-    """A read-only open found no database file at the path (and created none)."""
-
-
-class SchemaTooOld(DatabaseError):
-    """The database's schema is older than this code expects (``product-sync migrate`` brings it up)."""
-
-
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     # Extended codes (SQLITE_BUSY_RECOVERY, SQLITE_BUSY_SNAPSHOT, ...) share the primary code's low byte.
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
-def _file_uri(path: Path, query: str) -> str:
+def file_uri(path: Path, query: str) -> str:
     # as_uri percent-encodes what SQLite's URI parser would read as a query or fragment ('?', '#', '%').
     return f"{path.absolute().as_uri()}?{query}"
 
@@ -76,7 +50,7 @@ def _identity(path: Path) -> tuple[int, int]:
 def _checkpoint(path: Path) -> None:
     # mode=rw: a plain connect creates the file when it is missing, and an empty database at the path
     # would then pass for the real one.
-    conn = sqlite3.connect(_file_uri(path, "mode=rw"), uri=True, isolation_level=None)
+    conn = sqlite3.connect(file_uri(path, "mode=rw"), uri=True, isolation_level=None)
     try:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     finally:
@@ -120,6 +94,63 @@ async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aios
     return conn
 
 
+class Transaction:
+    """The statements of one write transaction; commit and rollback belong to :meth:`Database.transaction`.
+
+    Callers get this, never the connection, so how a transaction runs stays inside this module.
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+        """The rows of a query, or of a statement's RETURNING clause (one hop to the writer's thread)."""
+        return list(await self._conn.execute_fetchall(sql, params))
+
+    async def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+        """Run one statement; return how many rows it changed."""
+        cursor = await self._conn.execute(sql, params)
+        return cursor.rowcount
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
+        """Run one statement per parameter row; return how many rows they changed."""
+        cursor = await self._conn.executemany(sql, rows)
+        return cursor.rowcount
+
+
+class SameTurnRows:
+    """Single-row lookups shared by the callers of one turn of the event loop.
+
+    Under load dozens of status polls are answered in one turn; they are simultaneous, so one snapshot is
+    as current for each of them. Emptied when the turn ends (scheduled by the first row stored) and when
+    this process commits (:meth:`clear`), so no caller ever sees a row older than its own write.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, tuple[Any, ...]], sqlite3.Row | None] = {}
+
+    def is_empty(self) -> bool:
+        return not self._rows
+
+    def get(self, key: tuple[str, tuple[Any, ...]]) -> tuple[bool, sqlite3.Row | None]:
+        """(found, row): a lookup of this turn may have found no row, which is an answer too."""
+        if key in self._rows:
+            return True, self._rows[key]
+        return False, None
+
+    def put(self, key: tuple[str, tuple[Any, ...]], row: sqlite3.Row | None) -> None:
+        if not self._rows:
+            asyncio.get_running_loop().call_soon(self._rows.clear)
+        self._rows[key] = row
+
+    def clear(self) -> None:
+        self._rows.clear()
+
+
 class Database:
     """Owns the connections to one SQLite file. Use :meth:`open` and :meth:`close` (or a cleanup_ctx)."""
 
@@ -138,7 +169,7 @@ class Database:
         self._writer = writer
         self._reader = reader
         self._inline_reader = inline_reader
-        self._turn_rows: dict[tuple[str, tuple[Any, ...]], sqlite3.Row | None] = {}
+        self._turn_rows = SameTurnRows()
         self._write_lock = asyncio.Lock()
 
     @classmethod
@@ -182,7 +213,7 @@ class Database:
             await self._writer.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self) -> AsyncIterator[Transaction]:
         """A write transaction on the single write connection.
 
         BEGIN IMMEDIATE takes SQLite's write lock up front, so a transaction that reads then writes
@@ -194,7 +225,7 @@ class Database:
                 # Inside the try: a cancel that lands while BEGIN is queued still lets BEGIN run in
                 # aiosqlite's thread, and the rollback below (queued after it) closes what it opened.
                 await self._writer.execute("BEGIN IMMEDIATE")
-                yield self._writer
+                yield Transaction(self._writer)
             except BaseException:
                 await self._rollback()
                 raise
@@ -230,14 +261,13 @@ class Database:
         reader never waits for the writer; when SQLite still answers busy (another connection running
         WAL recovery), the read is retried on the threaded reader, which may wait.
 
-        Lookups made in the same turn of the event loop share one read: under load, dozens of status
-        polls are answered in one turn, and they are simultaneous, so one snapshot is as current for
-        each of them. Shared rows are dropped when the turn ends and whenever our own write commits.
+        Lookups made in the same turn of the event loop share one read (:class:`SameTurnRows`).
         """
         key = (sql, params)
-        if key in self._turn_rows:
-            return self._turn_rows[key]
-        if not self._turn_rows:
+        found, shared = self._turn_rows.get(key)
+        if found:
+            return shared
+        if self._turn_rows.is_empty():
             # Once per turn, like the shared rows: the lookups of one turn are simultaneous anyway.
             self.check_file()
         try:
@@ -250,9 +280,7 @@ class Database:
             fallback = await self.fetch_all(sql, params)  # answered in a later turn: not shared
             return fallback[0] if fallback else None
         row = rows[0] if rows else None
-        if not self._turn_rows:
-            asyncio.get_running_loop().call_soon(self._turn_rows.clear)
-        self._turn_rows[key] = row
+        self._turn_rows.put(key, row)
         return row
 
     async def fetch_all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
@@ -265,77 +293,3 @@ class Database:
             self.check_file()  # deleted meanwhile: SQLite only says "disk I/O error"
             raise
         return list(rows)
-
-
-# --- read-only access, for audits ------------------------------------------------------------------
-
-_READ_ONLY_ATTEMPTS = 3
-_HAS_MIGRATIONS_TABLE = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
-
-
-def query_read_only(
-    path: Path,
-    migrations_dir: Path,
-    sql: str,
-    params: Sequence[Any] | Mapping[str, Any] = (),
-    busy_timeout_s: float = 5.0,
-) -> list[sqlite3.Row]:
-    """Run one query on the database without writing anything: not the file, nor a -wal or -shm.
-
-    Works for a reader who may not write the database's directory. While a process has the database
-    open, its -wal and -shm files exist and ``mode=ro`` reads through them (the -shm only needs to be
-    readable). With no -wal file the database file holds every commit, and ``mode=ro`` would have to
-    create the -wal and -shm (and fails where it may not), so the file is read as ``immutable=1``, which
-    skips them. A writer opening or closing the file in between is noticed, and the query runs again.
-    No migration is applied: an older schema is an error (:class:`SchemaTooOld`).
-    """
-    expected = len(load_migrations(migrations_dir))
-    wal = Path(f"{path}-wal")
-    for _ in range(_READ_ONLY_ATTEMPTS):
-        if not path.exists():
-            raise DatabaseNotFound(f"no database at {path}")
-        had_wal = wal.exists()
-        try:
-            rows = _query_read_only_once(path, expected, sql, params, busy_timeout_s, immutable=not had_wal)
-        except sqlite3.DatabaseError:
-            # Also "malformed": an immutable read is not protected from a checkpoint rewriting pages.
-            if wal.exists() != had_wal:
-                continue
-            raise
-        # A -wal that appeared during an immutable read holds commits the read did not see.
-        if had_wal or not wal.exists():
-            return rows
-    raise DatabaseError(f"database {path} was opened and closed by other processes during every read")
-
-
-def _query_read_only_once(
-    path: Path,
-    expected_version: int,
-    sql: str,
-    params: Sequence[Any] | Mapping[str, Any],
-    busy_timeout_s: float,
-    *,
-    immutable: bool,
-) -> list[sqlite3.Row]:
-    uri = _file_uri(path, "mode=ro&immutable=1" if immutable else "mode=ro")
-    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=busy_timeout_s)
-    try:
-        conn.row_factory = sqlite3.Row
-        version = _schema_version(conn)
-        if version < expected_version:
-            raise SchemaTooOld(
-                f"the schema of {path} is at version {version}, this code expects {expected_version}: "
-                "run `product-sync migrate` (or start the service) first"
-            )
-        rows: list[sqlite3.Row] = conn.execute(sql, params).fetchall()
-        return rows
-    finally:
-        conn.close()
-
-
-def _schema_version(conn: sqlite3.Connection) -> int:
-    """The newest migration applied; 0 for a file no migration ever ran on (an empty database)."""
-    if conn.execute(_HAS_MIGRATIONS_TABLE).fetchone() is None:
-        return 0
-    (version,) = conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
-    return int(version)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from service.ledger.runs import RunRecord
+from service.ledger.records import RunRecord
 
 BAR_WIDTH = 30
 

@@ -6,17 +6,17 @@ import aiohttp
 from aiohttp import web
 
 from service.api.auth import Authenticator, Principal
-from service.api.schemas import StatusBodies
-from service.ledger.db import Database
+from service.api.http_metrics import HttpMetrics
+from service.api.status_body import StatusBodyCache
 from service.ledger.runs import Ledger
-from service.metrics import HttpMetrics
+from service.resources import Store
 from service.settings import Settings
 from service.sync.job import SyncJob
 from service.sync.runner import SyncRunner
 
 SETTINGS = web.AppKey("settings", Settings)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-DATABASE = web.AppKey("database", Database)
+STORE = web.AppKey("store", Store)
 LEDGER = web.AppKey("ledger", Ledger)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SOURCE_URL = web.AppKey("source_url", str)
@@ -24,5 +24,5 @@ SYNC_JOB: web.AppKey[SyncJob] = web.AppKey("sync_job")
 RUNNER = web.AppKey("runner", SyncRunner)
 METRICS = web.AppKey("metrics", HttpMetrics)
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
-STATUS_BODIES = web.AppKey("status_bodies", StatusBodies)
+STATUS_BODY_CACHE = web.AppKey("status_body_cache", StatusBodyCache)
 PRINCIPAL = web.RequestKey("principal", Principal)

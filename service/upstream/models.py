@@ -9,7 +9,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 # SQLite's INTEGER (and every shop's) is signed 64-bit: a larger count cannot be stored as one.
 INT64_MIN = -(2**63)
@@ -87,3 +87,15 @@ class DummyJsonPage(BaseModel):
     total: int = Field(ge=0)
     skip: int = Field(ge=0)
     limit: int = Field(ge=0)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """``title: Field required; price: Input should be greater than or equal to 0``."""
+    parts: list[str] = []
+    for error in exc.errors(include_url=False, include_input=False):
+        if error["type"] == "json_invalid":
+            parts.append(f"invalid JSON: {error['ctx']['error'] if 'ctx' in error else error['msg']}")
+            continue
+        location = ".".join(str(part) for part in error["loc"])
+        parts.append(f"{location}: {error['msg']}" if location else str(error["msg"]))
+    return "; ".join(parts)

@@ -1,0 +1,29 @@
+"""The SQLite catalog's fingerprint lookup, run in the mapping workers (stdlib ``sqlite3`` only)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.catalog.sink import StoredFingerprints
+from service.catalog.sql import SELECT_FINGERPRINTS, json_array
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteFingerprints:
+    """Reads the catalog file read-only; in WAL mode such a reader never waits for the service's writes."""
+
+    path: Path
+
+    def __call__(self, external_ids: Sequence[str]) -> Mapping[str, StoredFingerprints]:
+        try:
+            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
+            try:
+                found = conn.execute(SELECT_FINGERPRINTS, (json_array(external_ids),)).fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return {}  # every item is then mapped, which is only slower
+        return {external_id: StoredFingerprints(content, source) for external_id, content, source in found}

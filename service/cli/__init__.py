@@ -1,0 +1,1 @@
+"""The command line: serve | sync | runs | migrate, and how ``sync`` and ``runs`` print."""

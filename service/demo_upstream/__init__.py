@@ -1,0 +1,1 @@
+"""The demo upstream: a deterministic DummyJSON-compatible catalog (``products``) and its server."""

@@ -1,0 +1,3 @@
+from service.demo_upstream.server import main
+
+raise SystemExit(main())

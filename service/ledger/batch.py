@@ -1,0 +1,77 @@
+"""One batch's transaction, shared by the sink's catalog writes and the run's counters.
+
+The ledger opens it (:meth:`Ledger.batch`); the sink writes its rows through it and records what the
+batch did; the counters and the item errors are added in the same transaction, so the ledger always
+states exactly what the catalog holds from that run, whatever crashes or cancels in between.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from service.database.sqlite import Transaction
+from service.domain.outcomes import BatchCounts, ItemError
+from service.ledger import queries
+from service.ledger.records import RunNoLongerRunning
+from service.support.timeutil import to_iso, utc_now
+
+
+class BatchNotRecorded(Exception):
+    """A batch's transaction ended without :meth:`RunBatch.record`: nothing of it is committed."""
+
+
+class RunBatch:
+    """What a sink may do inside a batch's transaction: read and write catalog rows, and record counts."""
+
+    __slots__ = ("_counts", "_errors", "_tx")
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+        self._counts: BatchCounts | None = None
+        self._errors: Sequence[ItemError] = ()
+
+    async def fetch_all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+        return await self._tx.fetch_all(sql, params)
+
+    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
+        return await self._tx.execute_many(sql, rows)
+
+    def record(self, counts: BatchCounts, errors: Sequence[ItemError]) -> None:
+        """What the batch did; added to the run's row when the transaction commits."""
+        self._counts, self._errors = counts, errors
+
+    def recorded(self) -> tuple[BatchCounts, Sequence[ItemError]]:
+        if self._counts is None:
+            raise BatchNotRecorded("a batch must record its counts before its transaction commits")
+        return self._counts, self._errors
+
+
+async def record_batch(
+    tx: Transaction, run_id: int, recorded: tuple[BatchCounts, Sequence[ItemError]]
+) -> None:
+    """Inside the batch's transaction: add counters and item errors, or raise RunNoLongerRunning."""
+    counts, errors = recorded
+    now = to_iso(utc_now())
+    changed = await tx.execute(
+        queries.RECORD_PROGRESS,
+        {
+            "run_id": run_id,
+            "now": now,
+            "created": counts.created,
+            "updated": counts.updated,
+            "unchanged": counts.unchanged,
+            "errors": counts.errors,
+            "categories_created": counts.categories_created,
+            "processed": counts.processed,
+            "total": counts.total,
+        },
+    )
+    if changed != 1:
+        raise RunNoLongerRunning(run_id)
+    if errors:
+        await tx.execute_many(
+            queries.INSERT_RUN_ERROR,
+            [(run_id, e.position, e.external_id, e.reason, now) for e in errors],
+        )

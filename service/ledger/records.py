@@ -1,0 +1,84 @@
+"""What the ledger hands out: runs and item errors as records, and its named errors."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, fields
+from typing import Literal
+
+RunStatus = Literal["running", "success", "error", "cancelled"]
+FinalStatus = Literal["success", "error", "cancelled"]
+
+INTERRUPTED_MESSAGE = "Sync interrupted: the service process running it stopped unexpectedly"
+SHUTDOWN_MESSAGE = "Sync interrupted by service shutdown"
+
+
+class RunAlreadyRunning(Exception):
+    """A trigger found a run in progress (in this process or another one sharing the file)."""
+
+    def __init__(self, running: RunRecord) -> None:
+        super().__init__(f"run {running.id} is already running")
+        self.running = running
+
+
+class NoRunRunning(Exception):
+    """A cancel found nothing to cancel."""
+
+
+class RunNoLongerRunning(Exception):
+    """A guarded write found its run already finished (recovered as stalled, cancelled, ...)."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} is no longer running")
+        self.run_id = run_id
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One row of ``runs``; every field is the column of the same name (``RUN_COLUMNS`` lists them)."""
+
+    id: int
+    status: RunStatus
+    started_at: str
+    finished_at: str | None
+    duration_s: float | None
+    heartbeat_at: str
+    error_message: str | None
+    created: int
+    updated: int
+    unchanged: int
+    errors: int
+    categories_created: int
+    processed: int
+    total: int | None
+    triggered_by: str
+    cancel_requested_by: str | None
+    cancelled_by: str | None
+    owner: str
+    source: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+        """By column name: a query that selects a column this record lacks, or lacks one, fails here."""
+        return cls(**{name: row[name] for name in row.keys()})  # noqa: SIM118 (a Row is not a dict)
+
+    @property
+    def is_running(self) -> bool:
+        return self.status == "running"
+
+
+# The runs queries select exactly the record's fields, so a new column is a migration and a field here.
+RUN_COLUMNS = ", ".join(field.name for field in fields(RunRecord))
+
+
+@dataclass(frozen=True, slots=True)
+class RunErrorRecord:
+    id: int
+    position: int
+    external_id: str | None
+    reason: str
+    recorded_at: str
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunErrorRecord:
+        return cls(**{name: row[name] for name in row.keys()})  # noqa: SIM118

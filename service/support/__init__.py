@@ -1,0 +1,1 @@
+"""Cross-cutting helpers: UTC timestamps in the contract's format, logging set-up, process tuning."""

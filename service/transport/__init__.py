@@ -1,0 +1,1 @@
+"""What makes the sync fast: mapping in worker processes, rows packed across, giving way to requests."""
