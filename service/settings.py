@@ -1,6 +1,7 @@
-"""One pydantic model for every setting, built from ``SYNC_*`` environment variables in ``main()``.
+"""One pydantic-settings model for every setting, built from ``SYNC_*`` environment variables in ``main()``.
 
-Nothing here reads the environment at import time: tests construct ``Settings(...)`` directly.
+Nothing here reads the environment at import time, nor when ``Settings(...)`` is constructed (tests do
+that): only :meth:`Settings.from_env` reads variables, from the mapping it is given.
 """
 
 from __future__ import annotations
@@ -8,9 +9,16 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 ENV_PREFIX = "SYNC_"
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -18,15 +26,19 @@ GENERATED_TOKEN_NAME = "generated"
 
 SourceFormat = Literal["dummyjson", "ndjson"]
 
+_OPTIONAL_FIELDS = frozenset(
+    {"source_url", "source_auth_header", "error_retention_days", "run_retention_days"}
+)
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix=ENV_PREFIX)
 
     # HTTP server
     host: str = "127.0.0.1"
     port: int = Field(default=9000, ge=0, le=65535)
     max_request_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    cors_origins: tuple[str, ...] = ()
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     metrics_require_auth: bool = False
 
     # Ledger and catalog
@@ -37,13 +49,15 @@ class Settings(BaseModel):
     run_retention_days: int | None = Field(default=None, ge=1)
 
     # Admin auth: token name -> token. The name is what the ledger records as "triggered by".
-    admin_tokens: dict[str, SecretStr] = Field(default_factory=dict)
+    admin_tokens: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    # One token named "admin", added to admin_tokens (SYNC_ADMIN_TOKEN, the quickstart's variable).
+    admin_token: SecretStr | None = Field(default=None, exclude=True, repr=False)
     session_ttl_s: int = Field(default=8 * 3600, ge=60)
 
     # Upstream feed; no URL means the built-in demo upstream on loopback.
     source_url: str | None = None
     source_format: SourceFormat = "dummyjson"
-    source_headers: dict[str, str] = Field(default_factory=dict)
+    source_headers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     source_auth_header: SecretStr | None = None
     page_size: int = Field(default=100, ge=1, le=10_000)
     demo_product_count: int = Field(default=194, ge=0)
@@ -79,6 +93,46 @@ class Settings(BaseModel):
     def _upper_currency(cls, value: str) -> str:
         return value.upper()
 
+    @field_validator("admin_tokens", "source_headers", mode="before")
+    @classmethod
+    def _pairs_from_text(cls, value: Any) -> Any:
+        return _parse_pairs(value, ":") if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator(*_OPTIONAL_FIELDS, mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_admin_token(cls, data: Any) -> Any:
+        # SYNC_ADMIN_TOKEN is the token named "admin"; it wins over an "admin" in SYNC_ADMIN_TOKENS.
+        if isinstance(data, dict) and data.get("admin_token") not in (None, ""):
+            tokens = data.get("admin_tokens") or {}
+            if isinstance(tokens, str):
+                tokens = _parse_pairs(tokens, ":")
+            data = {**data, "admin_tokens": {**tokens, "admin": data["admin_token"]}}
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Only what the constructor is given: from_env hands it the variables it read.
+        return (init_settings,)
+
     def with_generated_token(self) -> tuple[Settings, str | None]:
         """When no admin token is configured, add a random one so the quickstart works."""
         if self.admin_tokens:
@@ -89,28 +143,26 @@ class Settings(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Build settings from ``SYNC_*`` variables; unknown ``SYNC_*`` names are an error, not ignored."""
-        values: dict[str, Any] = {}
-        tokens: dict[str, str] = {}
-        for key, raw in environ.items():
-            if not key.startswith(ENV_PREFIX):
-                continue
-            name = key[len(ENV_PREFIX) :].lower()
-            if name == "admin_token":
-                tokens["admin"] = raw
-            elif name == "admin_tokens":
-                tokens = {**_parse_pairs(raw, ":"), **tokens}
-            elif name in cls.model_fields:
-                values[name] = _parse_env_value(name, raw)
-            else:
+        known = {f"{ENV_PREFIX}{name.upper()}" for name in cls.model_fields}
+        for key in environ:
+            if key.startswith(ENV_PREFIX) and key not in known:
                 raise ValueError(f"unknown setting {key}")
-        if tokens:
-            values["admin_tokens"] = tokens
-        return cls.model_validate(values)
+        return cls(**_EnvironSource(cls, environ)())
 
 
-_OPTIONAL_FIELDS = frozenset(
-    {"source_url", "source_auth_header", "error_retention_days", "run_retention_days"}
-)
+class _EnvironSource(EnvSettingsSource):
+    """pydantic-settings' environment source, over the mapping given instead of ``os.environ``.
+
+    So ``main()`` (with ``os.environ``) and the tests (with a dict) build settings the same way, and
+    constructing ``Settings(...)`` never picks up the variables of whoever runs the tests.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = {key.lower(): value for key, value in environ.items()}
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._environ
 
 
 def _parse_pairs(raw: str, separator: str) -> dict[str, str]:
@@ -126,13 +178,3 @@ def _parse_pairs(raw: str, separator: str) -> dict[str, str]:
             raise ValueError(f"expected name{separator}value, got {item!r}")
         pairs[name.strip()] = value.strip()
     return pairs
-
-
-def _parse_env_value(name: str, raw: str) -> Any:
-    if name == "source_headers":
-        return _parse_pairs(raw, ":")
-    if name == "cors_origins":
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    if raw == "" and name in _OPTIONAL_FIELDS:
-        return None
-    return raw

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+from pydantic import ValidationError
+
 from service.settings import Settings
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -37,6 +40,19 @@ def test_settings_from_env_parse_the_documented_forms(tmp_path: Path) -> None:
     assert settings.source_headers == {"X-Api-Key": "abc", "Accept-Language": "en"}
     assert settings.cors_origins == ("https://a.example", "https://b.example")
     assert settings.port == 9001
+
+
+def test_constructing_settings_never_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNC_PORT", "1234")
+    monkeypatch.setenv("SYNC_ADMIN_TOKEN", "from-the-environment")
+    assert Settings().port == 9000 and Settings().admin_tokens == {}
+    assert Settings.from_env({"SYNC_PORT": "1235"}).port == 1235  # only the mapping given
+
+
+def test_an_empty_optional_setting_is_unset_and_an_empty_number_is_an_error() -> None:
+    assert Settings.from_env({"SYNC_SOURCE_URL": "", "SYNC_RUN_RETENTION_DAYS": ""}).source_url is None
+    with pytest.raises(ValidationError, match="port"):
+        Settings.from_env({"SYNC_PORT": ""})
 
 
 def test_unknown_setting_is_an_error() -> None:

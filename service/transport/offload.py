@@ -35,6 +35,8 @@ LOOP_SLICE = 100
 # core, the loop (status polls, triggers) goes first and the sync takes the rest.
 WORKER_NICENESS = 19
 _MAX_DEFAULT_WORKERS = 4
+# What the fork server imports once, so each worker forked from it starts with the mapping loaded.
+WORKER_PRELOAD = ("service.transport.packing",)
 # A warm-up task per worker: the pool starts a new worker only while none is idle, so each task holds
 # its worker long enough for the next task to need another one.
 _WARM_UP_S = 0.05
@@ -92,7 +94,7 @@ class MappingPool:
         context = multiprocessing.get_context("forkserver")
         # The fork server imports the mapping code once per service process; the workers are then
         # forked from it in milliseconds (and forks of a clean process, not of this one).
-        context.set_forkserver_preload(["service.transport.packing"])
+        context.set_forkserver_preload(list(WORKER_PRELOAD))
         pool = self._pool = ProcessPoolExecutor(self._workers, mp_context=context, initializer=_start_worker)
         # Starting a worker is a blocking handshake with the fork server (which first has to start and
         # import the mapping): done in a thread, so the loop keeps answering requests meanwhile.
