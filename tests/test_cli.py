@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import pty
 import re
 import signal
 import sqlite3
+import struct
 import sys
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,6 +228,77 @@ async def test_progress_bar_on_a_terminal(upstream_url: str, feed: FeedControl, 
     assert result.code == 0, result
     assert re.search(r"\r\[#*-*\] +\d+% \d+/194 processed", screen), repr(screen)
     assert "run 1 success" in screen
+
+
+def render_screen(output: str) -> list[str]:
+    """The lines a terminal shows for ``output``: ``\r`` returns to the line's start and overwrites."""
+    output = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)  # cursor and colour sequences: not drawn
+    lines: list[str] = []
+    current: list[str] = []
+    column = 0
+    for char in output:
+        if char == "\n":
+            lines.append("".join(current).rstrip())
+            current, column = [], 0
+        elif char == "\r":
+            column = 0
+        else:
+            if column < len(current):
+                current[column] = char
+            else:
+                current.append(char)
+            column += 1
+    lines.append("".join(current).rstrip())
+    return [line for line in lines if line]
+
+
+def test_the_screen_renderer_overwrites_on_carriage_return() -> None:
+    assert render_screen("abc\rX\nlog\r   \rnew\n") == ["Xbc", "new"]
+
+
+async def test_on_a_terminal_log_lines_stay_above_the_bar_which_shows_rate_and_eta(
+    upstream_url: str, feed: FeedControl, db_path: Path
+) -> None:
+    feed.page_delay_s = 0.4
+    feed.products[120] = {"id": 121, "price": 1}  # no title: an item error, logged while the bar is up
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # rows, columns
+    try:
+        command = [sys.executable, "-m", "service", "sync"]
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            env=cli_env(db_path, upstream_url, SYNC_LOG_FORMAT="text"),
+            cwd=REPO_ROOT,
+            stdout=terminal,
+            stderr=terminal,  # a terminal shows both streams on one screen
+            stdin=DEVNULL,
+        )
+        os.close(terminal)
+        chunks = []
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                chunk = await loop.run_in_executor(None, os.read, controller, 4096)
+            except OSError:  # EIO once the child is gone and everything it wrote has been read
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        code = await asyncio.wait_for(process.wait(), 60)
+    finally:
+        os.close(controller)
+    raw = b"".join(chunks).decode()
+    screen = render_screen(raw.replace("\r\n", "\n"))
+    assert code == 0, screen
+    log_lines = [line for line in screen if re.search(r" (INFO|WARNING|ERROR) service\.", line)]
+    assert any("item at position 120 skipped" in line for line in log_lines), screen
+    for line in log_lines:
+        assert "processed," not in line, screen  # no bar drawn into a log line
+        assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", line), screen  # each log line from its start
+    # Each state of the bar, as drawn: items per second, and the time left once the total is known.
+    drawn = [part for part in re.split(r"[\r\n]", raw) if "processed," in part]
+    assert any(re.search(r"\d+/194 processed, [\d.]+ items/s, ETA \d\d:\d\d", part) for part in drawn), drawn
+    assert screen[-1].startswith("run 1 success"), screen
 
 
 async def test_runs_lists_recent_runs(db_path: Path) -> None:

@@ -21,7 +21,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from service.api.schemas import RunList, run_model
-from service.cli.progress import ProgressReporter, summary_lines
+from service.cli.progress import ProgressReporter, logs_above_the_bar, summary_lines
 from service.cli.runs_table import format_runs_table
 from service.database.errors import DatabaseError
 from service.database.migrations import MigrationError
@@ -134,23 +134,25 @@ async def _sync(settings: Settings, quiet: bool) -> int:
         for signum in (signal.SIGINT, signal.SIGTERM):
             # A signal cancels the run (recorded as cancelled by this user) instead of killing the process.
             loop.add_signal_handler(signum, lambda: cancels.append(asyncio.ensure_future(cancel())))
+        interactive = sys.stdout.isatty() and not quiet
         try:
-            reporter = ProgressReporter(sys.stdout, interactive=sys.stdout.isatty())
-            outcome = asyncio.ensure_future(runner.wait())
-            while not outcome.done():
-                await asyncio.wait({outcome}, timeout=POLL_INTERVAL_S)
-                current = await stack.ledger.get_run(run.id)
-                if current is not None and not quiet and current.is_running:
-                    reporter.update(current)
-            final = outcome.result()
+            reporter = ProgressReporter(sys.stdout, interactive=interactive)
+            with logs_above_the_bar() if interactive else contextlib.nullcontext():
+                outcome = asyncio.ensure_future(runner.wait())
+                while not outcome.done():
+                    await asyncio.wait({outcome}, timeout=POLL_INTERVAL_S)
+                    current = await stack.ledger.get_run(run.id)
+                    if current is not None and not quiet and current.is_running:
+                        reporter.update(current)
+                final = outcome.result()
+                if not quiet:
+                    reporter.finish(final)
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)
         if quiet:
             for line in summary_lines(final):
                 print(line)
-        else:
-            reporter.finish(final)
         return EXIT_OK if final.status == "success" else EXIT_FAILED
 
 

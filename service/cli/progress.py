@@ -1,12 +1,25 @@
-"""How ``product-sync sync`` shows a run: a redrawn bar on a terminal, plain lines otherwise."""
+"""How ``product-sync sync`` shows a run: a tqdm bar on a terminal (rate, ETA), plain lines otherwise."""
 
 from __future__ import annotations
 
-from typing import TextIO
+import contextlib
+import shutil
+from collections.abc import Iterator
+from typing import NoReturn, TextIO
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from service.ledger.records import RunRecord
 
-BAR_WIDTH = 30
+BAR_WIDTH = 20
+# Most telling first, as tqdm cuts the line at the terminal's width: how far, how fast, how long still
+# (or, without a total, how many and how fast), then the counts.
+_WITH_TOTAL = (
+    f"[{{bar:{BAR_WIDTH}}}] {{percentage:3.0f}}% {{n}}/{{total}} processed, {{rate_fmt}}, ETA {{remaining}}"
+    " | {desc}"
+)
+_WITHOUT_TOTAL = "{n} processed, {rate_fmt}, {elapsed} elapsed | {desc}"
 
 
 def counts_text(run: RunRecord) -> str:
@@ -30,6 +43,13 @@ def summary_lines(run: RunRecord) -> list[str]:
     return lines
 
 
+@contextlib.contextmanager
+def logs_above_the_bar() -> Iterator[None]:
+    """While a bar is drawn, log lines on the console are written above it instead of into it."""
+    with logging_redirect_tqdm():
+        yield
+
+
 class ProgressReporter:
     """Fed the run's ledger row every poll; draws only when something changed."""
 
@@ -37,7 +57,7 @@ class ProgressReporter:
         self._stream = stream
         self._interactive = interactive
         self._last: tuple[int, int | None] | None = None
-        self._drawn_width = 0
+        self._bar: tqdm[NoReturn] | None = None
 
     def update(self, run: RunRecord) -> None:
         state = (run.processed, run.total)
@@ -50,20 +70,36 @@ class ProgressReporter:
             print(f"run {run.id}: {progress_text(run)} ({counts_text(run)})", file=self._stream, flush=True)
 
     def _draw_bar(self, run: RunRecord) -> None:
-        if run.total:
-            done = min(run.processed / run.total, 1.0)
-            filled = int(done * BAR_WIDTH)
-            bar = f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {done:4.0%}"
-        else:
-            bar = "[" + "-" * BAR_WIDTH + "]  ..."
-        line = f"{bar} {progress_text(run)} | created {run.created} updated {run.updated} errors {run.errors}"
-        padding = " " * max(self._drawn_width - len(line), 0)
-        self._stream.write(f"\r{line}{padding}")
-        self._stream.flush()
-        self._drawn_width = len(line)
+        counts = f"created {run.created} updated {run.updated} errors {run.errors}"
+        bar_format = _WITH_TOTAL if run.total else _WITHOUT_TOTAL
+        if self._bar is None:
+            size = shutil.get_terminal_size()  # (80, 24) where the terminal reports none
+            # tqdm measures the rate (and so the ETA) between updates, each poll being one: it starts at
+            # what the run had already done, so the first rate is not that divided by no time at all.
+            self._bar = tqdm(
+                desc=counts,
+                total=run.total,
+                initial=run.processed,
+                bar_format=bar_format,
+                file=self._stream,
+                unit=" items",
+                ascii="-#",
+                leave=False,
+                mininterval=0,
+                smoothing=0.3,
+                # A terminal that reports no size (a new pty) still gets a bar: tqdm would draw nothing.
+                ncols=size.columns,
+                nrows=size.lines,
+            )
+            return
+        bar = self._bar
+        bar.total, bar.bar_format = run.total, bar_format
+        bar.set_description_str(counts, refresh=False)
+        bar.update(run.processed - bar.n)
 
     def finish(self, run: RunRecord) -> None:
-        if self._interactive and self._drawn_width:
-            self._stream.write("\r" + " " * self._drawn_width + "\r")
+        if self._bar is not None:
+            self._bar.close()  # leave=False: the bar's line is cleared for the summary
+            self._bar = None
         for line in summary_lines(run):
             print(line, file=self._stream, flush=True)
