@@ -3,8 +3,8 @@ credentials, in that order from the outside in.
 
 One layer, not four or five: in aiohttp each middleware is one more coroutine on every request, and the
 first costs a fixed set-up besides. Status polls are the bulk of the traffic (dashboards poll many times
-a second, and keep polling during a sync), and under callgrind the four layers were 69,000 of a poll's
-295,000 instructions. Each concern is still a plain function of its own; only the layering is shared.
+a second, and keep polling during a sync), and separate layers were a large share of a poll's cost
+(docs/benchmarks.md). Each concern is still a plain function of its own; only the layering is shared.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class HttpMetrics:
     """Request counts and latencies, in plain dicts the app owns, exposed through its own registry.
 
     Not prometheus_client's Counter and Histogram: they take a lock on every increment, three per
-    request, and with the label lookups that was about a tenth of a status poll's CPU. Only the event
+    request, which with the label lookups was a noticeable share of a status poll's CPU. Only the event
     loop's thread records and collects (the middleware and the /metrics handler), so no lock is needed.
     """
 

@@ -21,13 +21,13 @@ import aiosqlite
 from service.database.errors import DatabaseError, DatabaseFileGone
 from service.database.migrations import apply_migrations, load_migrations
 
-# 16 MiB: inserting 200,000 products ran as fast with 8, 16 or 32 MiB here (the OS caches the file too),
-# and every MiB of it is resident for the service's whole life.
+# The smallest cache that wrote a large catalog as fast as bigger ones (the OS caches the file too):
+# every KiB of it stays resident for the service's whole life. Measurements: docs/benchmarks.md.
 _WRITER_CACHE_KIB = 16 * 1024
-# SQLite's default auto-checkpoint (1,000 pages) copies the WAL into the database file, with an fsync,
-# inside a commit every few batches of a large sync: on this kind of machine that was about a third of
-# a fresh sync's time. At 10,000 pages (about 40 MiB of WAL) the sync checkpoints a tenth as often,
-# and pages written by several batches (the unique indexes' leaves) are copied once, not each time.
+# SQLite's default auto-checkpoint copies the WAL into the database file, with an fsync, inside a commit
+# every few batches of a large sync, which was a large share of a fresh sync's time. Ten times the default
+# checkpoints a tenth as often, and pages written by several batches (the unique indexes' leaves) are
+# copied once, not each time.
 _WRITER_AUTOCHECKPOINT_PAGES = 10_000
 
 
@@ -84,7 +84,7 @@ async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aios
             # NORMAL in WAL mode survives process crashes; only an OS crash can lose the last commits.
             await conn.execute("PRAGMA synchronous = NORMAL")
             # The catalog's unique indexes (external_id, handle) take random inserts: with SQLite's default
-            # 2 MiB page cache a large catalog is re-read from the OS on every batch. Bounded, so the
+            # page cache a large catalog is re-read from the OS on every batch. Bounded, so the
             # service's memory still does not grow with the feed.
             await conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KIB}")
             await conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_AUTOCHECKPOINT_PAGES}")

@@ -16,7 +16,6 @@ from aiohttp import web
 from service.demo_upstream.products import DEFAULT_PRODUCT_COUNT, SyntheticCatalog
 from service.settings import SourceFormat
 
-LOOPBACK_HOSTS = ("127.0.0.1", "::1")
 _NDJSON_BLOCK = 500
 
 PRODUCTS_KEY = web.AppKey("products", Sequence[Mapping[str, Any]])

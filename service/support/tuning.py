@@ -11,10 +11,9 @@ import os
 import sys
 from typing import Any
 
-# How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms). Helper
-# threads (aiosqlite's, the worker pool's result reader) hold it in stretches during a sync; with 1 ms
-# the event loop gets it back sooner: status p99 under load fell from about 24 to 21 ms, and the
-# service answered 15 to 20% more polls during a sync.
+# How long a thread may hold the GIL while another waits for it (shorter than CPython's default). Helper
+# threads (aiosqlite's, the worker pool's result reader) hold it in stretches during a sync; with a short
+# interval the event loop gets it back sooner, so status polls wait less during a sync.
 SWITCH_INTERVAL_S = 0.001
 
 # mallopt's parameter number for the arena limit (glibc's malloc.h).
@@ -38,8 +37,7 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
 
     Chunk-sized buffers are allocated in helper threads (aiosqlite's, the worker pool's result reader)
     and freed on the event loop's thread. glibc gives each thread its own arena, and each arena keeps
-    its high-water mark, so memory crept up by about 10 MiB over a 1,000,000-product sync; with two
-    arenas it stays flat. Call it before any thread starts. Elsewhere than glibc (musl), a no-op.
+    its high-water mark, so memory crept up over a long sync; with two arenas it stays flat. Call it before any thread starts. Elsewhere than glibc (musl), a no-op.
     """
     if os.environ.get("MALLOC_ARENA_MAX"):
         return True  # the operator's choice, already applied by glibc at start-up
@@ -51,10 +49,9 @@ def release_free_memory() -> bool:
     """Give back to the OS the heap pages that freed memory left behind (glibc's ``malloc_trim``).
 
     A sync allocates and frees rows chunk after chunk, in several threads. glibc keeps a free page
-    resident while live blocks sit around it in the heap, so the service's memory crept up by about
-    1 MiB per 100,000 products (not Python objects: tracemalloc stayed flat). Trimming every few batches
-    kept it flat: 105.9 MiB at the end of a 1,000,000-product sync instead of 115-119 MiB. A few ms:
-    call it off the event loop. Elsewhere than glibc (musl), a no-op returning False.
+    resident while live blocks sit around it in the heap, so the service's memory crept up with the
+    feed's length (not Python objects: tracemalloc stayed flat); trimming every few batches keeps it
+    flat. It takes milliseconds: call it off the event loop. Elsewhere than glibc (musl), a no-op returning False.
     """
     malloc_trim = _glibc_function("malloc_trim", [ctypes.c_size_t])
     return malloc_trim is not None and bool(malloc_trim(0))
@@ -63,9 +60,8 @@ def release_free_memory() -> bool:
 def freeze_start_up_objects() -> None:
     """Take every object alive now (modules, classes, the app and its resources) out of the cyclic GC.
 
-    A full collection walks every tracked object: with start-up's objects among them it took 40-46 ms
-    during a large sync on this kind of machine, and status polls arriving meanwhile waited for all of
-    it. They live as long as the process, so walking them never frees anything.
+    A full collection walks every tracked object: with start-up's objects among them it took tens of
+    milliseconds during a large sync, and status polls arriving meanwhile waited for all of it. They live as long as the process, so walking them never frees anything.
     """
     gc.collect()
     gc.freeze()

@@ -110,11 +110,6 @@ class SyncRunner:
         )
         return run
 
-    async def run_in_foreground(self, triggered_by: str) -> RunRecord:
-        """The CLI's ``sync``: same ledger rules, but the caller waits for the outcome."""
-        await self.trigger(triggered_by)
-        return await self.wait()
-
     async def wait(self) -> RunRecord:
         assert self._supervisor is not None, "wait() follows a trigger()"
         return await asyncio.shield(self._supervisor)
@@ -201,9 +196,9 @@ class SyncRunner:
     ) -> RunRecord:
         if not self._closing:
             # Before the outcome is recorded: whoever waits for the run to end (to trigger the next one)
-            # then finds the checkpoint done, instead of its commit sharing the disk with it (trigger
-            # p50 4.0 -> 2.6 ms). Not on shutdown, which must not spend its stop timeout on it; closing
-            # the last connection checkpoints anyway.
+            # then finds the checkpoint done, instead of its commit sharing the disk with it. Not on
+            # shutdown, which must not spend its stop timeout on it; closing the last connection
+            # checkpoints anyway.
             await self._checkpoint(run.id)
         final = await self._finish_with_retries(run.id, status, message, cancelled_by)
         if final is None:

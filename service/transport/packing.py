@@ -106,12 +106,12 @@ class PackedChunk:
     async def unpack(self, items: Sequence[RawItem], first_position: int, currency: str) -> MappedChunk:
         """The chunk for the sink; ``items`` etc. are what was sent to the worker.
 
-        Runs on the event loop, so in slices: a whole chunk at once held the loop for 4-5 ms (up to
-        15) during a large sync, and every status poll in flight waited for it.
+        Runs on the event loop, so in slices: a whole chunk at once held the loop for milliseconds
+        during a large sync, and every status poll in flight waited for it.
         """
         # The items are kept only if the worker skipped some: to map one here if the sink needs it.
         source = _ChunkRows(self.payloads, items if self.skipped else (), first_position, currency)
-        new = tuple.__new__  # not LazyRow(...): its Python-level constructor costs 3x more, per row
+        new = tuple.__new__  # not LazyRow(...): its Python-level constructor is the slower, per row
         mapped: list[MappedRow | ItemError] = []
         for start in range(0, len(self.keys), UNPACK_SLICE):
             if start:

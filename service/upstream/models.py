@@ -74,10 +74,6 @@ class UpstreamProduct(BaseModel):
         return dict(self.model_extra or {})
 
 
-# The NDJSON feed carries the same product shape, one per line.
-NdjsonProduct = UpstreamProduct
-
-
 class DummyJsonPage(BaseModel):
     """The envelope of one DummyJSON page; the products themselves are validated one by one."""
 
