@@ -42,6 +42,28 @@ class _Existing(NamedTuple):
     source_hash: int | None
 
 
+class KnownCategories:
+    """Category handle -> name of the categories known to exist, so a batch need not read them all.
+
+    Read from the catalog by the first batch; after that, extended only with the categories of batches
+    that committed (:meth:`committed` is called after the transaction), so a batch rolled back (a cancel,
+    a run finished elsewhere) leaves nothing here that the catalog does not hold. Categories are never
+    deleted, so what is known stays true.
+    """
+
+    def __init__(self) -> None:
+        self._by_handle: dict[str, str] | None = None
+
+    async def read(self, batch: RunBatch) -> Mapping[str, str]:
+        if self._by_handle is None:
+            self._by_handle = {handle: name for handle, name in await batch.fetch_all(sql.SELECT_CATEGORIES)}
+        return self._by_handle
+
+    def committed(self, created: Mapping[str, str]) -> None:
+        if self._by_handle is not None:
+            self._by_handle.update(created)
+
+
 class SqliteCatalogSink:
     """Products and categories in the service's own SQLite database (tables from migrations).
 
@@ -51,9 +73,7 @@ class SqliteCatalogSink:
     def __init__(self, ledger: Ledger, database: Database) -> None:
         self._ledger = ledger
         self._database = database
-        # Category handle -> name of the categories known to exist, filled only from committed
-        # transactions (categories are never deleted), or None until first read from the catalog.
-        self._known_categories: dict[str, str] | None = None
+        self._categories = KnownCategories()
 
     async def unchanged_lookup(self) -> FingerprintLookup | None:
         row = await self._database.fetch_one(sql.ANY_PRODUCT)
@@ -72,9 +92,7 @@ class SqliteCatalogSink:
         now = to_iso(utc_now())
         run_values = (run_id, now)  # ?18 and ?19 of the product statements
         async with self._ledger.batch(run_id) as batch:
-            known = self._known_categories
-            if known is None:
-                known = {handle: name for handle, name in await batch.fetch_all(sql.SELECT_CATEGORIES)}
+            known = await self._categories.read(batch)
             existing = await _read_existing(batch, rows)
             inserts: list[tuple[object, ...]] = []
             updates: list[tuple[object, ...]] = []
@@ -124,7 +142,7 @@ class SqliteCatalogSink:
                 total=total,
             )
             batch.record(counts, sorted(item_errors, key=lambda e: e.position))
-        self._known_categories = {**known, **new_categories}
+        self._categories.committed(new_categories)
         return BatchWritten(counts, refused)
 
 
