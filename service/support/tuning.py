@@ -37,7 +37,8 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
 
     Chunk-sized buffers are allocated in helper threads (aiosqlite's, the worker pool's result reader)
     and freed on the event loop's thread. glibc gives each thread its own arena, and each arena keeps
-    its high-water mark, so memory crept up over a long sync; with two arenas it stays flat. Call it before any thread starts. Elsewhere than glibc (musl), a no-op.
+    its high-water mark, so memory crept up over a long sync; with two arenas it stays flat. Call it
+    before any thread starts. Elsewhere than glibc (musl), a no-op.
     """
     if os.environ.get("MALLOC_ARENA_MAX"):
         return True  # the operator's choice, already applied by glibc at start-up
@@ -51,7 +52,8 @@ def release_free_memory() -> bool:
     A sync allocates and frees rows chunk after chunk, in several threads. glibc keeps a free page
     resident while live blocks sit around it in the heap, so the service's memory crept up with the
     feed's length (not Python objects: tracemalloc stayed flat); trimming every few batches keeps it
-    flat. It takes milliseconds: call it off the event loop. Elsewhere than glibc (musl), a no-op returning False.
+    flat. It takes milliseconds: call it off the event loop. Elsewhere than glibc (musl), a no-op
+    returning False.
     """
     malloc_trim = _glibc_function("malloc_trim", [ctypes.c_size_t])
     return malloc_trim is not None and bool(malloc_trim(0))
@@ -61,7 +63,8 @@ def freeze_start_up_objects() -> None:
     """Take every object alive now (modules, classes, the app and its resources) out of the cyclic GC.
 
     A full collection walks every tracked object: with start-up's objects among them it took tens of
-    milliseconds during a large sync, and status polls arriving meanwhile waited for all of it. They live as long as the process, so walking them never frees anything.
+    milliseconds during a large sync, and status polls arriving meanwhile waited for all of it. They
+    live as long as the process, so walking them never frees anything.
     """
     gc.collect()
     gc.freeze()
