@@ -22,13 +22,12 @@ from service.api.keys import (
     SETTINGS,
     SOURCE_URL,
     STATUS_BODY_CACHE,
-    STORE,
     SYNC_JOB,
 )
 from service.api.openapi import build_document
 from service.api.static_routes import add_static_routes
 from service.api.status_body import StatusBodyCache
-from service.resources import open_http_client, open_runner, open_source, open_store
+from service.resources import Store, open_http_client, open_runner, open_source, open_store
 from service.settings import Settings
 from service.sync.engine import run_catalog_sync
 from service.sync.job import SyncJob
@@ -36,6 +35,8 @@ from service.sync.job import SyncJob
 log = logging.getLogger(__name__)
 
 _MAX_HEADER_BYTES = 32 * 1024
+# The store is composition's own: routes ask the ledger (LEDGER), never the store behind it.
+STORE = web.AppKey("store", Store)
 
 
 async def store_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -114,7 +114,10 @@ class Settings(BaseSettings):
     @classmethod
     def _merge_admin_token(cls, data: Any) -> Any:
         # SYNC_ADMIN_TOKEN is the token named "admin"; it wins over an "admin" in SYNC_ADMIN_TOKENS.
-        if isinstance(data, dict) and data.get("admin_token") not in (None, ""):
+        if isinstance(data, dict) and data.get("admin_token") == "":
+            # An empty token can never be presented: the operator meant to set one.
+            raise ValueError("SYNC_ADMIN_TOKEN is empty: set a token, or leave the variable unset")
+        if isinstance(data, dict) and data.get("admin_token") is not None:
             tokens = data.get("admin_tokens") or {}
             if isinstance(tokens, str):
                 tokens = _parse_pairs(tokens, ":")

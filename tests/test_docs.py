@@ -55,6 +55,11 @@ def test_an_empty_optional_setting_is_unset_and_an_empty_number_is_an_error() ->
         Settings.from_env({"SYNC_PORT": ""})
 
 
+def test_an_empty_admin_token_is_an_error_not_a_token_nobody_can_present() -> None:
+    with pytest.raises(ValidationError, match="SYNC_ADMIN_TOKEN is empty"):
+        Settings.from_env({"SYNC_ADMIN_TOKEN": ""})
+
+
 def test_unknown_setting_is_an_error() -> None:
     import pytest
 

@@ -135,10 +135,9 @@ async def test_the_status_body_cache_answers_the_same_body_while_the_latest_run_
     cache = StatusBodyCache()
     assert cache.body(None) == status_body(None)
     run = await ledger.start_run("admin", None)
-    first = await ledger.latest_run()
+    first = await ledger.get_run(run.id)
     body = cache.body(first)
-    await asyncio.sleep(0)  # a new loop turn: a new read, and a new record with the same values
-    again = await ledger.latest_run()
+    again = await ledger.get_run(run.id)  # a new read, and a new record with the same values
     assert again is not None and again is not first and again == first
     assert cache.body(again) is body
     # A change by another connection (another process's run, an auditor's fix) is a new body.
@@ -147,11 +146,30 @@ async def test_the_status_body_cache_answers_the_same_body_while_the_latest_run_
         raw.execute("UPDATE runs SET processed = 7 WHERE id = ?", (run.id,))
     finally:
         raw.close()
-    await asyncio.sleep(0)
-    changed = await ledger.latest_run()
+    await asyncio.sleep(0)  # the next turn: rows read in this one are shared within it
+    changed = await ledger.get_run(run.id)
     assert changed is not None and changed.processed == 7
     assert cache.body(changed) is not body
     assert orjson.loads(cache.body(changed))["data"]["progress"] == {"processed": 7, "total": None}
+
+
+async def test_an_unchanged_latest_run_is_the_same_record_and_any_change_makes_a_new_one(
+    ledger: Ledger, database: Database
+) -> None:
+    run = await ledger.start_run("admin", None)
+    first = await ledger.latest_run()
+    await asyncio.sleep(0)  # a new loop turn: a new read, and a new row object with the same values
+    again = await ledger.latest_run()
+    assert first is not None and again is first
+    # A change by another connection (another process's run, an auditor's fix) is a new record.
+    raw = _raw(database.path)
+    try:
+        raw.execute("UPDATE runs SET processed = 7 WHERE id = ?", (run.id,))
+    finally:
+        raw.close()
+    await asyncio.sleep(0)
+    changed = await ledger.latest_run()
+    assert changed is not None and changed is not first and changed.processed == 7
 
 
 async def test_status_bodies_are_rebuilt_exactly_when_the_latest_run_changes(ledger: Ledger) -> None:

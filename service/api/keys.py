@@ -9,14 +9,12 @@ from service.api.auth import Authenticator, Principal
 from service.api.http_metrics import HttpMetrics
 from service.api.status_body import StatusBodyCache
 from service.ledger.runs import Ledger
-from service.resources import Store
 from service.settings import Settings
 from service.sync.job import SyncJob
 from service.sync.runner import SyncRunner
 
 SETTINGS = web.AppKey("settings", Settings)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-STORE = web.AppKey("store", Store)
 LEDGER = web.AppKey("ledger", Ledger)
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)
 SOURCE_URL = web.AppKey("source_url", str)

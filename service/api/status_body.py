@@ -48,6 +48,6 @@ class StatusBodyCache:
         self._body = status_body(None)
 
     def body(self, run: RunRecord | None) -> bytes:
-        if run != self._run:
+        if run is not self._run and run != self._run:
             self._run, self._body = run, status_body(run)
         return self._body

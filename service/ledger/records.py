@@ -59,16 +59,24 @@ class RunRecord:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
-        """By column name: a query that selects a column this record lacks, or lacks one, fails here."""
-        return cls(**{name: row[name] for name in row.keys()})  # noqa: SIM118 (a Row is not a dict)
+        """By column name: a query that selects a column this record lacks, or lacks one, fails here.
+
+        The runs queries select ``RUN_COLUMNS``, whose names are the fields in order: that is checked by
+        name on every row, then the values are taken in order, which status polls do many times a second.
+        """
+        names = tuple(row.keys())
+        if names == _RUN_FIELDS:
+            return cls(*row)
+        return cls(**{name: row[name] for name in names})
 
     @property
     def is_running(self) -> bool:
         return self.status == "running"
 
 
+_RUN_FIELDS = tuple(field.name for field in fields(RunRecord))
 # The runs queries select exactly the record's fields, so a new column is a migration and a field here.
-RUN_COLUMNS = ", ".join(field.name for field in fields(RunRecord))
+RUN_COLUMNS = ", ".join(_RUN_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)

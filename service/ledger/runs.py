@@ -32,17 +32,37 @@ from service.support.timeutil import from_iso, to_iso, utc_now
 log = logging.getLogger(__name__)
 
 
+class LatestRunRecord:
+    """The record of the newest run's row, built again only when the row reads differently.
+
+    Status polls read the newest row many times a second and mostly find it as it was (a sync commits a
+    few batches a second): comparing the row is far cheaper than building a record from it.
+    """
+
+    __slots__ = ("_record", "_row")
+
+    def __init__(self) -> None:
+        self._row: sqlite3.Row | None = None
+        self._record: RunRecord | None = None
+
+    def record_of(self, row: sqlite3.Row) -> RunRecord:
+        if self._record is None or self._row != row:  # sqlite3.Row compares its values
+            self._row, self._record = row, RunRecord.from_row(row)
+        return self._record
+
+
 class Ledger:
     def __init__(self, db: Database, owner: OwnerLock, stall_timeout_s: float) -> None:
         self._db = db
         self._owner = owner
         self._stall_timeout = timedelta(seconds=stall_timeout_s)
+        self._latest = LatestRunRecord()
 
     # --- reads (read connection: never queued behind a sync batch) -------------------------------
 
     async def latest_run(self) -> RunRecord | None:
         row = await self._db.fetch_one(queries.LATEST_RUN)
-        return RunRecord.from_row(row) if row else None
+        return self._latest.record_of(row) if row else None
 
     async def current_status(self) -> RunRecord | None:
         """The newest run as the status endpoint reports it.
