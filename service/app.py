@@ -20,6 +20,7 @@ from service.api.keys import (
     OPENAPI_DOCUMENT,
     RUNNER,
     SETTINGS,
+    SINK_INFO,
     SOURCE_URL,
     STATUS_BODY_CACHE,
     SYNC_JOB,
@@ -43,6 +44,8 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     async with open_store(app[SETTINGS]) as store:
         app[STORE] = store
         app[LEDGER] = store.ledger
+        app[SINK_INFO] = store.sink.describe()
+        app[STATUS_BODY_CACHE] = StatusBodyCache(app[SINK_INFO])
         yield
 
 
@@ -86,7 +89,6 @@ def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Applica
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[AUTHENTICATOR] = authenticator
-    app[STATUS_BODY_CACHE] = StatusBodyCache()
     app[SYNC_JOB] = job or run_catalog_sync
     app.cleanup_ctx.extend([store_ctx, http_client_ctx, source_ctx, runner_ctx, openapi_ctx])
     for table in (sync_routes.routes, runs_routes.routes, session_routes.routes, ops_routes.routes):

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from service.catalog.medusa.client import MedusaClient
+from service.catalog.medusa.shop import check_shop
+from service.catalog.medusa.sink import MedusaSink
 from service.catalog.sink import CatalogSink
 from service.catalog.sqlite_sink import SqliteCatalogSink
 from service.database.sqlite import Database
@@ -24,6 +27,7 @@ from service.settings import Settings
 from service.sync.engine import run_catalog_sync
 from service.sync.job import SyncJob
 from service.sync.runner import SyncRunner
+from service.upstream.http import retry_policy
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,37 @@ class Store:
 
     ledger: Ledger
     sink: CatalogSink
+
+
+@asynccontextmanager
+async def open_sink(settings: Settings, ledger: Ledger, database: Database) -> AsyncIterator[CatalogSink]:
+    """The sink the settings choose; a shop sink is checked first (ShopUnusable when it can't be used)."""
+    if settings.sink == "sqlite":
+        yield SqliteCatalogSink(ledger, database)
+        return
+    assert settings.medusa_url is not None and settings.medusa_api_key is not None
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.read_timeout_s
+    )
+    policy = retry_policy(settings)
+    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+        client = MedusaClient(session, settings.medusa_url, settings.medusa_api_key, policy)
+        shop = await check_shop(client, settings.medusa_sales_channel_id, settings.currency)
+        log.info(
+            "products go to Medusa at %s (sales channel %s, %s)",
+            client.target,
+            shop.sales_channel_id,
+            shop.currency_code,
+        )
+        yield MedusaSink(
+            ledger,
+            database,
+            client,
+            shop,
+            status=settings.medusa_product_status,
+            batch_bytes=settings.medusa_batch_bytes,
+            policy=policy,
+        )
 
 
 @asynccontextmanager
@@ -54,7 +89,8 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
                 "run %s was left running by a process that is gone; recorded as interrupted", recovered.id
             )
         await apply_retention(ledger, settings)
-        yield Store(ledger, SqliteCatalogSink(ledger, database))
+        async with open_sink(settings, ledger, database) as sink:
+            yield Store(ledger, sink)
     finally:
         await database.close()
         owner.release()

@@ -25,9 +25,19 @@ DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 GENERATED_TOKEN_NAME = "generated"
 
 SourceFormat = Literal["dummyjson", "ndjson"]
+SinkKind = Literal["sqlite", "medusa"]
+MedusaProductStatus = Literal["published", "draft", "proposed"]
 
 _OPTIONAL_FIELDS = frozenset(
-    {"source_url", "source_auth_header", "error_retention_days", "run_retention_days"}
+    {
+        "source_url",
+        "source_auth_header",
+        "error_retention_days",
+        "run_retention_days",
+        "medusa_url",
+        "medusa_api_key",
+        "medusa_sales_channel_id",
+    }
 )
 
 
@@ -70,6 +80,15 @@ class Settings(BaseSettings):
     retry_attempts: int = Field(default=4, ge=1, le=20)
     retry_base_delay_s: float = Field(default=0.5, ge=0)
     retry_max_delay_s: float = Field(default=30.0, ge=0)
+
+    # Where products go: the SQLite catalog in db_path, or a Medusa v2 shop's Admin API.
+    sink: SinkKind = "sqlite"
+    medusa_url: str | None = None
+    medusa_api_key: SecretStr | None = None
+    medusa_sales_channel_id: str | None = None  # none: the store's default sales channel
+    medusa_product_status: MedusaProductStatus = "published"
+    # One batch request's body at most (Medusa refuses bodies over 2 MB).
+    medusa_batch_bytes: int = Field(default=1_500_000, ge=10_000, le=2_000_000)
 
     # Engine
     batch_size: int = Field(default=1000, ge=1, le=100_000)
@@ -123,6 +142,23 @@ class Settings(BaseSettings):
                 tokens = _parse_pairs(tokens, ":")
             data = {**data, "admin_tokens": {**tokens, "admin": data["admin_token"]}}
         return data
+
+    @model_validator(mode="after")
+    def _medusa_needs_its_shop(self) -> Settings:
+        if self.sink == "medusa":
+            missing = [
+                f"{ENV_PREFIX}{name.upper()}"
+                for name in ("medusa_url", "medusa_api_key")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"SYNC_SINK=medusa needs {' and '.join(missing)}")
+            assert self.medusa_url is not None
+            if not self.medusa_url.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"SYNC_MEDUSA_URL must be an http:// or https:// URL, got {self.medusa_url!r}"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(

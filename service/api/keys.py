@@ -8,6 +8,7 @@ from aiohttp import web
 from service.api.auth import Authenticator, Principal
 from service.api.http_metrics import HttpMetrics
 from service.api.status_body import StatusBodyCache
+from service.catalog.sink import SinkInfo
 from service.ledger.runs import Ledger
 from service.settings import Settings
 from service.sync.job import SyncJob
@@ -23,4 +24,5 @@ RUNNER = web.AppKey("runner", SyncRunner)
 METRICS = web.AppKey("metrics", HttpMetrics)
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 STATUS_BODY_CACHE = web.AppKey("status_body_cache", StatusBodyCache)
+SINK_INFO = web.AppKey("sink_info", SinkInfo)
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -6,9 +6,10 @@ from aiohttp import web
 
 from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
 from service.api.http_metrics import CONTENT_TYPE
-from service.api.keys import AUTHENTICATOR, LEDGER, METRICS, OPENAPI_DOCUMENT, SETTINGS
+from service.api.keys import AUTHENTICATOR, LEDGER, METRICS, OPENAPI_DOCUMENT, SETTINGS, SINK_INFO
 from service.api.metrics import render_metrics
 from service.api.schemas import HealthResponse, ReadyResponse
+from service.api.status_body import sink_data
 
 routes = web.RouteTableDef()
 
@@ -26,7 +27,7 @@ async def ready(request: web.Request) -> web.Response:
         raise ApiError(503, f"Database unavailable: {exc}") from exc
     if version < expected:
         raise ApiError(503, f"Database schema at version {version}, expected {expected}")
-    return json_response(ReadyResponse(schemaVersion=version))
+    return json_response(ReadyResponse(schemaVersion=version, sink=sink_data(request.app[SINK_INFO])))
 
 
 @routes.get("/metrics")

@@ -36,6 +36,11 @@ class Progress(_Model):
     total: int | None
 
 
+class SinkData(_Model):
+    kind: Literal["sqlite", "medusa"]
+    target: str
+
+
 class StatusData(_Model):
     isRunning: bool
     lastRun: str | None
@@ -48,6 +53,7 @@ class StatusData(_Model):
     triggeredBy: str | None = None
     finishedAt: str | None = None
     cancelledBy: str | None = None
+    sink: SinkData | None = None
 
 
 class StatusResponse(_Model):
@@ -156,6 +162,7 @@ class HealthResponse(_Model):
 class ReadyResponse(_Model):
     status: Literal["ready"] = "ready"
     schemaVersion: int
+    sink: SinkData | None = None
 
 
 def stats_of(run: RunRecord) -> Stats:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from service.api.schemas import Progress, Stats, StatusData, StatusResponse, stats_of
+from service.api.schemas import Progress, SinkData, Stats, StatusData, StatusResponse, stats_of
+from service.catalog.sink import SinkInfo
 from service.ledger.records import RunRecord
 
 _IDLE = StatusData(
@@ -10,10 +11,15 @@ _IDLE = StatusData(
 )
 
 
-def status_response(run: RunRecord | None) -> StatusResponse:
+def sink_data(sink: SinkInfo) -> SinkData:
+    return SinkData(kind="medusa" if sink.kind == "medusa" else "sqlite", target=sink.target)
+
+
+def status_response(run: RunRecord | None, sink: SinkInfo | None = None) -> StatusResponse:
     """What ``GET /admin/sync/status`` answers for the latest run (None: no run yet)."""
+    where = sink_data(sink) if sink is not None else None
     if run is None:
-        return StatusResponse(data=_IDLE)
+        return StatusResponse(data=_IDLE.model_copy(update={"sink": where}))
     return StatusResponse(
         data=StatusData(
             isRunning=run.is_running,
@@ -27,12 +33,13 @@ def status_response(run: RunRecord | None) -> StatusResponse:
             triggeredBy=run.triggered_by,
             finishedAt=run.finished_at,
             cancelledBy=run.cancelled_by,
+            sink=where,
         )
     )
 
 
-def status_body(run: RunRecord | None) -> bytes:
-    return status_response(run).model_dump_json().encode()
+def status_body(run: RunRecord | None, sink: SinkInfo | None = None) -> bytes:
+    return status_response(run, sink).model_dump_json().encode()
 
 
 class StatusBodyCache:
@@ -43,11 +50,12 @@ class StatusBodyCache:
     cheaper than building and dumping the models. Any changed field makes a new body.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sink: SinkInfo | None = None) -> None:
+        self._sink = sink
         self._run: RunRecord | None = None
-        self._body = status_body(None)
+        self._body = status_body(None, sink)
 
     def body(self, run: RunRecord | None) -> bytes:
         if run is not self._run and run != self._run:
-            self._run, self._body = run, status_body(run)
+            self._run, self._body = run, status_body(run, self._sink)
         return self._body

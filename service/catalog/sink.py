@@ -40,7 +40,17 @@ class BatchWritten:
     refused: Sequence[ItemError] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class SinkInfo:
+    """Where products go, as status and /ready show it (never with a secret)."""
+
+    kind: str  # "sqlite" or "medusa"
+    target: str  # the database file, or the shop's URL
+
+
 class CatalogSink(Protocol):
+    def describe(self) -> SinkInfo: ...
+
     async def unchanged_lookup(self) -> FingerprintLookup | None:
         """How the workers find the items unchanged since the last sync; None when nothing can be
         (an empty catalog: then a fresh sync does not pay for the lookups)."""

@@ -13,15 +13,21 @@ from service.catalog.sql import SELECT_FINGERPRINTS, json_array
 
 @dataclass(frozen=True, slots=True)
 class SqliteFingerprints:
-    """Reads the catalog file read-only; in WAL mode such a reader never waits for the service's writes."""
+    """Reads the database file read-only; in WAL mode such a reader never waits for the service's writes.
+
+    ``query`` selects (external id, content hash, source hash) for the ids in its last parameter, after
+    the ``scope`` parameters: the SQLite catalog's products by default, or a shop sink's links.
+    """
 
     path: Path
+    query: str = SELECT_FINGERPRINTS
+    scope: tuple[str, ...] = ()
 
     def __call__(self, external_ids: Sequence[str]) -> Mapping[str, StoredFingerprints]:
         try:
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True)
             try:
-                found = conn.execute(SELECT_FINGERPRINTS, (json_array(external_ids),)).fetchall()
+                found = conn.execute(self.query, (*self.scope, json_array(external_ids))).fetchall()
             finally:
                 conn.close()
         except sqlite3.Error:

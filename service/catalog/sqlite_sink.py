@@ -11,7 +11,7 @@ from typing import NamedTuple, TypeVar
 
 from service.catalog import sql
 from service.catalog.mapping import STATEMENT_VALUES, MappedRow
-from service.catalog.sink import BatchWritten, FingerprintLookup
+from service.catalog.sink import BatchWritten, FingerprintLookup, SinkInfo
 from service.catalog.sqlite_fingerprints import SqliteFingerprints
 from service.database.sqlite import Database
 from service.domain.outcomes import BatchCounts, ItemError
@@ -74,6 +74,9 @@ class SqliteCatalogSink:
         self._ledger = ledger
         self._database = database
         self._categories = KnownCategories()
+
+    def describe(self) -> SinkInfo:
+        return SinkInfo("sqlite", str(self._database.path))
 
     async def unchanged_lookup(self) -> FingerprintLookup | None:
         row = await self._database.fetch_one(sql.ANY_PRODUCT)

@@ -21,6 +21,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from service.api.schemas import RunList, run_model
+from service.catalog.medusa.shop import ShopUnusable
 from service.cli.progress import ProgressReporter, logs_above_the_bar, summary_lines
 from service.cli.runs_table import format_runs_table
 from service.database.errors import DatabaseError
@@ -43,7 +44,7 @@ EXIT_ALREADY_RUNNING = 3
 
 POLL_INTERVAL_S = 0.5
 # What a missing, unwritable, locked or corrupt database file raises: reported in one line, exit 1.
-_STORAGE_ERRORS = (DatabaseError, MigrationError, sqlite3.Error, OSError)
+_STORAGE_ERRORS = (DatabaseError, MigrationError, sqlite3.Error, OSError, ShopUnusable)
 RUN_STATUSES = ("running", "success", "error", "cancelled")
 
 _SYNC_EPILOG = """exit codes:
@@ -86,14 +87,18 @@ def serve(settings: Settings) -> int:
     app = create_app(settings)
     app.on_startup.append(_freeze_start_up_objects)  # after the resources' cleanup_ctx start-up
     log.info("serving on http://%s:%s (database %s)", settings.host, settings.port, settings.db_path)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        shutdown_timeout=settings.shutdown_timeout_s,
-        access_log=logging.getLogger("aiohttp.access"),
-    )
+    try:
+        web.run_app(
+            app,
+            host=settings.host,
+            port=settings.port,
+            print=None,
+            shutdown_timeout=settings.shutdown_timeout_s,
+            access_log=logging.getLogger("aiohttp.access"),
+        )
+    except ShopUnusable as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -78,46 +78,48 @@ class RetryPolicy:
         backoff = min(self.max_delay_s, self.base_delay_s * 2.0 ** (attempt - 2))
         return backoff / 2 + self.rng.uniform(0, backoff / 2)
 
-    async def call(self, operation: Callable[[], Awaitable[T]], where: str) -> T:
+    async def call(self, operation: Callable[[], Awaitable[T]], where: str, peer: str = "Upstream") -> T:
         """Run ``operation`` until it succeeds, a non-retryable error escapes, or attempts run out."""
         for attempt in range(1, self.attempts + 1):
             try:
                 return await operation()
             except RETRYABLE_EXCEPTIONS as fault:
                 if attempt == self.attempts:
-                    raise SyncFailed(describe_fault(fault, where, attempt)) from fault
+                    raise SyncFailed(describe_fault(fault, where, attempt, peer)) from fault
                 delay = self.delay_before(attempt + 1, fault)
                 log.warning(
                     "upstream fault (%s), attempt %d of %d; retrying in %.2f s",
-                    describe_fault(fault, where, attempt),
+                    describe_fault(fault, where, attempt, peer),
                     attempt,
                     self.attempts,
                     delay,
                 )
                 await asyncio.sleep(delay)
             except aiohttp.TooManyRedirects:
-                raise SyncFailed(f"Upstream redirected too many times ({where})") from None
+                raise SyncFailed(f"{peer} redirected too many times ({where})") from None
             except aiohttp.ClientResponseError as exc:
                 # Raised for answers that are not valid HTTP. Its str() carries the URL, whose query
                 # may hold a credential: keep only the parser's message, on one line.
                 detail = " ".join(exc.message.split())[:200]
-                raise SyncFailed(f"Upstream sent a malformed HTTP answer ({where}): {detail}") from None
+                raise SyncFailed(f"{peer} sent a malformed HTTP answer ({where}): {detail}") from None
             except aiohttp.ClientError as exc:  # not transient: a bad URL, an answer that is not HTTP...
-                raise SyncFailed(f"Upstream request failed ({where}): {exc}") from exc
+                raise SyncFailed(f"{peer} request failed ({where}): {exc}") from exc
         raise AssertionError("unreachable: the loop returns or raises")
 
 
-def describe_fault(fault: BaseException, where: str, attempts: int) -> str:
+def describe_fault(fault: BaseException, where: str, attempts: int, peer: str = "Upstream") -> str:
+    """What failed, for the ledger: ``peer`` is who was asked (the feed's "Upstream", or "Medusa")."""
     tries = f"after {attempts} attempt{'s' if attempts != 1 else ''}"
     if isinstance(fault, RetryableStatus):
-        return f"Upstream answered {fault.status} {tries} ({where})"
+        return f"{peer} answered {fault.status} {tries} ({where})"
     if isinstance(fault, aiohttp.ClientConnectorError):
         reason = _os_error_reason(fault.os_error)
-        return f"Cannot connect to upstream {fault.host}:{fault.port} ({reason}) {tries} ({where})"
+        who = "upstream" if peer == "Upstream" else peer
+        return f"Cannot connect to {who} {fault.host}:{fault.port} ({reason}) {tries} ({where})"
     if isinstance(fault, TimeoutError):
         return f"Network timeout {tries} ({where})"
     if isinstance(fault, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
-        return f"Upstream connection closed mid-response {tries} ({where})"
+        return f"{peer} connection closed mid-response {tries} ({where})"
     return f"Network error: {fault} {tries} ({where})"
 
 

@@ -1,0 +1,1 @@
+"""The Medusa v2 shop sink: products, prices and categories published through the Admin API."""

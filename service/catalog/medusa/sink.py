@@ -1,0 +1,457 @@
+"""The Medusa v2 sink: each batch published through ``POST /admin/products/batch``, then recorded.
+
+- **Nothing unchanged is sent.** Per upstream product the service keeps the Medusa ids and the hash of
+  what it last published (``medusa_products``); an identical re-sync sends no write request.
+- **One product per upstream id, whatever crashed.** A product the links do not know is looked up by
+  ``external_id`` before it is created (so a batch whose answer was lost is found, not created twice),
+  then adopted by handle when it carries the upstream id in ``metadata.external_id`` (how the replaced
+  job stored it). A write that fails in a transient way is resent only after that lookup again.
+- **Exact counts.** A batch's counts are what Medusa confirmed, recorded with the links in one ledger
+  transaction. A batch Medusa refuses (400 names one bad product and creates nothing) is split until the
+  bad products are alone; each is an item error with Medusa's message, and the rest is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+from service.catalog.mapping import MappedRow, ProductRow
+from service.catalog.medusa import sql
+from service.catalog.medusa.client import RETRYABLE_EXCEPTIONS, MedusaClient, MedusaRejected
+from service.catalog.medusa.payloads import MedusaIds, Placement, create_payload, update_payload
+from service.catalog.medusa.shop import Shop
+from service.catalog.sink import BatchWritten, FingerprintLookup, SinkInfo
+from service.catalog.sqlite_fingerprints import SqliteFingerprints
+from service.database.sqlite import Database
+from service.domain.errors import SyncFailed
+from service.domain.outcomes import BatchCounts, ItemError
+from service.ledger.runs import Ledger
+from service.support.timeutil import to_iso, utc_now
+from service.upstream import exact_json
+from service.upstream.retry import RetryPolicy
+
+log = logging.getLogger(__name__)
+
+BATCH_PATH = "/admin/products/batch"
+# What a lookup asks for: enough to update a product in place (and to adopt one).
+_LOOKUP_FIELDS = "id,external_id,handle,metadata,variants.id,variants.prices.id,variants.prices.currency_code"
+# Ids per lookup request: a URL with a few hundred ids stays far below any server's header limit.
+_LOOKUP_CHUNK = 100
+
+
+class _Link(NamedTuple):
+    product_id: str
+    variant_id: str
+    price_id: str
+    handle: str
+    content_hash: int
+    source_hash: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Outgoing:
+    """One product to send: a create (``ids`` None) or an update in place."""
+
+    row: ProductRow
+    handle: str
+    category_id: str
+    ids: MedusaIds | None
+
+    @property
+    def is_create(self) -> bool:
+        return self.ids is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Confirmed:
+    outgoing: _Outgoing
+    ids: MedusaIds
+    handle: str
+
+
+def _ids_of(product: Mapping[str, Any], currency_code: str) -> MedusaIds | None:
+    """The product's, its first variant's and that variant's price's ids (in our currency)."""
+    variants = product.get("variants") or []
+    if not variants:
+        return None
+    variant = variants[0]
+    prices = [price for price in variant.get("prices") or [] if price.get("currency_code") == currency_code]
+    price_id = prices[0]["id"] if prices else ""
+    return MedusaIds(str(product["id"]), str(variant["id"]), str(price_id))
+
+
+class MedusaSink:
+    def __init__(
+        self,
+        ledger: Ledger,
+        database: Database,
+        client: MedusaClient,
+        shop: Shop,
+        *,
+        status: str,
+        batch_bytes: int,
+        policy: RetryPolicy,
+    ) -> None:
+        self._ledger = ledger
+        self._database = database
+        self._client = client
+        self._shop = shop
+        self._status = status
+        self._batch_bytes = batch_bytes
+        self._policy = policy
+        self._target = client.target
+
+    def describe(self) -> SinkInfo:
+        return SinkInfo("medusa", self._target)
+
+    async def unchanged_lookup(self) -> FingerprintLookup | None:
+        row = await self._database.fetch_one(sql.ANY_LINK, (self._target,))
+        if row is None or not row[0]:
+            return None
+        return SqliteFingerprints(self._database.path, sql.FINGERPRINTS, (self._target,))
+
+    # --- one batch --------------------------------------------------------------------------------
+
+    async def write(
+        self,
+        run_id: int,
+        rows: Sequence[MappedRow],
+        errors: Sequence[ItemError],
+        processed: int,
+        total: int | None,
+    ) -> BatchWritten:
+        links = await self._links([row.external_id for row in rows])
+        unchanged = 0
+        new_fingerprints: list[tuple[str, str, int]] = []
+        to_send: list[ProductRow] = []
+        for row in rows:
+            link = links.get(row.external_id)
+            if link is not None and link.content_hash == row.content_hash:
+                unchanged += 1
+                if link.source_hash != row.source_hash:
+                    new_fingerprints.append((self._target, row.external_id, row.source_hash))
+                continue
+            to_send.append(row.full())
+
+        refused: list[ItemError] = []
+        categories, categories_created, new_categories = await self._categories(to_send, refused)
+        clashed = {error.position for error in refused}
+        outgoing = await self._plan(
+            [row for row in to_send if row.position not in clashed], links, categories
+        )
+        confirmed, rejected = await self._push(outgoing)
+        refused.extend(rejected)
+
+        created = sum(1 for done in confirmed if done.outgoing.is_create)
+        counts = BatchCounts(
+            created=created,
+            updated=len(confirmed) - created,
+            unchanged=unchanged,
+            errors=len(errors) + len(refused),
+            categories_created=categories_created,
+            processed=processed,
+            total=total,
+        )
+        now = to_iso(utc_now())
+        async with self._ledger.batch(run_id) as batch:
+            for handle, (category_id, name) in new_categories.items():
+                await batch.execute_many(sql.UPSERT_CATEGORY, [(self._target, handle, category_id, name)])
+            for done in confirmed:
+                await batch.execute_many(
+                    sql.DROP_OTHER_LINKS, [(self._target, done.ids.product_id, done.outgoing.row.external_id)]
+                )
+            if confirmed:
+                await batch.execute_many(
+                    sql.UPSERT_LINK,
+                    [
+                        (
+                            self._target,
+                            done.outgoing.row.external_id,
+                            done.ids.product_id,
+                            done.ids.variant_id,
+                            done.ids.price_id,
+                            done.handle,
+                            done.outgoing.row.content_hash,
+                            done.outgoing.row.source_hash,
+                            run_id,
+                            now,
+                        )
+                        for done in confirmed
+                    ],
+                )
+            if new_fingerprints:
+                await batch.execute_many(sql.UPDATE_SOURCE_HASH, new_fingerprints)
+            batch.record(counts, sorted([*errors, *refused], key=lambda error: error.position))
+        return BatchWritten(counts, refused)
+
+    async def _links(self, external_ids: Sequence[str]) -> dict[str, _Link]:
+        if not external_ids:
+            return {}
+        found = await self._database.fetch_all(sql.SELECT_LINKS, (self._target, sql.json_array(external_ids)))
+        return {row[0]: _Link(*row[1:]) for row in found}
+
+    # --- categories -------------------------------------------------------------------------------
+
+    async def _categories(
+        self, rows: Sequence[ProductRow], refused: list[ItemError]
+    ) -> tuple[dict[str, str], int, dict[str, tuple[str, str]]]:
+        """Category handle -> Medusa id for ``rows`` (created in Medusa when missing), how many were
+        created, and the ones the links did not know yet. A row whose category name makes the handle of
+        another category's is refused, as the SQLite catalog does."""
+        known = {
+            handle: (category_id, name)
+            for handle, category_id, name in await self._database.fetch_all(
+                sql.SELECT_CATEGORIES, (self._target,)
+            )
+        }
+        wanted: dict[str, str] = {}
+        for row in rows:
+            wanted.setdefault(row.category_handle, row.category_name)
+        missing = [handle for handle in wanted if handle not in known]
+        new: dict[str, tuple[str, str]] = {}
+        created = 0
+        if missing:
+            for chunk in _chunks(missing, _LOOKUP_CHUNK):
+                params = [("handle[]", handle) for handle in chunk] + [
+                    ("fields", "id,handle,name"),
+                    ("limit", str(len(chunk))),
+                ]
+                for category in (await self._client.read("/admin/product-categories", params))[
+                    "product_categories"
+                ]:
+                    new[category["handle"]] = (category["id"], category["name"])
+            for handle in missing:
+                if handle in new:
+                    continue
+                body = {"name": wanted[handle], "handle": handle, "is_active": True}
+                try:
+                    answer = await self._client.create("/admin/product-categories", body)
+                except MedusaRejected:
+                    # Created meanwhile (another process, or a retried request that had been applied).
+                    again = await self._client.read(
+                        "/admin/product-categories", [("handle[]", handle), ("fields", "id,handle,name")]
+                    )
+                    if not again["product_categories"]:
+                        raise
+                    category = again["product_categories"][0]
+                else:
+                    category = answer["product_category"]
+                    created += 1
+                new[handle] = (category["id"], category["name"])
+        by_handle = {**known, **new}
+        ids: dict[str, str] = {}
+        for row in rows:
+            category_id, name = by_handle[row.category_handle]
+            if name != row.category_name:
+                refused.append(
+                    ItemError(
+                        row.position,
+                        row.external_id,
+                        f"category {row.category_name!r} makes the handle {row.category_handle!r} of the"
+                        f" category {name!r}; rename one of them upstream",
+                    )
+                )
+                continue
+            ids[row.category_handle] = category_id
+        return ids, created, new
+
+    # --- what to send ---------------------------------------------------------------------------
+
+    async def _plan(
+        self, rows: Sequence[ProductRow], links: Mapping[str, _Link], categories: Mapping[str, str]
+    ) -> list[_Outgoing]:
+        """Updates for the products Medusa holds (known, found by external id, or adopted), creates for
+        the rest, each create with a handle no other product holds."""
+        outgoing: list[_Outgoing] = []
+        unknown: list[ProductRow] = []
+        for row in rows:
+            link = links.get(row.external_id)
+            if link is not None:
+                ids = MedusaIds(link.product_id, link.variant_id, link.price_id)
+                outgoing.append(_Outgoing(row, link.handle, categories[row.category_handle], ids))
+            else:
+                unknown.append(row)
+        if not unknown:
+            return outgoing
+        found = await self._find_by_external_id([row.external_id for row in unknown])
+        by_handle = await self._find_by_handle(
+            [row.handle_base for row in unknown if row.external_id not in found]
+        )
+        linked_handles = await self._linked_handles(
+            [handle for row in unknown for handle in (row.handle_base, row.handle_with_id)]
+        )
+        chosen: set[str] = set()
+        for row in unknown:
+            category_id = categories[row.category_handle]
+            product = found.get(row.external_id)
+            if product is None:
+                candidate = by_handle.get(row.handle_base)
+                if candidate is not None and _adoptable(candidate, row.external_id):
+                    product = candidate
+            held = _ids_of(product, self._shop.currency_code) if product is not None else None
+            if product is not None and held is not None:
+                outgoing.append(_Outgoing(row, str(product["handle"]), category_id, held))
+                continue
+            taken = (
+                chosen
+                | set(by_handle)
+                | {h for h, owner in linked_handles.items() if owner != row.external_id}
+            )
+            handle = row.handle_base if row.handle_base not in taken else row.handle_with_id
+            chosen.add(handle)
+            outgoing.append(_Outgoing(row, handle, category_id, None))
+        return outgoing
+
+    async def _lookup(self, key: str, values: Sequence[str]) -> list[Mapping[str, Any]]:
+        products: list[Mapping[str, Any]] = []
+        for chunk in _chunks(list(dict.fromkeys(values)), _LOOKUP_CHUNK):
+            params = [(f"{key}[]", value) for value in chunk] + [
+                ("fields", _LOOKUP_FIELDS),
+                ("limit", str(len(chunk) * 2)),  # external_id is not unique in Medusa: see duplicates too
+            ]
+            products.extend((await self._client.read("/admin/products", params))["products"])
+        return products
+
+    async def _find_by_external_id(self, external_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        found: dict[str, Mapping[str, Any]] = {}
+        for product in await self._lookup("external_id", external_ids):
+            # The oldest wins if a shop holds two (created by hand, or by another tool).
+            found.setdefault(str(product["external_id"]), product)
+        return found
+
+    async def _find_by_handle(self, handles: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        if not handles:
+            return {}
+        return {str(product["handle"]): product for product in await self._lookup("handle", handles)}
+
+    async def _linked_handles(self, handles: Sequence[str]) -> dict[str, str]:
+        found = await self._database.fetch_all(
+            sql.SELECT_LINKED_HANDLES, (self._target, sql.json_array(handles))
+        )
+        return {handle: external_id for handle, external_id in found}
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def _payload(self, item: _Outgoing) -> bytes:
+        place = Placement(item.handle, item.category_id, self._shop.sales_channel_id, self._status)
+        body = update_payload(item.row, place, item.ids) if item.ids else create_payload(item.row, place)
+        return exact_json.dumps(body)
+
+    def _requests(self, items: Sequence[_Outgoing]) -> Iterable[list[tuple[_Outgoing, bytes]]]:
+        """The items in requests whose bodies stay under the byte limit."""
+        current: list[tuple[_Outgoing, bytes]] = []
+        size = 32
+        for item in items:
+            payload = self._payload(item)
+            if current and size + len(payload) + 1 > self._batch_bytes:
+                yield current
+                current, size = [], 32
+            current.append((item, payload))
+            size += len(payload) + 1
+        if current:
+            yield current
+
+    async def _push(self, items: Sequence[_Outgoing]) -> tuple[list[_Confirmed], list[ItemError]]:
+        confirmed: list[_Confirmed] = []
+        rejected: list[ItemError] = []
+        for request in self._requests(items):
+            done, refused = await self._send_isolating([item for item, _ in request])
+            confirmed.extend(done)
+            rejected.extend(refused)
+        return confirmed, rejected
+
+    async def _send_isolating(self, items: list[_Outgoing]) -> tuple[list[_Confirmed], list[ItemError]]:
+        """Send ``items`` as one request; if Medusa refuses it, send the halves, down to single items."""
+        try:
+            return await self._send(items), []
+        except MedusaRejected as exc:
+            if len(items) == 1:
+                item = items[0]
+                return [], [
+                    ItemError(item.row.position, item.row.external_id, f"Medusa refused it: {exc.message}")
+                ]
+        middle = len(items) // 2
+        first, first_refused = await self._send_isolating(items[:middle])
+        second, second_refused = await self._send_isolating(items[middle:])
+        return first + second, first_refused + second_refused
+
+    async def _send(self, items: list[_Outgoing]) -> list[_Confirmed]:
+        """One batch request, resent after transient faults; before resending, the creates are looked up
+        again by external id, since a request whose answer was lost may have been applied."""
+        attempt = 1
+        while True:
+            body = _batch_body(
+                [self._payload(item) for item in items if item.is_create],
+                [self._payload(item) for item in items if not item.is_create],
+            )
+            try:
+                answer = await self._client.send_once(BATCH_PATH, body)
+                break
+            except RETRYABLE_EXCEPTIONS as fault:
+                if attempt >= self._policy.attempts:
+                    raise SyncFailed(self._client.describe(fault, f"POST {BATCH_PATH}", attempt)) from fault
+                delay = self._policy.delay_before(attempt + 1, fault)
+                log.warning(
+                    "Medusa fault (%s), attempt %d of %d; looking its new products up, resending in %.2f s",
+                    self._client.describe(fault, f"POST {BATCH_PATH}", attempt),
+                    attempt,
+                    self._policy.attempts,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                attempt += 1
+                items = await self._reresolve(items)
+        return self._confirmations(items, answer)
+
+    async def _reresolve(self, items: list[_Outgoing]) -> list[_Outgoing]:
+        creates = [item for item in items if item.is_create]
+        if not creates:
+            return items
+        found = await self._find_by_external_id([item.row.external_id for item in creates])
+        resolved: list[_Outgoing] = []
+        for item in items:
+            product = found.get(item.row.external_id) if item.is_create else None
+            ids = _ids_of(product, self._shop.currency_code) if product is not None else None
+            if product is not None and ids is not None:
+                resolved.append(replace(item, handle=str(product["handle"]), ids=ids))
+            else:
+                resolved.append(item)
+        return resolved
+
+    def _confirmations(self, items: Sequence[_Outgoing], answer: Mapping[str, Any]) -> list[_Confirmed]:
+        by_id = {
+            str(product.get("external_id")): product
+            for product in [*(answer.get("created") or []), *(answer.get("updated") or [])]
+        }
+        confirmed: list[_Confirmed] = []
+        for item in items:
+            product = by_id.get(item.row.external_id)
+            ids = _ids_of(product, self._shop.currency_code) if product is not None else None
+            if product is None or ids is None:
+                missing = item.row.external_id
+                raise SyncFailed(
+                    f"Medusa's answer to {BATCH_PATH} lacks the product with external id {missing}"
+                )
+            confirmed.append(_Confirmed(item, ids, str(product["handle"])))
+        return confirmed
+
+
+def _adoptable(product: Mapping[str, Any], external_id: str) -> bool:
+    """A product with no external id whose metadata names this upstream id (the replaced job's way)."""
+    if product.get("external_id"):
+        return False
+    metadata = product.get("metadata") or {}
+    return str(metadata.get("external_id", "")) == external_id
+
+
+def _batch_body(creates: Sequence[bytes], updates: Sequence[bytes]) -> bytes:
+    return b'{"create":[' + b",".join(creates) + b'],"update":[' + b",".join(updates) + b"]}"
+
+
+def _chunks(values: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

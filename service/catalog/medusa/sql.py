@@ -1,0 +1,50 @@
+"""The Medusa sink's local knowledge (migration 0006), in one place. Parameters are always bound."""
+
+from service.catalog.sql import json_array
+
+__all__ = ["json_array"]
+
+ANY_LINK = "SELECT EXISTS (SELECT 1 FROM medusa_products WHERE target = ?)"
+
+# The mapping workers' fingerprint lookup: the scope (?1, the shop) comes before the ids.
+FINGERPRINTS = """
+SELECT external_id, content_hash, source_hash
+FROM medusa_products
+WHERE target = ?1 AND external_id IN (SELECT value FROM json_each(?2))
+"""
+
+SELECT_LINKS = """
+SELECT external_id, product_id, variant_id, price_id, handle, content_hash, source_hash
+FROM medusa_products
+WHERE target = ?1 AND external_id IN (SELECT value FROM json_each(?2))
+"""
+
+# Handles our links hold, for choosing a new product's handle.
+SELECT_LINKED_HANDLES = """
+SELECT handle, external_id FROM medusa_products
+WHERE target = ?1 AND handle IN (SELECT value FROM json_each(?2))
+"""
+
+# A Medusa product is linked to one upstream id: a link it had to another id (an adoption moved it) goes.
+DROP_OTHER_LINKS = """
+DELETE FROM medusa_products WHERE target = ?1 AND product_id = ?2 AND external_id <> ?3
+"""
+
+UPSERT_LINK = """
+INSERT INTO medusa_products (target, external_id, product_id, variant_id, price_id, handle, content_hash,
+                             source_hash, synced_run, synced_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+ON CONFLICT (target, external_id) DO UPDATE SET
+    product_id = excluded.product_id, variant_id = excluded.variant_id, price_id = excluded.price_id,
+    handle = excluded.handle, content_hash = excluded.content_hash, source_hash = excluded.source_hash,
+    synced_run = excluded.synced_run, synced_at = excluded.synced_at
+"""
+
+UPDATE_SOURCE_HASH = "UPDATE medusa_products SET source_hash = ?3 WHERE target = ?1 AND external_id = ?2"
+
+SELECT_CATEGORIES = "SELECT handle, category_id, name FROM medusa_categories WHERE target = ?"
+
+UPSERT_CATEGORY = """
+INSERT INTO medusa_categories (target, handle, category_id, name) VALUES (?1, ?2, ?3, ?4)
+ON CONFLICT (target, handle) DO UPDATE SET category_id = excluded.category_id, name = excluded.name
+"""
