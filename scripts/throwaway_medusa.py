@@ -2,7 +2,7 @@
 
     python scripts/throwaway_medusa.py --dir /tmp/medusa-run      # starts it, prints SYNC_MEDUSA_* lines
 
-Steps: a PostgreSQL cluster in ``DIR/pg`` (scripts/throwaway_postgres.py), ``npm ci`` of the pinned app
+Steps: a PostgreSQL cluster in a directory of its own under /tmp (scripts/throwaway_postgres.py), ``npm ci`` of the pinned app
 in ``scripts/medusa`` (skipped while its lockfile is unchanged), ``medusa db:create`` / ``db:migrate``, an
 admin user, ``medusa start``, a JWT from ``POST /auth/user/emailpass`` and a secret API key from
 ``POST /admin/api-keys``. The store is given the currencies the tests use.
@@ -20,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 import urllib.error
@@ -28,8 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throwaway_postgres import PostgresCluster, PostgresUnavailable
+# Run as a script (python scripts/throwaway_medusa.py) as well as imported by the tests and benchmarks.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from scripts.throwaway_postgres import PostgresCluster, PostgresUnavailable  # noqa: E402
 
 APP_DIR = Path(__file__).resolve().parent / "medusa"
 MIN_NODE_MAJOR = 20
@@ -93,6 +95,9 @@ class MedusaServer:
     api_key: str = ""
     password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     process: subprocess.Popen[bytes] | None = None
+    # The cluster's own directory in /tmp: its owner (an unprivileged user, see throwaway_postgres)
+    # must reach it, which a test's private temporary directory does not allow.
+    pg_dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="product-sync-pg-")))
 
     @property
     def url(self) -> str:
@@ -104,7 +109,7 @@ class MedusaServer:
 
     @property
     def postgres(self) -> PostgresCluster:
-        return PostgresCluster(self.directory / "pg", self.pg_port)
+        return PostgresCluster(self.pg_dir, self.pg_port)
 
     def _env(self) -> dict[str, str]:
         return {
@@ -234,6 +239,7 @@ class MedusaServer:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
         self.postgres.stop()
+        shutil.rmtree(self.pg_dir, ignore_errors=True)
 
 
 def main() -> int:

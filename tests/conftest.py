@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +12,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
+from scripts.throwaway_medusa import MedusaServer
 from service.app import create_app
 from service.database.sqlite import Database
 from service.ledger.owner import OwnerLock
 from service.ledger.runs import Ledger
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
+from tests.medusa_shop import Shop
 from tests.upstream import FeedControl, dummyjson_app, make_product
 
 pytest_plugins = ["tests.reliability_report"]
@@ -106,3 +108,27 @@ async def wait_for_status(
 
 def finished(data: dict[str, Any]) -> bool:
     return data["isRunning"] is False and data["lastStatus"] != "idle"
+
+
+@pytest.fixture(scope="session")
+def medusa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MedusaServer]:
+    """A real Medusa v2 (PostgreSQL + the pinned app in scripts/medusa), started once per session.
+
+    When it cannot start, the tests that use it fail with the reason: they are never skipped.
+    """
+    server = MedusaServer(tmp_path_factory.mktemp("medusa"))
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def shop(medusa_server: MedusaServer) -> Shop:
+    """The Medusa of this session, with no product and no category left by an earlier test."""
+    found = Shop(medusa_server)
+    found.empty()
+    return found

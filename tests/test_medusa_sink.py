@@ -1,0 +1,334 @@
+"""The Medusa sink against a real Medusa v2 server (no mock): what lands in the shop, what is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+
+from scripts.throwaway_medusa import free_port
+from service.app import create_app
+from service.catalog.mapping import slugify
+from service.demo_upstream.products import demo_product
+from service.settings import Settings
+from tests.medusa_shop import REPO_ROOT, Shop, run_sync, start_sync, sync_env
+from tests.upstream import FeedControl, dummyjson_app, make_product
+
+pytestmark = pytest.mark.medusa
+
+PRODUCT_FIELDS = (
+    "id,external_id,handle,title,status,updated_at,metadata,variants.id,variants.sku,variants.prices.id,"
+    "variants.prices.amount,variants.prices.currency_code,sales_channels.id,categories.id,categories.handle"
+)
+
+
+def ledger_rows(db_path: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(db_path) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(row) for row in conn.execute("SELECT * FROM runs ORDER BY id")]
+
+
+def run_errors(db_path: Path) -> list[tuple[int, str, str]]:
+    with sqlite3.connect(db_path) as conn:
+        return list(conn.execute("SELECT position, external_id, reason FROM run_errors ORDER BY id"))
+
+
+def by_external_id(shop: Shop) -> dict[str, dict[str, Any]]:
+    products = shop.products(PRODUCT_FIELDS)
+    ids = Counter(product["external_id"] for product in products)
+    assert [external_id for external_id, count in ids.items() if count > 1] == []  # never a duplicate
+    return {product["external_id"]: product for product in products}
+
+
+async def feed_url(aiohttp_server: AiohttpServer, control: FeedControl) -> str:
+    server = await aiohttp_server(dummyjson_app(control), host="127.0.0.1")
+    return str(server.make_url("/products"))
+
+
+async def test_the_demo_feed_lands_in_the_shop_priced_categorised_and_published(
+    shop: Shop, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "sync.db"
+    result = await run_sync(sync_env(shop, db_path))
+    assert result.code == 0, result
+    products = by_external_id(shop)
+    assert sorted(products, key=int) == [str(i) for i in range(1, 195)]
+    channel = shop.default_sales_channel()
+    for external_id, product in products.items():
+        expected = demo_product(int(external_id) - 1)
+        assert product["status"] == "published"
+        assert product["title"] == expected["title"]
+        (variant,) = product["variants"]
+        (price,) = variant["prices"]
+        # Major units, exactly: 9.99 stays 9.99 (Medusa v2 does not take cents).
+        assert price["currency_code"] == "usd"
+        assert Decimal(str(price["amount"])) == Decimal(str(expected["price"]))
+        assert variant["sku"] == expected["sku"]
+        assert [channel_ref["id"] for channel_ref in product["sales_channels"]] == [channel]
+        assert [category["handle"] for category in product["categories"]] == [slugify(expected["category"])]
+    assert len(shop.categories()) == 24
+    (run,) = ledger_rows(db_path)
+    assert (run["status"], run["created"], run["updated"], run["unchanged"], run["errors"]) == (
+        "success",
+        194,
+        0,
+        0,
+        0,
+    )
+    assert run["categories_created"] == 24
+
+
+async def test_an_identical_re_sync_sends_no_write_request_and_changes_nothing(
+    shop: Shop, tmp_path: Path
+) -> None:
+    env = sync_env(shop, tmp_path / "sync.db")
+    assert (await run_sync(env)).code == 0
+    before = {key: product["updated_at"] for key, product in by_external_id(shop).items()}
+    mark = shop.log_mark()
+    result = await run_sync(env)
+    assert result.code == 0, result
+    assert shop.write_requests_since(mark) == []
+    after = {key: product["updated_at"] for key, product in by_external_id(shop).items()}
+    assert after == before
+    run = ledger_rows(tmp_path / "sync.db")[-1]
+    assert (run["created"], run["updated"], run["unchanged"]) == (0, 0, 194)
+
+
+async def test_five_changed_prices_are_five_updates_in_place(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    control = FeedControl(products=[make_product(i) for i in range(1, 41)])
+    env = sync_env(shop, tmp_path / "sync.db", await feed_url(aiohttp_server, control), SYNC_PAGE_SIZE="15")
+    assert (await run_sync(env)).code == 0
+    first = by_external_id(shop)
+    changed = ["3", "11", "17", "29", "40"]
+    for product in control.products:
+        if str(product["id"]) in changed:
+            product["price"] = "123.45"
+    mark = shop.log_mark()
+    result = await run_sync(env)
+    assert result.code == 0, result
+    run = ledger_rows(tmp_path / "sync.db")[-1]
+    assert (run["created"], run["updated"], run["unchanged"]) == (0, 5, 35)
+    writes = shop.write_requests_since(mark)
+    assert writes and set(writes) == {"POST /admin/products/batch"}  # one per batch holding a change
+    second = by_external_id(shop)
+    for external_id in changed:
+        old, new = first[external_id], second[external_id]
+        assert new["id"] == old["id"]
+        assert new["variants"][0]["id"] == old["variants"][0]["id"]  # the variant (and its SKU) survived
+        assert new["variants"][0]["sku"] == old["variants"][0]["sku"]
+        assert new["variants"][0]["prices"][0]["id"] == old["variants"][0]["prices"][0]["id"]
+        assert Decimal(str(new["variants"][0]["prices"][0]["amount"])) == Decimal("123.45")
+    # Only the five were sent: every other product is as it was (a price change alone leaves the
+    # product row's updated_at as it is, so the untouched ones are what this can tell).
+    untouched = [key for key in first if key not in changed]
+    assert all(second[key]["updated_at"] == first[key]["updated_at"] for key in untouched)
+    assert all(second[key]["variants"] == first[key]["variants"] for key in untouched)
+
+
+async def test_a_renamed_product_is_the_same_product(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    control = FeedControl(products=[make_product(i) for i in range(1, 6)])
+    env = sync_env(shop, tmp_path / "sync.db", await feed_url(aiohttp_server, control))
+    assert (await run_sync(env)).code == 0
+    first = by_external_id(shop)
+    control.products[1]["title"] = "A Completely New Name"
+    assert (await run_sync(env)).code == 0
+    second = by_external_id(shop)
+    assert len(second) == 5
+    assert second["2"]["id"] == first["2"]["id"]
+    assert second["2"]["title"] == "A Completely New Name"
+    assert second["2"]["variants"][0]["id"] == first["2"]["variants"][0]["id"]
+
+
+def create_like_the_replaced_job(shop: Shop, products: list[dict[str, Any]]) -> dict[str, str]:
+    """Products as the job this service replaces left them: matched by handle, the upstream id only in
+    metadata, no external_id, a "Default Option" / "Default Value" variant without SKU, no channel."""
+    body = {
+        "create": [
+            {
+                "title": product["title"],
+                "handle": slugify(product["title"]),
+                "status": "published",
+                "metadata": {"external_id": product["id"], "brand": product["brand"]},
+                "options": [{"title": "Default Option", "values": ["Default Value"]}],
+                "variants": [
+                    {"title": "Default", "options": {"Default Option": "Default Value"}, "prices": []}
+                ],
+            }
+            for product in products
+        ]
+    }
+    created = shop.admin("POST", "/admin/products/batch", body)["created"]
+    return {str(product["metadata"]["external_id"]): product["variants"][0]["id"] for product in created}
+
+
+async def test_products_the_replaced_job_created_are_adopted_not_duplicated(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    control = FeedControl(products=[make_product(i) for i in range(1, 21)])
+    variants = create_like_the_replaced_job(shop, control.products[:12])
+    env = sync_env(shop, tmp_path / "sync.db", await feed_url(aiohttp_server, control))
+    result = await run_sync(env)
+    assert result.code == 0, result
+    products = by_external_id(shop)
+    assert len(shop.products("id")) == 20  # 12 adopted, 8 created: none twice
+    run = ledger_rows(tmp_path / "sync.db")[-1]
+    assert (run["created"], run["updated"]) == (8, 12)
+    for external_id, variant_id in variants.items():
+        product = products[external_id]
+        assert product["variants"][0]["id"] == variant_id
+        assert product["variants"][0]["sku"] == f"SKU-{int(external_id):06d}"
+        assert product["sales_channels"], external_id
+        assert Decimal(str(product["variants"][0]["prices"][0]["amount"])) == Decimal(
+            str(control.products[int(external_id) - 1]["price"])
+        )
+
+
+async def test_one_product_medusa_refuses_is_one_item_error_and_the_rest_is_published(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    products = [make_product(i) for i in range(1, 31)]
+    products[16]["sku"] = products[4]["sku"]  # variant SKUs are unique in a Medusa store
+    control = FeedControl(products=products)
+    env = sync_env(shop, tmp_path / "sync.db", await feed_url(aiohttp_server, control))
+    result = await run_sync(env)
+    assert result.code == 0, result
+    assert sorted(by_external_id(shop), key=int) == [str(i) for i in range(1, 31) if i != 17]
+    ((position, external_id, reason),) = run_errors(tmp_path / "sync.db")
+    assert (position, external_id) == (16, "17")
+    assert "Medusa refused it" in reason and "sku" in reason.lower()
+    run = ledger_rows(tmp_path / "sync.db")[-1]
+    assert (run["created"], run["errors"]) == (29, 1)
+
+
+async def test_sigkill_mid_run_then_a_new_run_leaves_one_product_per_upstream_id(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    control = FeedControl(products=[make_product(i) for i in range(1, 301)], page_delay_s=0.2)
+    env = sync_env(
+        shop,
+        tmp_path / "sync.db",
+        await feed_url(aiohttp_server, control),
+        SYNC_PAGE_SIZE="40",
+        SYNC_BATCH_SIZE="40",
+    )
+    for delay in (1.5, 3.0, 4.5):  # kills land before, during and after batch requests
+        process = await start_sync(env)
+        await asyncio.sleep(delay)
+        os.kill(process.pid, signal.SIGKILL)
+        await process.wait()
+    control.page_delay_s = 0
+    result = await run_sync(env)
+    assert result.code == 0, result
+    products = by_external_id(shop)  # asserts no external id twice
+    assert sorted(products, key=int) == [str(i) for i in range(1, 301)]
+    runs = ledger_rows(tmp_path / "sync.db")
+    assert [run["status"] for run in runs[:-1]] == ["error"] * (len(runs) - 1)  # recovered as interrupted
+    # What the ledger says was confirmed never exceeds what Medusa holds, and the last run completes it.
+    assert sum(run["created"] for run in runs) <= 300
+    assert runs[-1]["created"] + runs[-1]["updated"] + runs[-1]["unchanged"] == 300
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"SYNC_MEDUSA_API_KEY": "sk_not_a_key"}, "Medusa refused the API key (401"),
+        (
+            {"SYNC_MEDUSA_SALES_CHANNEL_ID": "sc_01NOSUCHCHANNEL"},
+            "sales channel sc_01NOSUCHCHANNEL does not exist",
+        ),
+        ({"SYNC_CURRENCY": "JPY"}, "the store does not list the currency jpy"),
+    ],
+)
+async def test_a_wrong_key_channel_or_currency_is_a_clear_error(
+    shop: Shop, tmp_path: Path, extra: dict[str, str], message: str
+) -> None:
+    result = await run_sync(sync_env(shop, tmp_path / "sync.db", **extra))
+    assert result.code == 1, result
+    assert message in result.stderr, result.stderr
+    assert shop.products("id") == []
+
+
+async def test_medusa_down_is_a_clear_error(shop: Shop, tmp_path: Path) -> None:
+    port = free_port()
+    env = sync_env(shop, tmp_path / "sync.db", SYNC_MEDUSA_URL=f"http://127.0.0.1:{port}")
+    result = await run_sync(env)
+    assert result.code == 1, result
+    assert f"Cannot connect to Medusa 127.0.0.1:{port}" in result.stderr, result.stderr
+
+
+async def test_ready_and_status_show_where_products_go_without_the_key(
+    shop: Shop, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    settings = Settings(
+        db_path=tmp_path / "sync.db",
+        sink="medusa",
+        medusa_url=shop.url,
+        medusa_api_key=SecretStr(shop.api_key),
+        admin_tokens={"admin": SecretStr("secret-token")},
+    )
+    client = await aiohttp_client(create_app(settings))
+    ready = await (await client.get("/ready")).json()
+    assert ready["sink"] == {"kind": "medusa", "target": shop.url}
+    response = await client.get("/admin/sync/status", headers={"Authorization": "Bearer secret-token"})
+    body = await response.text()
+    assert '"sink":{"kind":"medusa","target":"' + shop.url + '"}' in body
+    assert shop.api_key not in body
+
+
+async def test_the_service_does_not_start_with_a_wrong_key(shop: Shop, tmp_path: Path) -> None:
+    env = sync_env(shop, tmp_path / "sync.db", SYNC_MEDUSA_API_KEY="sk_wrong", SYNC_PORT=str(free_port()))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service",
+        "serve",
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert "cannot start: Medusa at" in stderr.decode() and "refused the API key" in stderr.decode()
+
+
+async def test_medusa_restarted_mid_run_fails_the_run_clearly_and_the_next_run_converges(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    control = FeedControl(products=[make_product(i) for i in range(1, 121)], page_delay_s=0.3)
+    env = sync_env(
+        shop,
+        tmp_path / "sync.db",
+        await feed_url(aiohttp_server, control),
+        SYNC_PAGE_SIZE="20",
+        SYNC_BATCH_SIZE="20",
+    )
+    process = await start_sync(env)
+    await asyncio.sleep(2.0)
+    shop.server.kill()
+    try:
+        await asyncio.wait_for(process.communicate(), 120)
+    finally:
+        await asyncio.to_thread(shop.server.run_server)
+    assert process.returncode == 1
+    run = ledger_rows(tmp_path / "sync.db")[-1]
+    assert run["status"] == "error"
+    assert "Medusa" in run["error_message"], run["error_message"]
+    control.page_delay_s = 0
+    result = await run_sync(env)
+    assert result.code == 0, result
+    assert sorted(by_external_id(shop), key=int) == [str(i) for i in range(1, 121)]
