@@ -20,8 +20,8 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -31,7 +31,7 @@ from typing import Any
 
 # Run as a script (python scripts/throwaway_medusa.py) as well as imported by the tests and benchmarks.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from scripts.throwaway_postgres import PostgresCluster, PostgresUnavailable  # noqa: E402
+from scripts.throwaway_postgres import PostgresCluster, PostgresUnavailable
 
 APP_DIR = Path(__file__).resolve().parent / "medusa"
 MIN_NODE_MAJOR = 20

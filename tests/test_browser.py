@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import socket
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -512,6 +513,9 @@ async def test_slow_sync_shows_live_progress_then_success(
     page, watch = await signed_in_page(context, service)
     sync_button = page.get_by_role("button", name="Sync products")
     await expect(summary(page)).to_have_text("No sync has run yet.")
+    await expect(page.locator("#sink-target")).to_have_text(
+        re.compile(r"^Products go to the SQLite catalog .+\.db\.$")
+    )
 
     await sync_button.click()
     await expect(sync_button).to_be_disabled()

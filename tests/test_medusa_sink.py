@@ -12,7 +12,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
@@ -332,3 +334,66 @@ async def test_medusa_restarted_mid_run_fails_the_run_clearly_and_the_next_run_c
     result = await run_sync(env)
     assert result.code == 0, result
     assert sorted(by_external_id(shop), key=int) == [str(i) for i in range(1, 121)]
+
+
+class FaultyDoor:
+    """A loopback door in front of the real Medusa that spoils chosen batch requests, as a network or
+    an overloaded shop would: answers 503 with Retry-After, or forwards the request and answers late."""
+
+    def __init__(self, medusa_url: str) -> None:
+        self.medusa_url = medusa_url
+        self.faults: list[str] = []  # "503" or "late", used up one per batch request
+        self.batch_requests = 0
+        self.late_s = 0.0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        fault = None
+        if request.path == "/admin/products/batch" and request.method == "POST":
+            self.batch_requests += 1
+            fault = self.faults.pop(0) if self.faults else None
+        if fault == "503":
+            return web.json_response(
+                {"type": "unknown_error", "message": "busy"}, status=503, headers={"Retry-After": "1"}
+            )
+        headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method, self.medusa_url + request.path_qs, data=body, headers=headers
+            ) as answer,
+        ):
+            payload = await answer.read()
+            status = answer.status
+        if fault == "late":
+            await asyncio.sleep(self.late_s)  # Medusa applied it; the answer comes after the client gave up
+        return web.Response(body=payload, status=status, content_type="application/json")
+
+
+async def test_a_503_with_retry_after_is_waited_out_and_a_late_answer_creates_nothing_twice(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    door = FaultyDoor(shop.url)
+    door.faults = ["503", "late"]
+    door.late_s = 4
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", door.handle)
+    front = await aiohttp_server(app, host="127.0.0.1")
+    control = FeedControl(products=[make_product(i) for i in range(1, 51)])
+    env = sync_env(
+        shop,
+        tmp_path / "sync.db",
+        await feed_url(aiohttp_server, control),
+        SYNC_MEDUSA_URL=str(front.make_url("")).rstrip("/"),
+        SYNC_READ_TIMEOUT_S="2",
+        SYNC_RETRY_MAX_DELAY_S="2",
+    )
+    result = await run_sync(env)
+    assert result.code == 0, result
+    assert "Medusa answered 503" in result.stderr  # logged as a retried fault
+    assert door.batch_requests >= 3  # refused, applied but answered late, then sent again as updates
+    products = by_external_id(shop)  # no external id twice
+    assert sorted(products, key=int) == [str(i) for i in range(1, 51)]
+    run = ledger_rows(tmp_path / "sync.db")[-1]
+    assert run["status"] == "success"
+    assert run["created"] + run["updated"] == 50

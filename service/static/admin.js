@@ -312,7 +312,16 @@
     el.statusSummary.className = 'status-summary' + (kind ? ' is-' + kind : '');
   }
 
+  function renderSink(sink) {
+    if (!sink) { el.sinkTarget.hidden = true; return; }
+    var where = sink.kind === 'medusa' ? 'the Medusa shop at ' + sink.target : 'the SQLite catalog ' + sink.target;
+    var text = 'Products go to ' + where + '.';
+    if (el.sinkTarget.textContent !== text) el.sinkTarget.textContent = text;
+    el.sinkTarget.hidden = false;
+  }
+
   function renderStatus(data) {
+    renderSink(data.sink);
     var running = Boolean(data.isRunning);
     state.runId = data.runId === undefined ? null : data.runId;
     setRunning(running);
@@ -664,6 +673,7 @@
     el.syncButton = $('sync-button');
     el.cancelButton = $('cancel-button');
     el.syncMessage = $('sync-message');
+    el.sinkTarget = $('sink-target');
     el.statusSummary = $('status-summary');
     el.progressBlock = $('progress-block');
     el.progressBar = $('progress-bar');

@@ -109,7 +109,8 @@ def update_payload(row: ProductRow, place: Placement, ids: MedusaIds) -> dict[st
         "id": ids.variant_id,
         "title": VARIANT_TITLE,
         "manage_inventory": False,
-        "prices": [{"id": ids.price_id, **_price(row)}],
+        # No price id (a variant created without a price, as the replaced job left them): one is added.
+        "prices": [{"id": ids.price_id, **_price(row)} if ids.price_id else _price(row)],
     }
     if row.sku:
         variant["sku"] = row.sku
