@@ -2,9 +2,9 @@
 
     python scripts/throwaway_medusa.py --dir /tmp/medusa-run      # starts it, prints SYNC_MEDUSA_* lines
 
-Steps: a PostgreSQL cluster in a directory of its own under /tmp (scripts/throwaway_postgres.py), ``npm ci`` of the pinned app
-in ``scripts/medusa`` (skipped while its lockfile is unchanged), ``medusa db:create`` / ``db:migrate``, an
-admin user, ``medusa start``, a JWT from ``POST /auth/user/emailpass`` and a secret API key from
+Steps: a PostgreSQL cluster in a directory of its own under /tmp (scripts/throwaway_postgres.py),
+``npm ci`` of the pinned app in ``scripts/medusa`` (skipped while its lockfile is unchanged),
+``medusa db:create`` / ``db:migrate``, an admin user, ``medusa start``, a JWT from ``POST /auth/user/emailpass`` and a secret API key from
 ``POST /admin/api-keys``. The store is given the currencies the tests use.
 """
 
