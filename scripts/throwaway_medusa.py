@@ -4,8 +4,9 @@
 
 Steps: a PostgreSQL cluster in a directory of its own under /tmp (scripts/throwaway_postgres.py),
 ``npm ci`` of the pinned app in ``scripts/medusa`` (skipped while its lockfile is unchanged),
-``medusa db:create`` / ``db:migrate``, an admin user, ``medusa start``, a JWT from ``POST /auth/user/emailpass`` and a secret API key from
-``POST /admin/api-keys``. The store is given the currencies the tests use.
+``medusa db:create`` / ``db:migrate``, an admin user, ``medusa start``, a JWT from
+``POST /auth/user/emailpass`` and a secret API key from ``POST /admin/api-keys``. The store is given
+the currencies the tests use.
 """
 
 from __future__ import annotations
