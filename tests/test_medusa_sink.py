@@ -155,14 +155,18 @@ async def test_a_renamed_product_is_the_same_product(
     assert second["2"]["variants"][0]["id"] == first["2"]["variants"][0]["id"]
 
 
-def create_like_the_replaced_job(shop: Shop, products: list[dict[str, Any]]) -> dict[str, str]:
+def create_like_the_replaced_job(
+    shop: Shop, products: list[dict[str, Any]], suffixed: frozenset[int] = frozenset()
+) -> dict[str, str]:
     """Products as the job this service replaces left them: matched by handle, the upstream id only in
     metadata, no external_id, a "Default Option" / "Default Value" variant without SKU, no channel."""
     body = {
         "create": [
             {
                 "title": product["title"],
-                "handle": slugify(product["title"]),
+                # The replaced job added "-<id>" when two products of a batch made the same handle.
+                "handle": slugify(product["title"])
+                + (f"-{product['id']}" if product["id"] in suffixed else ""),
                 "status": "published",
                 "metadata": {"external_id": product["id"], "brand": product["brand"]},
                 "options": [{"title": "Default Option", "values": ["Default Value"]}],
@@ -181,7 +185,7 @@ async def test_products_the_replaced_job_created_are_adopted_not_duplicated(
     shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
     control = FeedControl(products=[make_product(i) for i in range(1, 21)])
-    variants = create_like_the_replaced_job(shop, control.products[:12])
+    variants = create_like_the_replaced_job(shop, control.products[:12], suffixed=frozenset({4, 9}))
     env = sync_env(shop, tmp_path / "sync.db", await feed_url(aiohttp_server, control))
     result = await run_sync(env)
     assert result.code == 0, result

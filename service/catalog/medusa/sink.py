@@ -279,7 +279,12 @@ class MedusaSink:
             return outgoing
         found = await self._find_by_external_id([row.external_id for row in unknown])
         by_handle = await self._find_by_handle(
-            [row.handle_base for row in unknown if row.external_id not in found]
+            [
+                h
+                for row in unknown
+                if row.external_id not in found
+                for h in (row.handle_base, row.handle_with_id)
+            ]
         )
         linked_handles = await self._linked_handles(
             [handle for row in unknown for handle in (row.handle_base, row.handle_with_id)]
@@ -289,9 +294,11 @@ class MedusaSink:
             category_id = categories[row.category_handle]
             product = found.get(row.external_id)
             if product is None:
-                candidate = by_handle.get(row.handle_base)
-                if candidate is not None and _adoptable(candidate, row.external_id):
-                    product = candidate
+                # The replaced job's products: by handle (its own "-<id>" form on a clash too).
+                candidates = [by_handle.get(row.handle_base), by_handle.get(row.handle_with_id)]
+                product = next(
+                    (c for c in candidates if c is not None and _adoptable(c, row.external_id)), None
+                )
             held = _ids_of(product, self._shop.currency_code) if product is not None else None
             if product is not None and held is not None:
                 outgoing.append(_Outgoing(row, str(product["handle"]), category_id, held))
@@ -441,11 +448,13 @@ class MedusaSink:
 
 
 def _adoptable(product: Mapping[str, Any], external_id: str) -> bool:
-    """A product with no external id whose metadata names this upstream id (the replaced job's way)."""
+    """Whether a product found by handle is this upstream product: it has no external id, and its
+    metadata names this upstream id (the replaced job's way) or no upstream id at all."""
     if product.get("external_id"):
         return False
     metadata = product.get("metadata") or {}
-    return str(metadata.get("external_id", "")) == external_id
+    claimed = metadata.get("external_id")
+    return claimed is None or str(claimed) == external_id
 
 
 def _batch_body(creates: Sequence[bytes], updates: Sequence[bytes]) -> bytes:
