@@ -401,3 +401,38 @@ async def test_a_503_with_retry_after_is_waited_out_and_a_late_answer_creates_no
     run = ledger_rows(tmp_path / "sync.db")[-1]
     assert run["status"] == "success"
     assert run["created"] + run["updated"] == 50
+
+
+async def test_a_product_deleted_in_the_shop_comes_back_when_it_changes_upstream(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    control = FeedControl(products=[make_product(i) for i in range(1, 11)])
+    env = sync_env(shop, tmp_path / "sync.db", await feed_url(aiohttp_server, control))
+    assert (await run_sync(env)).code == 0
+    gone = by_external_id(shop)["3"]["id"]
+    shop.admin("POST", "/admin/products/batch", {"delete": [gone]})  # by shop staff, say
+    control.products[2]["price"] = "55.55"
+    result = await run_sync(env)
+    assert result.code == 0, result
+    back = by_external_id(shop)
+    assert sorted(back, key=int) == [str(i) for i in range(1, 11)]
+    assert back["3"]["id"] != gone
+    assert Decimal(str(back["3"]["variants"][0]["prices"][0]["amount"])) == Decimal("55.55")
+    assert run_errors(tmp_path / "sync.db") == []
+
+
+async def test_a_category_the_shop_renamed_is_used_as_it_is(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    renamed = shop.admin(
+        "POST", "/admin/product-categories", {"name": "Beauty & Care", "handle": "beauty", "is_active": True}
+    )["product_category"]
+    control = FeedControl(products=[make_product(i, category="beauty") for i in range(1, 6)])
+    env = sync_env(shop, tmp_path / "sync.db", await feed_url(aiohttp_server, control))
+    result = await run_sync(env)
+    assert result.code == 0, result
+    assert run_errors(tmp_path / "sync.db") == []
+    assert {product["categories"][0]["id"] for product in by_external_id(shop).values()} == {renamed["id"]}
+    assert [category["name"] for category in shop.categories()] == ["Beauty & Care"]
+    run = ledger_rows(tmp_path / "sync.db")[-1]
+    assert (run["created"], run["categories_created"]) == (5, 0)

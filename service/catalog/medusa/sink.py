@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from service.catalog.mapping import MappedRow, ProductRow
 from service.catalog.medusa import sql
-from service.catalog.medusa.client import RETRYABLE_EXCEPTIONS, MedusaClient, MedusaRejected
+from service.catalog.medusa.client import RETRYABLE_EXCEPTIONS, MedusaClient, MedusaNotFound, MedusaRejected
 from service.catalog.medusa.payloads import MedusaIds, Placement, create_payload, update_payload
 from service.catalog.medusa.shop import Shop
 from service.catalog.sink import BatchWritten, FingerprintLookup, SinkInfo
@@ -138,11 +138,8 @@ class MedusaSink:
             to_send.append(row.full())
 
         refused: list[ItemError] = []
-        categories, categories_created, new_categories = await self._categories(to_send, refused)
-        clashed = {error.position for error in refused}
-        outgoing = await self._plan(
-            [row for row in to_send if row.position not in clashed], links, categories
-        )
+        categories, categories_created, new_categories = await self._categories(to_send)
+        outgoing = await self._plan(to_send, links, categories)
         confirmed, rejected = await self._push(outgoing)
         refused.extend(rejected)
 
@@ -158,13 +155,22 @@ class MedusaSink:
         )
         now = to_iso(utc_now())
         async with self._ledger.batch(run_id) as batch:
-            for handle, (category_id, name) in new_categories.items():
-                await batch.execute_many(sql.UPSERT_CATEGORY, [(self._target, handle, category_id, name)])
-            for done in confirmed:
+            if new_categories:
                 await batch.execute_many(
-                    sql.DROP_OTHER_LINKS, [(self._target, done.ids.product_id, done.outgoing.row.external_id)]
+                    sql.UPSERT_CATEGORY,
+                    [
+                        (self._target, handle, category_id, name)
+                        for handle, (category_id, name) in new_categories.items()
+                    ],
                 )
             if confirmed:
+                await batch.execute_many(
+                    sql.DROP_OTHER_LINKS,
+                    [
+                        (self._target, done.ids.product_id, done.outgoing.row.external_id)
+                        for done in confirmed
+                    ],
+                )
                 await batch.execute_many(
                     sql.UPSERT_LINK,
                     [
@@ -197,11 +203,10 @@ class MedusaSink:
     # --- categories -------------------------------------------------------------------------------
 
     async def _categories(
-        self, rows: Sequence[ProductRow], refused: list[ItemError]
+        self, rows: Sequence[ProductRow]
     ) -> tuple[dict[str, str], int, dict[str, tuple[str, str]]]:
         """Category handle -> Medusa id for ``rows`` (created in Medusa when missing), how many were
-        created, and the ones the links did not know yet. A row whose category name makes the handle of
-        another category's is refused, as the SQLite catalog does."""
+        created, and the ones the links did not know yet."""
         known = {
             handle: (category_id, name)
             for handle, category_id, name in await self._database.fetch_all(
@@ -242,21 +247,11 @@ class MedusaSink:
                     category = answer["product_category"]
                     created += 1
                 new[handle] = (category["id"], category["name"])
-        by_handle = {**known, **new}
-        ids: dict[str, str] = {}
-        for row in rows:
-            category_id, name = by_handle[row.category_handle]
-            if name != row.category_name:
-                refused.append(
-                    ItemError(
-                        row.position,
-                        row.external_id,
-                        f"category {row.category_name!r} makes the handle {row.category_handle!r} of the"
-                        f" category {name!r}; rename one of them upstream",
-                    )
-                )
-                continue
-            ids[row.category_handle] = category_id
+        # The shop owns its categories: one with the handle is used whatever its name (staff may have
+        # renamed it), and two upstream names that make one handle share it, as Medusa's handles would.
+        ids = {
+            handle: category_id for handle, (category_id, _) in {**known, **new}.items() if handle in wanted
+        }
         return ids, created, new
 
     # --- what to send ---------------------------------------------------------------------------
@@ -371,16 +366,29 @@ class MedusaSink:
             rejected.extend(refused)
         return confirmed, rejected
 
-    async def _send_isolating(self, items: list[_Outgoing]) -> tuple[list[_Confirmed], list[ItemError]]:
+    @staticmethod
+    def _refusal(item: _Outgoing, exc: MedusaRejected) -> ItemError:
+        return ItemError(item.row.position, item.row.external_id, f"Medusa refused it: {exc.message}")
+
+    async def _send_isolating(
+        self, items: list[_Outgoing], retried: bool = False
+    ) -> tuple[list[_Confirmed], list[ItemError]]:
         """Send ``items`` as one request; if Medusa refuses it, send the halves, down to single items."""
         try:
             return await self._send(items), []
-        except MedusaRejected as exc:
+        except MedusaNotFound as exc:
+            # An update of a product someone deleted in the shop: the link is stale, so it is resolved
+            # again (by external id, else created); anything else not found is the item's own fault.
             if len(items) == 1:
                 item = items[0]
-                return [], [
-                    ItemError(item.row.position, item.row.external_id, f"Medusa refused it: {exc.message}")
-                ]
+                if item.is_create or retried:
+                    return [], [self._refusal(item, exc)]
+                return await self._send_isolating(
+                    await self._reresolve([replace(item, ids=None)]), retried=True
+                )
+        except MedusaRejected as exc:
+            if len(items) == 1:
+                return [], [self._refusal(items[0], exc)]
         middle = len(items) // 2
         first, first_refused = await self._send_isolating(items[:middle])
         second, second_refused = await self._send_isolating(items[middle:])
