@@ -285,6 +285,7 @@ class MedusaSink:
             [handle for row in unknown for handle in (row.handle_base, row.handle_with_id)]
         )
         chosen: set[str] = set()
+        adopted: set[str] = set()  # a product found by handle is one upstream product's, not two
         for row in unknown:
             category_id = categories[row.category_handle]
             product = found.get(row.external_id)
@@ -292,8 +293,15 @@ class MedusaSink:
                 # The replaced job's products: by handle (its own "-<id>" form on a clash too).
                 candidates = [by_handle.get(row.handle_base), by_handle.get(row.handle_with_id)]
                 product = next(
-                    (c for c in candidates if c is not None and _adoptable(c, row.external_id)), None
+                    (
+                        c
+                        for c in candidates
+                        if c is not None and c["id"] not in adopted and _adoptable(c, row.external_id)
+                    ),
+                    None,
                 )
+                if product is not None:
+                    adopted.add(str(product["id"]))
             held = _ids_of(product, self._shop.currency_code) if product is not None else None
             if product is not None and held is not None:
                 outgoing.append(_Outgoing(row, str(product["handle"]), category_id, held))
@@ -321,7 +329,7 @@ class MedusaSink:
     async def _find_by_external_id(self, external_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
         found: dict[str, Mapping[str, Any]] = {}
         for product in await self._lookup("external_id", external_ids):
-            # The oldest wins if a shop holds two (created by hand, or by another tool).
+            # If a shop holds two (external_id is not unique there), the first listed is the one kept.
             found.setdefault(str(product["external_id"]), product)
         return found
 
