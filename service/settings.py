@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     source_headers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     source_auth_header: SecretStr | None = None
     page_size: int = Field(default=100, ge=1, le=10_000)
+    # DummyJSON pages in flight at once (the replaced job fetched with 5 workers); 1 pages one by one.
+    page_window: int = Field(default=5, ge=1, le=64)
     demo_product_count: int = Field(default=194, ge=0)
     max_line_bytes: int = Field(default=1024 * 1024, ge=1024)
     # What one DummyJSON page may cost: its body in memory, and its parse on the event loop.

@@ -75,6 +75,7 @@ class FaultUpstream:
         self.fault = Fault.HEALTHY
         self.fault_from_skip = 0
         self.request_times: list[float] = []
+        self.page_request_times: dict[int, list[float]] = {}  # per page (skip), as pages are concurrent
         self.port = _free_port()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fault-upstream", daemon=True)
@@ -162,6 +163,7 @@ class FaultUpstream:
             skip = int(request.query.get("skip", "0"))
         except ValueError:
             return web.json_response({"message": "bad limit or skip"}, status=400)
+        self.page_request_times.setdefault(skip, []).append(self.request_times[-1])
         total = len(self.products)
         fault = self.fault if skip >= self.fault_from_skip else Fault.HEALTHY
         handler = self._FAULTS.get(fault)

@@ -223,6 +223,8 @@ def start_service(aiohttp_server: AiohttpServer, tmp_path: Path, upstream: TestS
             source_url=source_url or str(upstream.make_url("/products")),
             source_format="dummyjson",
             page_size=PAGE_SIZE,
+            # One page at a time: these tests watch a slow run's progress page by page.
+            page_window=1,
             batch_size=PAGE_SIZE,
             retry_attempts=1,
             retry_base_delay_s=0,

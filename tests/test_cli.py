@@ -267,7 +267,8 @@ async def test_on_a_terminal_log_lines_stay_above_the_bar_which_shows_rate_and_e
         command = [sys.executable, "-m", "service", "sync"]
         process = await asyncio.create_subprocess_exec(
             *command,
-            env=cli_env(db_path, upstream_url, SYNC_LOG_FORMAT="text"),
+            # One page at a time, so the slow pages draw the bar in several states.
+            env=cli_env(db_path, upstream_url, SYNC_LOG_FORMAT="text", SYNC_PAGE_WINDOW="1"),
             cwd=REPO_ROOT,
             stdout=terminal,
             stderr=terminal,  # a terminal shows both streams on one screen

@@ -175,6 +175,7 @@ async def test_fault_fails_the_run_clearly_and_the_next_run_recovers(
 
     upstream.inject(fault, from_skip)
     upstream.request_times.clear()
+    upstream.page_request_times.clear()
     reset_peak_rss(pid)
     data, latencies = await run_and_watch(service)
     peak = peak_rss_mib(pid)
@@ -197,7 +198,7 @@ async def test_fault_fails_the_run_clearly_and_the_next_run_recovers(
     assert peak < PEAK_RSS_BOUND_MIB
 
     if fault in (Fault.STATUS_429_RETRY_AFTER, Fault.STATUS_503_RETRY_AFTER):
-        times = upstream.request_times[-ATTEMPTS:]
+        times = upstream.page_request_times[from_skip][-ATTEMPTS:]  # the faulting page's own attempts
         gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
         assert min(gaps) >= RETRY_AFTER_S * 0.95, gaps  # waited as told, not the 20 ms backoff
 

@@ -230,6 +230,7 @@ async def test_sigkill_mid_run_then_a_new_run_leaves_one_product_per_upstream_id
         await feed_url(aiohttp_server, control),
         SYNC_PAGE_SIZE="40",
         SYNC_BATCH_SIZE="40",
+        SYNC_PAGE_WINDOW="1",  # one slow page at a time, so the kills land mid-run
     )
     for delay in (1.5, 3.0, 4.5):  # kills land before, during and after batch requests
         process = await start_sync(env)
@@ -322,6 +323,7 @@ async def test_medusa_restarted_mid_run_fails_the_run_clearly_and_the_next_run_c
         await feed_url(aiohttp_server, control),
         SYNC_PAGE_SIZE="20",
         SYNC_BATCH_SIZE="20",
+        SYNC_PAGE_WINDOW="1",  # one slow page at a time, so Medusa dies mid-run
     )
     process = await start_sync(env)
     await asyncio.sleep(2.0)

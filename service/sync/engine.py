@@ -10,6 +10,7 @@ back with its counters, so the ledger and the catalog never disagree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -50,8 +51,10 @@ _END = _End()
 
 async def _fetch(source: Source, out: asyncio.Queue[FeedChunk | _Failed | _End]) -> None:
     try:
-        async for chunk in source.chunks():
-            await out.put(chunk)
+        # aclosing: a cancelled run closes the source at once (its pages in flight with it).
+        async with contextlib.aclosing(source.chunks()) as chunks:
+            async for chunk in chunks:
+                await out.put(chunk)
     except Exception as exc:  # handed to the writer, which raises it in the job's own task
         await out.put(_Failed(exc))
         return

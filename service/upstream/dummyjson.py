@@ -1,10 +1,12 @@
 """The DummyJSON-style paged API: ``GET <url>?limit=N&skip=M`` until ``skip >= total``; each page is
-retried as a whole (paging is idempotent)."""
+retried as a whole (paging is idempotent), and a window of pages is in flight (see page_window.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -16,7 +18,8 @@ from service.upstream import exact_json
 from service.upstream.feed import FeedChunk, OversizeItem, ReadProgress
 from service.upstream.http import Upstream, raise_for_status
 from service.upstream.models import DummyJsonPage, describe_validation_error
-from service.upstream.retry import RetryPolicy
+from service.upstream.page_window import PageWindow
+from service.upstream.retry import RetryableStatus, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +52,28 @@ class DummyJsonSource:
         self._page_size = settings.page_size
         self._max_page_bytes = settings.max_page_bytes
         self._progress = progress or ReadProgress()
+        self._window = PageWindow(self._fetch_page, settings.page_window)
+        # Until when no page may be asked for: a Retry-After is the server's word for every page in
+        # flight, not only for the one it answered.
+        self._resume_at = 0.0
+        self._max_pause_s = settings.retry_max_delay_s
 
     async def _fetch_body(self, skip: int, limit: int) -> tuple[bytes, str]:
         """The page's body and its content type; raises _PageTooLarge past the page limit."""
         url = self._upstream.url.update_query(limit=limit, skip=skip)
         where = f"page skip={skip}"
+        pause = self._resume_at - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
         async with await self._upstream.get(url) as resp:
-            await raise_for_status(resp, where)
+            try:
+                await raise_for_status(resp, where)
+            except RetryableStatus as fault:
+                self._window.strained()  # asked again by the retry policy, with fewer pages at once
+                if fault.retry_after is not None:
+                    wait = min(fault.retry_after, self._max_pause_s)
+                    self._resume_at = max(self._resume_at, time.monotonic() + wait)
+                raise
             if resp.content_length is not None and resp.content_length > self._max_page_bytes:
                 raise _PageTooLarge()
             body = bytearray()
@@ -85,7 +103,14 @@ class DummyJsonSource:
             problem = f"({where}): {describe_validation_error(exc)}"
             raise SyncFailed(f"Upstream answer is not a DummyJSON products page {problem}") from None
 
-    async def chunks(self) -> AsyncIterator[FeedChunk]:
+    async def chunks(self) -> AsyncGenerator[FeedChunk, None]:
+        try:
+            async for chunk in self._pages():
+                yield chunk
+        finally:
+            await self._window.close()
+
+    async def _pages(self) -> AsyncIterator[FeedChunk]:
         skip = 0
         limit = self._page_size
         total: int | None = None
@@ -93,7 +118,7 @@ class DummyJsonSource:
         while total is None or skip < total:
             where = f"page skip={skip}"
             try:
-                page = await self._fetch_page(skip, limit)
+                page = await self._window.page(skip, limit)
             except _PageTooLarge:
                 if limit > 1:
                     limit //= 2
@@ -139,10 +164,14 @@ class DummyJsonSource:
                 raise SyncFailed(
                     f"Upstream sent {len(page.products)} products at skip={skip}, past its total of {total}"
                 )
-            yield FeedChunk(list(page.products), skip, total)
-            skip += len(page.products)
-            if limit < self._page_size and len(page.products) == limit:
+            self._window.answered()
+            asked, returned = limit, len(page.products)
+            skip += returned
+            if limit < self._page_size and returned == limit:
                 limit = min(self._page_size, limit * 2)  # back towards the configured size
+            # The next pages, as long as this one was (a server capping limit is paged by what it sent).
+            self._window.ahead(skip, limit if returned == asked else returned, limit, total)
+            yield FeedChunk(list(page.products), skip - returned, total)
 
 
 def _distinct_ids(ids: list[Any]) -> bool:

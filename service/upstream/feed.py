@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -39,7 +39,7 @@ class ReadProgress:
 
 
 class Source(Protocol):
-    def chunks(self) -> AsyncIterator[FeedChunk]: ...
+    def chunks(self) -> AsyncGenerator[FeedChunk, None]: ...
 
 
 def upstream_id(raw: RawItem) -> str | None:

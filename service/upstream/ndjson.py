@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import aiohttp
 
@@ -72,7 +72,7 @@ class NdjsonSource:
             if line.strip()
         ]
 
-    async def chunks(self) -> AsyncIterator[FeedChunk]:
+    async def chunks(self) -> AsyncGenerator[FeedChunk, None]:
         resp = await self._upstream.policy.call(self._open, "opening the feed")
         async with resp:
             total = _announced_total(resp)
