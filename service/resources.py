@@ -47,11 +47,9 @@ async def open_sink(settings: Settings, ledger: Ledger, database: Database) -> A
         yield SqliteCatalogSink(ledger, database)
         return
     assert settings.medusa_url is not None and settings.medusa_api_key is not None
-    timeout = aiohttp.ClientTimeout(
-        total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.read_timeout_s
-    )
     policy = retry_policy(settings)
-    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+    # A session of its own (same timeouts as the feed's): the shop's connections are not the feed's.
+    async with open_http_client(settings) as session:
         client = MedusaClient(session, settings.medusa_url, settings.medusa_api_key, policy)
         shop = await check_shop(client, settings.medusa_sales_channel_id, settings.currency)
         log.info(

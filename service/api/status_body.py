@@ -12,7 +12,7 @@ _IDLE = StatusData(
 
 
 def sink_data(sink: SinkInfo) -> SinkData:
-    return SinkData(kind="medusa" if sink.kind == "medusa" else "sqlite", target=sink.target)
+    return SinkData(kind=sink.kind, target=sink.target)
 
 
 def status_response(run: RunRecord | None, sink: SinkInfo | None = None) -> StatusResponse:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from service.catalog.mapping import MappedRow
 from service.domain.outcomes import BatchCounts, ItemError
@@ -44,7 +44,7 @@ class BatchWritten:
 class SinkInfo:
     """Where products go, as status and /ready show it (never with a secret)."""
 
-    kind: str  # "sqlite" or "medusa"
+    kind: Literal["sqlite", "medusa"]
     target: str  # the database file, or the shop's URL
 
 

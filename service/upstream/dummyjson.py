@@ -56,7 +56,6 @@ class DummyJsonSource:
         # Until when no page may be asked for: a Retry-After is the server's word for every page in
         # flight, not only for the one it answered.
         self._resume_at = 0.0
-        self._max_pause_s = settings.retry_max_delay_s
 
     async def _fetch_body(self, skip: int, limit: int) -> tuple[bytes, str]:
         """The page's body and its content type; raises _PageTooLarge past the page limit."""
@@ -71,7 +70,7 @@ class DummyJsonSource:
             except RetryableStatus as fault:
                 self._window.strained()  # asked again by the retry policy, with fewer pages at once
                 if fault.retry_after is not None:
-                    wait = min(fault.retry_after, self._max_pause_s)
+                    wait = self._upstream.policy.delay_before(2, fault)  # Retry-After, capped by the policy
                     self._resume_at = max(self._resume_at, time.monotonic() + wait)
                 raise
             if resp.content_length is not None and resp.content_length > self._max_page_bytes:

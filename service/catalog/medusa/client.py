@@ -19,7 +19,6 @@ from pydantic import SecretStr
 from service.domain.errors import SyncFailed
 from service.upstream import exact_json
 from service.upstream.retry import (
-    RETRYABLE_EXCEPTIONS,
     RetryableStatus,
     RetryPolicy,
     describe_fault,
@@ -98,13 +97,9 @@ class MedusaClient:
 
     async def read(self, path: str, params: Sequence[tuple[str, str]] | Mapping[str, str] = ()) -> Any:
         """A GET, retried on transient faults; SyncFailed once the attempts run out."""
-        where = f"GET {path}"
-        try:
-            return await self._policy.call(
-                lambda: self._once("GET", path, params, None), where, peer="Medusa"
-            )
-        except SyncFailed:
-            raise
+        return await self._policy.call(
+            lambda: self._once("GET", path, params, None), f"GET {path}", peer="Medusa"
+        )
 
     async def create(self, path: str, body: Mapping[str, Any]) -> Any:
         """A small idempotent-enough write (a category, a sales channel link): retried like a read.
@@ -123,6 +118,3 @@ class MedusaClient:
 
     def describe(self, fault: BaseException, where: str, attempts: int) -> str:
         return describe_fault(fault, where, attempts, peer="Medusa")
-
-
-__all__ = ["RETRYABLE_EXCEPTIONS", "MedusaClient", "MedusaNotFound", "MedusaRejected", "basic_auth"]

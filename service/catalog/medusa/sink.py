@@ -16,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from service.catalog.mapping import MappedRow, ProductRow
 from service.catalog.medusa import sql
-from service.catalog.medusa.client import RETRYABLE_EXCEPTIONS, MedusaClient, MedusaNotFound, MedusaRejected
+from service.catalog.medusa.client import MedusaClient, MedusaNotFound, MedusaRejected
 from service.catalog.medusa.payloads import MedusaIds, Placement, create_payload, update_payload
 from service.catalog.medusa.shop import Shop
 from service.catalog.sink import BatchWritten, FingerprintLookup, SinkInfo
@@ -32,7 +32,7 @@ from service.domain.outcomes import BatchCounts, ItemError
 from service.ledger.runs import Ledger
 from service.support.timeutil import to_iso, utc_now
 from service.upstream import exact_json
-from service.upstream.retry import RetryPolicy
+from service.upstream.retry import RETRYABLE_EXCEPTIONS, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +54,14 @@ class _Link(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class _Outgoing:
-    """One product to send: a create (``ids`` None) or an update in place."""
+    """One product to send: a create (``ids`` None) or an update in place, with its request body part
+    (serialised once: it sizes the requests and is what they carry)."""
 
     row: ProductRow
     handle: str
     category_id: str
     ids: MedusaIds | None
+    payload: bytes
 
     @property
     def is_create(self) -> bool:
@@ -137,11 +139,9 @@ class MedusaSink:
                 continue
             to_send.append(row.full())
 
-        refused: list[ItemError] = []
         categories, categories_created, new_categories = await self._categories(to_send)
         outgoing = await self._plan(to_send, links, categories)
-        confirmed, rejected = await self._push(outgoing)
-        refused.extend(rejected)
+        confirmed, refused = await self._push(outgoing)
 
         created = sum(1 for done in confirmed if done.outgoing.is_create)
         counts = BatchCounts(
@@ -267,7 +267,7 @@ class MedusaSink:
             link = links.get(row.external_id)
             if link is not None:
                 ids = MedusaIds(link.product_id, link.variant_id, link.price_id)
-                outgoing.append(_Outgoing(row, link.handle, categories[row.category_handle], ids))
+                outgoing.append(self._outgoing(row, link.handle, categories[row.category_handle], ids))
             else:
                 unknown.append(row)
         if not unknown:
@@ -304,7 +304,7 @@ class MedusaSink:
                     adopted.add(str(product["id"]))
             held = _ids_of(product, self._shop.currency_code) if product is not None else None
             if product is not None and held is not None:
-                outgoing.append(_Outgoing(row, str(product["handle"]), category_id, held))
+                outgoing.append(self._outgoing(row, str(product["handle"]), category_id, held))
                 continue
             taken = (
                 chosen
@@ -313,7 +313,7 @@ class MedusaSink:
             )
             handle = row.handle_base if row.handle_base not in taken else row.handle_with_id
             chosen.add(handle)
-            outgoing.append(_Outgoing(row, handle, category_id, None))
+            outgoing.append(self._outgoing(row, handle, category_id, None))
         return outgoing
 
     async def _lookup(self, key: str, values: Sequence[str]) -> list[Mapping[str, Any]]:
@@ -346,22 +346,21 @@ class MedusaSink:
 
     # --- sending --------------------------------------------------------------------------------
 
-    def _payload(self, item: _Outgoing) -> bytes:
-        place = Placement(item.handle, item.category_id, self._shop.sales_channel_id, self._status)
-        body = update_payload(item.row, place, item.ids) if item.ids else create_payload(item.row, place)
-        return exact_json.dumps(body)
+    def _outgoing(self, row: ProductRow, handle: str, category_id: str, ids: MedusaIds | None) -> _Outgoing:
+        place = Placement(handle, category_id, self._shop.sales_channel_id, self._status)
+        body = update_payload(row, place, ids) if ids else create_payload(row, place)
+        return _Outgoing(row, handle, category_id, ids, exact_json.dumps(body))
 
-    def _requests(self, items: Sequence[_Outgoing]) -> Iterable[list[tuple[_Outgoing, bytes]]]:
+    def _requests(self, items: Sequence[_Outgoing]) -> Iterable[list[_Outgoing]]:
         """The items in requests whose bodies stay under the byte limit."""
-        current: list[tuple[_Outgoing, bytes]] = []
+        current: list[_Outgoing] = []
         size = 32
         for item in items:
-            payload = self._payload(item)
-            if current and size + len(payload) + 1 > self._batch_bytes:
+            if current and size + len(item.payload) + 1 > self._batch_bytes:
                 yield current
                 current, size = [], 32
-            current.append((item, payload))
-            size += len(payload) + 1
+            current.append(item)
+            size += len(item.payload) + 1
         if current:
             yield current
 
@@ -369,7 +368,7 @@ class MedusaSink:
         confirmed: list[_Confirmed] = []
         rejected: list[ItemError] = []
         for request in self._requests(items):
-            done, refused = await self._send_isolating([item for item, _ in request])
+            done, refused = await self._send_isolating(request)
             confirmed.extend(done)
             rejected.extend(refused)
         return confirmed, rejected
@@ -391,9 +390,8 @@ class MedusaSink:
                 item = items[0]
                 if item.is_create or retried:
                     return [], [self._refusal(item, exc)]
-                return await self._send_isolating(
-                    await self._reresolve([replace(item, ids=None)]), retried=True
-                )
+                as_new = self._outgoing(item.row, item.handle, item.category_id, None)
+                return await self._send_isolating(await self._reresolve([as_new]), retried=True)
         except MedusaRejected as exc:
             if len(items) == 1:
                 return [], [self._refusal(items[0], exc)]
@@ -408,8 +406,8 @@ class MedusaSink:
         attempt = 1
         while True:
             body = _batch_body(
-                [self._payload(item) for item in items if item.is_create],
-                [self._payload(item) for item in items if not item.is_create],
+                [item.payload for item in items if item.is_create],
+                [item.payload for item in items if not item.is_create],
             )
             try:
                 answer = await self._client.send_once(BATCH_PATH, body)
@@ -440,7 +438,7 @@ class MedusaSink:
             product = found.get(item.row.external_id) if item.is_create else None
             ids = _ids_of(product, self._shop.currency_code) if product is not None else None
             if product is not None and ids is not None:
-                resolved.append(replace(item, handle=str(product["handle"]), ids=ids))
+                resolved.append(self._outgoing(item.row, str(product["handle"]), item.category_id, ids))
             else:
                 resolved.append(item)
         return resolved
