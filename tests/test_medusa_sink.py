@@ -223,7 +223,8 @@ async def test_one_product_medusa_refuses_is_one_item_error_and_the_rest_is_publ
 async def test_sigkill_mid_run_then_a_new_run_leaves_one_product_per_upstream_id(
     shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
-    control = FeedControl(products=[make_product(i) for i in range(1, 301)], page_delay_s=0.2)
+    # 8 pages of 0.7 s: every run outlasts the last kill (4.5 s), however few products it still sends.
+    control = FeedControl(products=[make_product(i) for i in range(1, 301)], page_delay_s=0.7)
     env = sync_env(
         shop,
         tmp_path / "sync.db",
