@@ -76,19 +76,22 @@ def stop(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
 
 
 def upstream(
-    feed: Path, count: int, port: int, log_path: Path
+    feed: Path, port: int, log_path: Path, *, page_delay_ms: float = 0.0, chunk_delay_ms: float = 0.0
 ) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-    """The built-in demo upstream in its own process, serving ``feed`` as /products.ndjson."""
+    """The built-in demo upstream in its own process, serving ``feed`` as /products.ndjson and as
+    DummyJSON pages at /products, each page (and NDJSON block) held for its delay."""
     args = [
         sys.executable,
         "-m",
         "service.demo_upstream",
         "--port",
         str(port),
-        "--count",
-        str(count),
         "--ndjson-file",
         str(feed),
+        "--page-delay-ms",
+        str(page_delay_ms),
+        "--chunk-delay-ms",
+        str(chunk_delay_ms),
     ]
     return child(args, f"http://{LOOPBACK}:{port}/products?limit=1", python_env(), log_path)
 

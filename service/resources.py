@@ -65,6 +65,7 @@ async def open_sink(settings: Settings, ledger: Ledger, database: Database) -> A
             shop,
             status=settings.medusa_product_status,
             batch_bytes=settings.medusa_batch_bytes,
+            concurrency=settings.medusa_concurrency,
             policy=policy,
         )
 

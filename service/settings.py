@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     medusa_product_status: MedusaProductStatus = "published"
     # One batch request's body at most (Medusa refuses bodies over 2 MB).
     medusa_batch_bytes: int = Field(default=1_500_000, ge=10_000, le=2_000_000)
+    # Requests to Medusa in flight at once (batch writes, and lookups): while one is written, the next
+    # is on its way, so Medusa does not wait for us between requests.
+    medusa_concurrency: int = Field(default=2, ge=1, le=16)
 
     # Engine
     batch_size: int = Field(default=1000, ge=1, le=100_000)

@@ -15,7 +15,7 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from service.demo_upstream.products import SyntheticCatalog, demo_product
-from service.demo_upstream.server import PRODUCTS_KEY, build_demo_app, products_page
+from service.demo_upstream.server import FEED_KEY, ProductList, build_demo_app, products_page
 from service.ledger.records import RunNoLongerRunning
 from tests.engine_fixtures import Harness, harness
 
@@ -38,7 +38,7 @@ class Upstream:
 
     async def start(self, aiohttp_server: AiohttpServer, path: str = "/products") -> str:
         app = web.Application()
-        app[PRODUCTS_KEY] = self.products
+        app[FEED_KEY] = ProductList(self.products)
         app.router.add_get("/products", self.handle)
         server = await aiohttp_server(app)
         return str(server.make_url(path))
@@ -254,6 +254,22 @@ async def test_an_upstream_that_ignores_skip_fails(tmp_path: Path, aiohttp_serve
         await assert_failed(h, url, "Upstream answered skip=0 when asked for skip=10")
         upstream.faults = [body(first), body(same_page_claiming_skip_10)]
         await assert_failed(h, url, "Upstream repeated the previous page (page skip=10)")
+
+
+async def test_a_feed_whose_page_repeats_the_ids_before_it_is_synced_with_item_errors(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    """Page 2 holds the ids of page 1, as a server ignoring skip would answer: but asked for the
+    products either side of the boundary, this server answers them, so it pages honestly."""
+    products = [demo_product(0), demo_product(1), demo_product(0), demo_product(1), demo_product(2)]
+    upstream = Upstream(products)
+    url = await upstream.start(aiohttp_server)
+    async with harness(tmp_path, page_size=2) as h:
+        run = await h.sync(url)
+        assert (run.status, run.created, run.errors, run.processed) == ("success", 3, 2, 5)
+        reasons = [reason for _, _, reason in await h.run_errors(run.id)]
+        assert reasons == ["duplicate id: already at position 0", "duplicate id: already at position 1"]
+        await h.assert_ledger_matches_catalog(run.id)
 
 
 async def test_auth_and_extra_headers_are_sent(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -349,19 +350,42 @@ class FaultyDoor:
 
     def __init__(self, medusa_url: str) -> None:
         self.medusa_url = medusa_url
-        self.faults: list[str] = []  # "503" or "late", used up one per batch request
+        self.faults: list[str] = []  # "503", "500" or "late", used up one per batch request
         self.batch_requests = 0
         self.late_s = 0.0
+        # Batch requests held until this many are in the door together (or a few seconds have passed):
+        # a sender that sends one at a time never gets there.
+        self.gather = 1
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._arrived = asyncio.Condition()
+
+    async def _wait_for_company(self) -> None:
+        async with self._arrived:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            self._arrived.notify_all()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait_for(lambda: self.in_flight >= self.gather), 5)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         fault = None
-        if request.path == "/admin/products/batch" and request.method == "POST":
+        is_batch = request.path == "/admin/products/batch" and request.method == "POST"
+        if is_batch:
             self.batch_requests += 1
             fault = self.faults.pop(0) if self.faults else None
-        if fault == "503":
+            await self._wait_for_company()
+        try:
+            return await self._answer(request, body, fault)
+        finally:
+            if is_batch:
+                self.in_flight -= 1
+
+    async def _answer(self, request: web.Request, body: bytes, fault: str | None) -> web.StreamResponse:
+        if fault in ("503", "500"):
             return web.json_response(
-                {"type": "unknown_error", "message": "busy"}, status=503, headers={"Retry-After": "1"}
+                {"type": "unknown_error", "message": "busy"}, status=int(fault), headers={"Retry-After": "1"}
             )
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
         async with (
@@ -404,6 +428,69 @@ async def test_a_503_with_retry_after_is_waited_out_and_a_late_answer_creates_no
     run = ledger_rows(tmp_path / "sync.db")[-1]
     assert run["status"] == "success"
     assert run["created"] + run["updated"] == 50
+
+
+async def door_in_front(shop: Shop, aiohttp_server: AiohttpServer) -> tuple[FaultyDoor, str]:
+    door = FaultyDoor(shop.url)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", door.handle)
+    front = await aiohttp_server(app, host="127.0.0.1")
+    return door, str(front.make_url("")).rstrip("/")
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+async def test_a_batch_goes_to_medusa_as_requests_side_by_side(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer, concurrency: int
+) -> None:
+    door, front_url = await door_in_front(shop, aiohttp_server)
+    door.gather = 3
+    control = FeedControl(products=[make_product(i) for i in range(1, 91)])
+    env = sync_env(
+        shop,
+        tmp_path / "sync.db",
+        await feed_url(aiohttp_server, control),
+        SYNC_MEDUSA_URL=front_url,
+        SYNC_MEDUSA_CONCURRENCY=str(concurrency),
+        SYNC_BATCH_SIZE="90",
+        SYNC_PAGE_SIZE="90",
+    )
+    result = await run_sync(env)
+    assert result.code == 0, result
+    # One batch of 90: one request, or three of 30 in the door at once.
+    assert (door.batch_requests, door.most_in_flight) == (concurrency, concurrency)
+    assert sorted(by_external_id(shop), key=int) == [str(i) for i in range(1, 91)]
+    run = ledger_rows(tmp_path / "sync.db")[-1]
+    assert (run["status"], run["created"]) == ("success", 90)
+
+
+async def test_a_request_that_fails_cancels_its_side_by_side_ones_and_the_next_run_converges(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    door, front_url = await door_in_front(shop, aiohttp_server)
+    door.gather = 2
+    door.faults = ["500", "late"]  # the first fails for good; the second is applied, then answered late
+    door.late_s = 3
+    control = FeedControl(products=[make_product(i) for i in range(1, 61)])
+    env = sync_env(
+        shop,
+        tmp_path / "sync.db",
+        await feed_url(aiohttp_server, control),
+        SYNC_MEDUSA_URL=front_url,
+        SYNC_MEDUSA_CONCURRENCY="2",
+        SYNC_RETRY_ATTEMPTS="1",
+    )
+    result = await run_sync(env)
+    assert result.code == 1, result
+    assert "Medusa answered 500" in result.stderr
+    failed = ledger_rows(tmp_path / "sync.db")[-1]
+    # Nothing Medusa did not confirm is counted, though half of it may be in the shop by now.
+    assert (failed["status"], failed["created"], failed["updated"]) == ("error", 0, 0)
+    await asyncio.sleep(door.late_s)  # the applied request's answer is out of the way
+    assert (await run_sync(env)).code == 0
+    products = by_external_id(shop)  # no external id twice
+    assert sorted(products, key=int) == [str(i) for i in range(1, 61)]
+    run = ledger_rows(tmp_path / "sync.db")[-1]
+    assert (run["status"], run["created"] + run["updated"], run["errors"]) == ("success", 60, 0)
 
 
 async def test_a_product_deleted_in_the_shop_comes_back_when_it_changes_upstream(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -102,6 +102,13 @@ class DummyJsonSource:
             problem = f"({where}): {describe_validation_error(exc)}"
             raise SyncFailed(f"Upstream answer is not a DummyJSON products page {problem}") from None
 
+    async def _pages_meet(self, skip: int, previous: list[Any], ids: list[Any]) -> bool:
+        """Whether the two products either side of ``skip`` are, asked for together, the last of the
+        previous page and the first of this one: always so on a server that pages by ``skip`` (whatever
+        its ids), never on one that answers the same page whatever it is asked (distinct ids)."""
+        probe = await self._fetch_page(skip - 1, 2)
+        return _ids(probe.products) == [previous[-1], ids[0]]
+
     async def chunks(self) -> AsyncGenerator[FeedChunk, None]:
         try:
             async for chunk in self._pages():
@@ -151,12 +158,12 @@ class DummyJsonSource:
                     raise SyncFailed(f"Upstream sent an empty page before reaching total {total} ({where})")
                 yield FeedChunk([], skip, total)  # an empty catalog still reports its total
                 break
-            # A page of the same ids as the one before means the server ignores skip. Only told from
-            # pages of two or more distinct ids: items without one, a page of one item or of one id
-            # repeated may recur in an honest feed (they are then item errors: missing or duplicate
-            # id), and paging ends at the total whatever the server does.
-            ids = [item.get("id") if isinstance(item, Mapping) else None for item in page.products]
-            if ids == previous and _distinct_ids(ids):
+            # A page of the same ids as the one before may mean the server ignores skip (then products
+            # past the first pages would never be read), or a feed whose ids repeat (then they are item
+            # errors: duplicate id). Only pages of two or more distinct ids are suspect; an item without
+            # one, a page of one item or of one id repeated recur in honest feeds.
+            ids = _ids(page.products)
+            if ids == previous and _distinct_ids(ids) and not await self._pages_meet(skip, previous, ids):
                 raise SyncFailed(f"Upstream repeated the previous page ({where})")
             previous = ids
             if skip + len(page.products) > total:
@@ -171,6 +178,10 @@ class DummyJsonSource:
             # The next pages, as long as this one was (a server capping limit is paged by what it sent).
             self._window.ahead(skip, limit if returned == asked else returned, limit, total)
             yield FeedChunk(list(page.products), skip - returned, total)
+
+
+def _ids(products: Sequence[Any]) -> list[Any]:
+    return [item.get("id") if isinstance(item, Mapping) else None for item in products]
 
 
 def _distinct_ids(ids: list[Any]) -> bool:

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from service.catalog.mapping import MappedRow, ProductRow
 from service.catalog.medusa import sql
@@ -35,6 +35,7 @@ from service.upstream import exact_json
 from service.upstream.retry import RETRYABLE_EXCEPTIONS, RetryPolicy
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 BATCH_PATH = "/admin/products/batch"
 # What a lookup asks for: enough to update a product in place (and to adopt one).
@@ -96,6 +97,7 @@ class MedusaSink:
         *,
         status: str,
         batch_bytes: int,
+        concurrency: int = 1,
         policy: RetryPolicy,
     ) -> None:
         self._ledger = ledger
@@ -104,6 +106,7 @@ class MedusaSink:
         self._shop = shop
         self._status = status
         self._batch_bytes = batch_bytes
+        self._concurrency = concurrency
         self._policy = policy
         self._target = client.target
 
@@ -317,14 +320,17 @@ class MedusaSink:
         return outgoing
 
     async def _lookup(self, key: str, values: Sequence[str]) -> list[Mapping[str, Any]]:
-        products: list[Mapping[str, Any]] = []
-        for chunk in _chunks(list(dict.fromkeys(values)), _LOOKUP_CHUNK):
+        async def one(chunk: Sequence[str]) -> list[Mapping[str, Any]]:
             params = [(f"{key}[]", value) for value in chunk] + [
                 ("fields", _LOOKUP_FIELDS),
                 ("limit", str(len(chunk) * 2)),  # external_id is not unique in Medusa: see duplicates too
             ]
-            products.extend((await self._client.read("/admin/products", params))["products"])
-        return products
+            found: list[Mapping[str, Any]] = (await self._client.read("/admin/products", params))["products"]
+            return found
+
+        chunks = _chunks(list(dict.fromkeys(values)), _LOOKUP_CHUNK)
+        answers = await _side_by_side(self._concurrency, [one(chunk) for chunk in chunks])
+        return [product for answer in answers for product in answer]
 
     async def _find_by_external_id(self, external_ids: Sequence[str]) -> dict[str, Mapping[str, Any]]:
         found: dict[str, Mapping[str, Any]] = {}
@@ -352,11 +358,14 @@ class MedusaSink:
         return _Outgoing(row, handle, category_id, ids, exact_json.dumps(body))
 
     def _requests(self, items: Sequence[_Outgoing]) -> Iterable[list[_Outgoing]]:
-        """The items in requests whose bodies stay under the byte limit."""
+        """The items in requests whose bodies stay under the byte limit, at least one request for each
+        slot in flight (so a batch keeps them all busy)."""
+        per_request = -(-len(items) // self._concurrency)
         current: list[_Outgoing] = []
         size = 32
         for item in items:
-            if current and size + len(item.payload) + 1 > self._batch_bytes:
+            full = len(current) >= per_request or size + len(item.payload) + 1 > self._batch_bytes
+            if current and full:
                 yield current
                 current, size = [], 32
             current.append(item)
@@ -365,12 +374,11 @@ class MedusaSink:
             yield current
 
     async def _push(self, items: Sequence[_Outgoing]) -> tuple[list[_Confirmed], list[ItemError]]:
-        confirmed: list[_Confirmed] = []
-        rejected: list[ItemError] = []
-        for request in self._requests(items):
-            done, refused = await self._send_isolating(request)
-            confirmed.extend(done)
-            rejected.extend(refused)
+        answers = await _side_by_side(
+            self._concurrency, [self._send_isolating(request) for request in self._requests(items)]
+        )
+        confirmed = [done for done_here, _ in answers for done in done_here]
+        rejected = [error for _, refused in answers for error in refused]
         return confirmed, rejected
 
     @staticmethod
@@ -473,6 +481,24 @@ def _adoptable(product: Mapping[str, Any], external_id: str) -> bool:
 
 def _batch_body(creates: Sequence[bytes], updates: Sequence[bytes]) -> bytes:
     return b'{"create":[' + b",".join(creates) + b'],"update":[' + b",".join(updates) + b"]}"
+
+
+async def _side_by_side(limit: int, calls: Iterable[Coroutine[Any, Any, _T]]) -> list[_T]:
+    """Await ``calls``, at most ``limit`` at a time, and return their results in order. The first to
+    fail cancels the others (awaited here, none left running) and its exception is raised."""
+    slots = asyncio.Semaphore(limit)
+
+    async def one(call: Coroutine[Any, Any, _T]) -> _T:
+        async with slots:
+            return await call
+
+    tasks = [asyncio.ensure_future(one(call)) for call in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _chunks(values: Sequence[str], size: int) -> Iterable[Sequence[str]]:
