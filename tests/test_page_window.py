@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
@@ -72,6 +73,33 @@ def positions(chunks: list[FeedChunk]) -> list[int]:
     return [chunk.first_position + offset for chunk in chunks for offset in range(len(chunk.items))]
 
 
+def item_ids(chunks: list[FeedChunk]) -> list[int]:
+    """The products' ids; each product is handed on as its JSON text, as an NDJSON line is."""
+    texts = [item for chunk in chunks for item in chunk.items]
+    assert all(isinstance(text, bytes) for text in texts)
+    return [orjson.loads(text)["id"] for text in texts if isinstance(text, bytes)]
+
+
+async def read_slowly(
+    tmp_path: Path, aiohttp_server: AiohttpServer, pages: Pages, pause_s: float, **settings: Any
+) -> tuple[list[FeedChunk], BaseException | None]:
+    """Chunks taken by a consumer that pauses after each one (a busy writer); and the fault, if any."""
+    app = web.Application()
+    app.router.add_get("/p", pages.handle)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    values = {"retry_base_delay_s": 0.01, "retry_max_delay_s": 2.0, **settings}
+    chunks: list[FeedChunk] = []
+    async with aiohttp.ClientSession() as http:
+        source = DummyJsonSource(http, str(server.make_url("/p")), engine_settings(tmp_path, **values))
+        try:
+            async for chunk in source.chunks():
+                chunks.append(chunk)
+                await asyncio.sleep(pause_s)
+        except SyncFailed as exc:
+            return chunks, exc
+    return chunks, None
+
+
 async def test_pages_in_flight_are_handed_on_in_feed_order_even_when_later_ones_answer_first(
     tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
@@ -79,10 +107,38 @@ async def test_pages_in_flight_are_handed_on_in_feed_order_even_when_later_ones_
     pages.delay_for = lambda skip: 0.2 if skip % 200 == 40 else 0.01  # some pages answer late
     chunks = await read(tmp_path, aiohttp_server, pages, page_size=40, page_window=4)
     assert positions(chunks) == list(range(400))
-    ids = [item["id"] for chunk in chunks for item in chunk.items if isinstance(item, dict)]
-    assert ids == list(range(1, 401))
+    assert item_ids(chunks) == list(range(1, 401))
     assert 2 <= pages.most_in_flight <= 4  # concurrent, and never more than the window
     assert len(pages.requests) == 10  # every page asked for once
+
+
+async def test_pages_already_in_are_handed_on_together_up_to_a_batch(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    pages = Pages(total=1000)
+    chunks, fault = await read_slowly(
+        tmp_path, aiohttp_server, pages, 0.3, page_size=40, page_window=5, batch_size=100
+    )
+    assert fault is None
+    assert positions(chunks) == list(range(1000))
+    assert item_ids(chunks) == list(range(1, 1001))
+    sizes = [len(chunk.items) for chunk in chunks]
+    # While the consumer pauses, the window's next pages come in; each chunk then takes the pages that
+    # are in, until it holds a batch (100): three pages of 40.
+    assert max(sizes) == 120 and sizes.count(120) >= 5, sizes
+    assert len(pages.requests) == 25  # every page asked for once
+
+
+async def test_a_fault_after_pages_already_in_hands_those_pages_on_first(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    pages = Pages(total=1000)
+    pages.status_for = {200: [(500, None)] * 5}
+    chunks, fault = await read_slowly(
+        tmp_path, aiohttp_server, pages, 0.3, page_size=40, page_window=5, retry_attempts=1
+    )
+    assert isinstance(fault, SyncFailed) and "answered 500" in str(fault)
+    assert positions(chunks) == list(range(200))  # every product before the failed page
 
 
 async def test_a_window_of_one_pages_one_after_another(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:

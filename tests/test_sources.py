@@ -70,8 +70,12 @@ async def test_dummyjson_pages_follow_what_the_server_returns(
     async with aiohttp.ClientSession() as http:
         source = DummyJsonSource(http, str(server.make_url("/p")), engine_settings(tmp_path, page_size=50))
         chunks = await collect(source)
-    assert [c.first_position for c in chunks] == [0, 5, 10, 15, 20]
-    assert [len(c.items) for c in chunks] == [5, 5, 5, 5, 3]
+    # Pages that are already in when one is handed on travel with it: where chunks start may vary.
+    ends = [c.first_position + len(c.items) for c in chunks]
+    assert [c.first_position for c in chunks] == [0, *ends[:-1]]
+    assert [orjson.loads(item)["id"] for c in chunks for item in c.items if isinstance(item, bytes)] == list(
+        range(1, 24)
+    )
     assert {c.total for c in chunks} == {23}
 
 

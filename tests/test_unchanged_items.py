@@ -20,7 +20,9 @@ from service.catalog.sqlite_fingerprints import SqliteFingerprints
 from service.catalog.sqlite_sink import SqliteCatalogSink
 from service.demo_upstream.products import demo_product
 from service.domain.outcomes import ItemError
+from service.transport.offload import ChunkMapper, MappingPool
 from service.transport.packing import NOT_MAPPED, LazyRow, map_items_packed
+from service.upstream.feed import FeedChunk
 from tests.engine_fixtures import Harness, harness
 
 COUNT = 300
@@ -149,6 +151,27 @@ async def test_the_worker_maps_only_items_not_received_exactly_as_last_time(
                 assert by_id[external_id] == (content, source), position
         # Without a catalog (a fresh sync), every item is mapped.
         assert all(key[4] != NOT_MAPPED for key in map_items_packed(feed.lines, 0, "USD", None).keys)
+
+
+async def test_a_small_feed_mapped_in_the_service_skips_unchanged_items_too(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    feed = Feed()
+    async with synced(tmp_path, aiohttp_server, feed) as (h, _):
+        feed.change(3, lambda item: item.update(stock=999))
+        pool = MappingPool()
+        try:
+            mapper = ChunkMapper("USD", pool, lookup=SqliteFingerprints(h.db.path))
+            mapped = await mapper.map(FeedChunk(list(feed.lines), 0, COUNT))  # a small total: on the loop
+            assert not mapper.uses_process
+        finally:
+            pool.close()
+        rows = [item for item in mapped.items if isinstance(item, LazyRow)]
+        assert [row.position for row in rows] == list(range(COUNT))
+        assert [row.position for row in rows if row.slot != NOT_MAPPED] == [3]
+        assert rows[3].full().stock == 999
+        # The skipped ones carry the stored hashes, and can still be mapped in full if the sink asks.
+        assert rows[4].full() == map_item(feed.lines[4], 4, "USD")
 
 
 async def test_an_unreadable_catalog_only_means_every_item_is_mapped(tmp_path: Path) -> None:

@@ -178,6 +178,13 @@ class ChunkMapper:
         items: list[MappedRow | ItemError] = []
         for start in range(0, len(chunk.items), LOOP_SLICE):
             part = chunk.items[start : start + LOOP_SLICE]
-            items.extend(map_items(part, chunk.first_position + start, self._currency, chunk.total).items)
+            first = chunk.first_position + start
+            if self._lookup is None:
+                items.extend(map_items(part, first, self._currency, chunk.total).items)
+            else:
+                # As in the workers: an item received exactly as last time is not mapped again (most of
+                # an identical re-sync's time otherwise, for a feed of a few thousand products).
+                packed = map_items_packed(part, first, self._currency, chunk.total, self._lookup)
+                items.extend((await packed.unpack(part, first, self._currency)).items)
             await give_way()  # let status requests and network reads in between slices
         return MappedChunk(items, chunk.total)

@@ -6,9 +6,11 @@ Validation is per item so that one bad product is an item error, never a failed 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 # SQLite's INTEGER (and every shop's) is signed 64-bit: a larger count cannot be stored as one.
@@ -83,6 +85,25 @@ class DummyJsonPage(BaseModel):
     total: int = Field(ge=0)
     skip: int = Field(ge=0)
     limit: int = Field(ge=0)
+
+
+@dataclass(frozen=True, slots=True)
+class PageRead:
+    """One DummyJSON page as the pager uses it: each product as the JSON text the server sent (or, for
+    an item that is not an object, its parsed value), and the envelope's numbers."""
+
+    products: list[Any]
+    total: int
+    skip: int
+
+
+class RawPage(msgspec.Struct):
+    """The envelope decoded with each product left as its bytes, unparsed (the fast path)."""
+
+    products: list[msgspec.Raw]
+    total: int
+    skip: int
+    limit: int
 
 
 def describe_validation_error(exc: ValidationError) -> str:

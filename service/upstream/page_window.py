@@ -16,12 +16,12 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from service.upstream.models import DummyJsonPage
+from service.upstream.models import PageRead
 
-FetchPage = Callable[[int, int], Coroutine[Any, Any, DummyJsonPage]]
+FetchPage = Callable[[int, int], Coroutine[Any, Any, PageRead]]
 
 
-def _retrieve(task: asyncio.Task[DummyJsonPage]) -> None:
+def _retrieve(task: asyncio.Task[PageRead]) -> None:
     # A page started and then left (cancelled, or failed on a path the pager did not take) is nobody's
     # answer: its exception is taken here so asyncio does not report it as never retrieved.
     if not task.cancelled():
@@ -34,18 +34,23 @@ class PageWindow:
         self._max = max(1, size)
         self._size = self._max
         self._good_pages = 0
-        self._started: dict[tuple[int, int], asyncio.Task[DummyJsonPage]] = {}
+        self._started: dict[tuple[int, int], asyncio.Task[PageRead]] = {}
 
     @property
     def size(self) -> int:
         return self._size
 
-    async def page(self, skip: int, limit: int) -> DummyJsonPage:
+    async def page(self, skip: int, limit: int) -> PageRead:
         """The page at ``skip`` of ``limit`` products: the one started ahead, or fetched now."""
         task = self._started.pop((skip, limit), None)
         if task is None:
             return await self._fetch(skip, limit)
         return await task
+
+    def ready(self, skip: int, limit: int) -> bool:
+        """Whether that page is in, and good: the pager can take it without waiting."""
+        task = self._started.get((skip, limit))
+        return task is not None and task.done() and not task.cancelled() and task.exception() is None
 
     def ahead(self, skip: int, step: int, limit: int, total: int) -> None:
         """Start the pages the pager will ask for next, from ``skip`` on, ``step`` products apart."""
