@@ -10,10 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.catalog.mapping import map_items
+from service.catalog.mapping import ProductRow, map_item, map_items
 from service.demo_upstream.products import demo_product
 from service.domain.errors import SyncFailed
+from service.domain.outcomes import ItemError
 from service.transport.offload import WORKER_NICENESS, ChunkMapper, MappingPool
+from service.transport.packing import LazyRow, map_items_packed
 from service.upstream.feed import FeedChunk, RawItem
 
 
@@ -152,3 +154,27 @@ async def test_a_killed_worker_fails_the_run_and_the_next_run_gets_new_workers()
         assert len(mapped.rows) == 8
     finally:
         pool.close()
+
+
+def test_a_chunk_maps_each_item_as_it_would_alone_exact_numbers_included() -> None:
+    """The check for numbers a double may not hold runs once per chunk: an item that has one is still
+    read exactly, wherever it is in the chunk, and the others as usual."""
+    lines = [orjson.dumps(demo_product(index)) for index in range(6)]
+
+    def with_literal(index: int, field: str, literal: bytes) -> bytes:
+        product = {**demo_product(index), field: "__literal__"}
+        return orjson.dumps(product).replace(b'"__literal__"', literal)
+
+    exact_price = with_literal(2, "price", b"0.10000000000000000001")  # a double would read 0.1
+    exact_stock = with_literal(4, "stock", b"123456789012345678901234")
+    fine_price = with_literal(5, "price", b"1234567890123.25")
+    chunk: list[RawItem] = [lines[0], lines[1], exact_price, lines[3], exact_stock, fine_price]
+    packed = map_items_packed(chunk, 10, "USD", None)
+    mapped = asyncio.run(packed.unpack(chunk, 10, "USD")).items
+    alone = [map_item(raw, 10 + offset, "USD") for offset, raw in enumerate(chunk)]
+    assert [item.full() if isinstance(item, LazyRow) else item for item in mapped] == alone
+    reasons = {item.position: item.reason for item in alone if isinstance(item, ItemError)}
+    assert "more than 2 decimal places" in reasons[12]  # not rounded to a double first
+    assert 14 in reasons  # a stock past 64 bits
+    row = alone[5]
+    assert isinstance(row, ProductRow) and row.price_minor == 123456789012325

@@ -298,10 +298,10 @@ def map_product(product: UpstreamProduct, position: int, currency: str, fingerpr
     )
 
 
-def _validate(raw: bytes | Mapping[str, Any]) -> UpstreamProduct:
+def _validate(raw: bytes | Mapping[str, Any], may_need_exact: bool) -> UpstreamProduct:
     if not isinstance(raw, bytes):
         return UpstreamProduct.model_validate(raw)
-    if exact_json.needs_exact_parse(raw):
+    if may_need_exact and exact_json.needs_exact_parse(raw):
         # pydantic's JSON parser reads numbers as doubles: a price with 17 digits would be rounded.
         try:
             parsed = exact_json.loads(raw)
@@ -323,16 +323,20 @@ def _validate(raw: bytes | Mapping[str, Any]) -> UpstreamProduct:
         return UpstreamProduct.model_validate(parsed)
 
 
-def map_item(raw: RawItem, position: int, currency: str) -> ProductRow | ItemError:
+def map_item(
+    raw: RawItem, position: int, currency: str, *, may_need_exact: bool = True
+) -> ProductRow | ItemError:
     """Validate and map one item: a parsed JSON object (DummyJSON) or one NDJSON line (bytes).
 
     Whatever the item holds, the answer is a row or an item error: this is where one bad product is
     kept from failing the run, so every exception of validating and mapping it ends here.
+    ``may_need_exact=False``: the caller found that no number of this item needs the exact parser
+    (see :func:`exact_json.needs_exact_parse`), checked once for many items.
     """
     if isinstance(raw, OversizeItem):
         return ItemError(position, None, raw.reason)
     try:
-        product = _validate(raw)
+        product = _validate(raw, may_need_exact)
         return map_product(product, position, currency, source_hash(raw, currency))
     except ValidationError as exc:
         return ItemError(position, upstream_id(raw), _shorten(describe_validation_error(exc)))
