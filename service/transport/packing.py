@@ -142,9 +142,7 @@ def map_items_packed(
     errors: list[ItemError] = []
     rows: list[tuple[Any, ...]] = []
     skipped = 0
-    # One look over the whole chunk for numbers a double may not hold, instead of one per item (a few
-    # µs each): almost every chunk has none. Lines apart, so no digits run from one item into the next.
-    may_need_exact = exact_json.needs_exact_parse(b"\n".join(raw for raw in items if isinstance(raw, bytes)))
+    may_need_exact: bool | None = None  # looked up once the chunk has an item to map
     for offset, (raw, external_id, known) in enumerate(zip(items, ids, stored, strict=True)):
         position = first_position + offset
         if (
@@ -156,6 +154,13 @@ def map_items_packed(
             keys.append((position, external_id, known.content_hash, known.source_hash, NOT_MAPPED))
             skipped += 1
             continue
+        if may_need_exact is None:
+            # One look over the whole chunk for numbers a double may not hold, instead of one per item
+            # (a few µs each): almost every chunk has none. Lines apart, so no digits run from one item
+            # into the next.
+            may_need_exact = exact_json.needs_exact_parse(
+                b"\n".join(raw for raw in items if isinstance(raw, bytes))
+            )
         item = map_item(raw, position, currency, may_need_exact=may_need_exact)
         if isinstance(item, ItemError):
             errors.append(item)
