@@ -149,7 +149,9 @@ def _seconds(run: Mapping[str, Any]) -> float:
     return (finished - started).total_seconds()
 
 
-def _our_sync(shop: Shop, db_path: Path, source_url: str, label: str, concurrency: int) -> PushResult:
+def _our_sync(
+    shop: Shop, db_path: Path, source_url: str, label: str, concurrency: int, **settings: str
+) -> PushResult:
     env = {
         **{key: value for key, value in os.environ.items() if not key.startswith("SYNC_")},
         "PYTHONPATH": str(REPO_ROOT),
@@ -160,6 +162,7 @@ def _our_sync(shop: Shop, db_path: Path, source_url: str, label: str, concurrenc
         "SYNC_MEDUSA_API_KEY": shop.api_key,
         "SYNC_MEDUSA_CONCURRENCY": str(concurrency),
         "SYNC_LOG_LEVEL": "WARNING",
+        **{f"SYNC_{name.upper()}": value for name, value in settings.items()},
     }
     mark = shop.log_mark()
     done = subprocess.run(

@@ -2,9 +2,11 @@
 
     PYTHONPATH=. .venv/bin/python -m bench.paging                 # 5,000 products, 100 a page, 100 ms a page
     PYTHONPATH=. .venv/bin/python -m bench.paging --latency-ms 20 --windows 1 2 5 10
+    PYTHONPATH=. .venv/bin/python -m bench.paging --products 200000 --latency-ms 0    # the reader's CPU
 
-Only the reader (``DummyJsonSource``), against an aiohttp upstream on loopback that sleeps per page: the
-figure the window changes. Printed next to the latency limit, window x page size / latency.
+Only the reader (``DummyJsonSource``), against the demo upstream in its own process serving a rendered
+feed, each page held ``--latency-ms``: the figure the window changes, next to the latency limit (window x
+page size / latency), and the reader's own CPU time (this process; the upstream's is not counted).
 """
 
 from __future__ import annotations
@@ -15,47 +17,43 @@ import time
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
 
+from bench.feeds import feed_file
+from bench.procs import LOOPBACK, free_port, upstream
 from service.settings import Settings
 from service.upstream.dummyjson import DummyJsonSource
-from tests.upstream import FeedControl, dummyjson_app, make_product
 
 
-async def _read(url: str, page_size: int, window: int) -> tuple[int, float]:
+async def _read(url: str, page_size: int, window: int) -> tuple[int, float, float]:
     settings = Settings(db_path=Path("unused.db"), page_size=page_size, page_window=window)
     async with aiohttp.ClientSession() as http:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         count = 0
         async for chunk in DummyJsonSource(http, url, settings).chunks():
             count += len(chunk.items)
-        return count, time.perf_counter() - started
+        return count, time.perf_counter() - started, time.process_time() - cpu
 
 
-async def run(products: int, page_size: int, latency_ms: float, windows: list[int]) -> None:
-    control = FeedControl(
-        products=[make_product(i) for i in range(1, products + 1)], page_delay_s=latency_ms / 1000
+def run(products: int, page_size: int, latency_ms: float, windows: list[int], work_dir: Path) -> None:
+    feed = feed_file(work_dir, products, 0)
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}/products"
+    print(f"{products:,} products, {page_size} a page, {latency_ms:g} ms a page (demo upstream on loopback)")
+    print(
+        f"{'window':>6}  {'seconds':>8}  {'products/s':>10}  {'reader CPU s':>12}  {'latency limit':>13}"
+        f"  {'vs window 1':>11}"
     )
-    runner = web.AppRunner(dummyjson_app(control))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    url = f"http://127.0.0.1:{port}/products"
-    print(f"{products:,} products, {page_size} a page, {latency_ms:g} ms a page (loopback upstream)")
-    print(f"{'window':>6}  {'seconds':>8}  {'products/s':>10}  {'latency limit':>13}  {'vs window 1':>11}")
     first_rate: float | None = None
-    try:
+    with upstream(feed, port, work_dir / "paging-upstream.log", page_delay_ms=latency_ms):
         for window in windows:
-            count, seconds = await _read(url, page_size, window)
+            count, seconds, cpu = asyncio.run(_read(url, page_size, window))
             rate = count / seconds
             first_rate = first_rate or rate
-            limit = window * page_size / (latency_ms / 1000) if latency_ms else float("inf")
+            limit = f"{window * page_size / (latency_ms / 1000):,.0f}" if latency_ms else "-"
             print(
-                f"{window:>6}  {seconds:>8.2f}  {rate:>10,.0f}  {limit:>13,.0f}  {rate / first_rate:>10.2f}x"
+                f"{window:>6}  {seconds:>8.2f}  {rate:>10,.0f}  {cpu:>12.2f}  {limit:>13}"
+                f"  {rate / first_rate:>10.2f}x"
             )
-    finally:
-        await runner.cleanup()
 
 
 def main() -> None:
@@ -66,8 +64,9 @@ def main() -> None:
     parser.add_argument("--page-size", type=int, default=100)
     parser.add_argument("--latency-ms", type=float, default=100)
     parser.add_argument("--windows", type=int, nargs="+", default=[1, 5])
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/product-sync-bench"))
     args = parser.parse_args()
-    asyncio.run(run(args.products, args.page_size, args.latency_ms, args.windows))
+    run(args.products, args.page_size, args.latency_ms, args.windows, args.work_dir)
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ processes. Figures are printed; nothing is asserted (goals are reported as met o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import shlex
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,24 +235,36 @@ def _insert_figure(args: argparse.Namespace, run_dir: Path, report: Report, coun
     return report.inserted[count]
 
 
+@contextlib.contextmanager
+def _service_on_feed(
+    run_dir: Path, feed: Path, source_format: str, name: str, page_delay_ms: float = 0.0, **settings: str
+) -> Iterator[RunningService]:
+    """The demo upstream serving ``feed``, and a service syncing it in ``source_format`` into the
+    database ``<name>.db`` of the run directory (logs named after it)."""
+    port = free_port()
+    logs = run_dir / "logs"
+    with (
+        upstream(feed, port, logs / f"upstream-{name}.log", page_delay_ms=page_delay_ms),
+        service(
+            run_dir / f"{name}.db",
+            _feed_url(port, source_format),
+            logs / f"service-{name}.log",
+            source_format=source_format,
+            **settings,
+        ) as svc,
+    ):
+        yield svc
+
+
 def _paged_sync(
     args: argparse.Namespace, run_dir: Path, count: int, latency_ms: float, window: int
 ) -> SyncResult:
     """A fresh sync of ``count`` products from DummyJSON pages that each take ``latency_ms``."""
     feed = feed_file(args.work_dir, count, 0)
-    port = free_port()
     name = f"paged-{count}-{latency_ms:g}ms-w{window}"
-    logs = run_dir / "logs"
-    with (
-        upstream(feed, port, logs / f"upstream-{name}.log", page_delay_ms=latency_ms),
-        service(
-            run_dir / f"{name}.db",
-            _feed_url(port, "dummyjson"),
-            logs / f"service-{name}.log",
-            source_format="dummyjson",
-            page_window=str(window),
-        ) as svc,
-    ):
+    with _service_on_feed(
+        run_dir, feed, "dummyjson", name, page_delay_ms=latency_ms, page_window=str(window)
+    ) as svc:
         return svc.sync()
 
 
@@ -377,17 +390,7 @@ def _load_on_format(
 ) -> _BusyFigures:
     connections: int = args.connections
     seconds: float = args.seconds
-    logs = run_dir / "logs"
-    port = free_port()
-    with (
-        upstream(feed, port, logs / f"upstream-load-{source_format}.log"),
-        service(
-            run_dir / f"load-{source_format}.db",
-            _feed_url(port, source_format),
-            logs / f"service-load-{source_format}.log",
-            source_format=source_format,
-        ) as svc,
-    ):
+    with _service_on_feed(run_dir, feed, source_format, f"load-{source_format}") as svc:
         status_url = f"http://{LOOPBACK}:{svc.port}/admin/sync/status"
         auth = f"Bearer {svc.token}"
         _log(f"{source_format}: status polled on the idle service")
@@ -479,22 +482,11 @@ def load_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None:
 def memory_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None:
     sizes: list[int] = [args.memory_small, args.load_products]
     results: list[tuple[str, int, SyncResult]] = []
-    logs = run_dir / "logs"
     for fmt in args.formats:
         for count in sizes:
             _log(f"memory part: {fmt} sync of {count:,} products into a fresh database")
             feed = feed_file(args.work_dir, count, 0)
-            port = free_port()
-            name = f"{fmt}-{count}"
-            with (
-                upstream(feed, port, logs / f"upstream-{name}.log"),
-                service(
-                    run_dir / f"memory-{name}.db",
-                    _feed_url(port, fmt),
-                    logs / f"service-{name}.log",
-                    source_format=fmt,
-                ) as svc,
-            ):
+            with _service_on_feed(run_dir, feed, fmt, f"memory-{fmt}-{count}") as svc:
                 results.append((fmt, count, svc.sync()))
     _table(
         "Memory: peak RSS (VmHWM) of the service process during a sync into a fresh database",

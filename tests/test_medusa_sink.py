@@ -438,29 +438,35 @@ async def door_in_front(shop: Shop, aiohttp_server: AiohttpServer) -> tuple[Faul
     return door, str(front.make_url("")).rstrip("/")
 
 
-@pytest.mark.parametrize("concurrency", [1, 3])
+@pytest.mark.parametrize(
+    ("concurrency", "count", "requests"),
+    [
+        (1, 400, 1),  # one batch, one request
+        (2, 400, 2),  # two requests of 200, in the door at once
+        (3, 90, 1),  # too small to split: a request costs Medusa most of a second whatever it holds
+    ],
+)
 async def test_a_batch_goes_to_medusa_as_requests_side_by_side(
-    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer, concurrency: int
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer, concurrency: int, count: int, requests: int
 ) -> None:
     door, front_url = await door_in_front(shop, aiohttp_server)
-    door.gather = 3
-    control = FeedControl(products=[make_product(i) for i in range(1, 91)])
+    door.gather = concurrency
+    control = FeedControl(products=[make_product(i) for i in range(1, count + 1)])
     env = sync_env(
         shop,
         tmp_path / "sync.db",
         await feed_url(aiohttp_server, control),
         SYNC_MEDUSA_URL=front_url,
         SYNC_MEDUSA_CONCURRENCY=str(concurrency),
-        SYNC_BATCH_SIZE="90",
-        SYNC_PAGE_SIZE="90",
+        SYNC_BATCH_SIZE=str(count),
+        SYNC_PAGE_SIZE=str(count),
     )
     result = await run_sync(env)
     assert result.code == 0, result
-    # One batch of 90: one request, or three of 30 in the door at once.
-    assert (door.batch_requests, door.most_in_flight) == (concurrency, concurrency)
-    assert sorted(by_external_id(shop), key=int) == [str(i) for i in range(1, 91)]
+    assert (door.batch_requests, door.most_in_flight) == (requests, requests)
+    assert sorted(by_external_id(shop), key=int) == [str(i) for i in range(1, count + 1)]
     run = ledger_rows(tmp_path / "sync.db")[-1]
-    assert (run["status"], run["created"]) == ("success", 90)
+    assert (run["status"], run["created"]) == ("success", count)
 
 
 async def test_a_request_that_fails_cancels_its_side_by_side_ones_and_the_next_run_converges(
@@ -470,7 +476,7 @@ async def test_a_request_that_fails_cancels_its_side_by_side_ones_and_the_next_r
     door.gather = 2
     door.faults = ["500", "late"]  # the first fails for good; the second is applied, then answered late
     door.late_s = 3
-    control = FeedControl(products=[make_product(i) for i in range(1, 61)])
+    control = FeedControl(products=[make_product(i) for i in range(1, 401)])
     env = sync_env(
         shop,
         tmp_path / "sync.db",
@@ -478,6 +484,8 @@ async def test_a_request_that_fails_cancels_its_side_by_side_ones_and_the_next_r
         SYNC_MEDUSA_URL=front_url,
         SYNC_MEDUSA_CONCURRENCY="2",
         SYNC_RETRY_ATTEMPTS="1",
+        SYNC_BATCH_SIZE="400",
+        SYNC_PAGE_SIZE="400",
     )
     result = await run_sync(env)
     assert result.code == 1, result
@@ -488,9 +496,9 @@ async def test_a_request_that_fails_cancels_its_side_by_side_ones_and_the_next_r
     await asyncio.sleep(door.late_s)  # the applied request's answer is out of the way
     assert (await run_sync(env)).code == 0
     products = by_external_id(shop)  # no external id twice
-    assert sorted(products, key=int) == [str(i) for i in range(1, 61)]
+    assert sorted(products, key=int) == [str(i) for i in range(1, 401)]
     run = ledger_rows(tmp_path / "sync.db")[-1]
-    assert (run["status"], run["created"] + run["updated"], run["errors"]) == ("success", 60, 0)
+    assert (run["status"], run["created"] + run["updated"], run["errors"]) == ("success", 400, 0)
 
 
 async def test_a_product_deleted_in_the_shop_comes_back_when_it_changes_upstream(

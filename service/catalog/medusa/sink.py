@@ -40,6 +40,10 @@ _T = TypeVar("_T")
 BATCH_PATH = "/admin/products/batch"
 # What a lookup asks for: enough to update a product in place (and to adopt one).
 _LOOKUP_FIELDS = "id,external_id,handle,metadata,variants.id,variants.prices.id,variants.prices.currency_code"
+# A batch is split over the requests in flight only into requests of at least this many products:
+# each request costs Medusa a fixed part of a second whatever it holds, so splitting a small batch
+# gains nothing (figures in docs/benchmarks.md, issue 16).
+_SPLIT_AT_LEAST = 200
 # Ids per lookup request: a URL with a few hundred ids stays far below any server's header limit.
 _LOOKUP_CHUNK = 100
 
@@ -210,6 +214,8 @@ class MedusaSink:
     ) -> tuple[dict[str, str], int, dict[str, tuple[str, str]]]:
         """Category handle -> Medusa id for ``rows`` (created in Medusa when missing), how many were
         created, and the ones the links did not know yet."""
+        if not rows:
+            return {}, 0, {}  # a batch of unchanged products (most of a re-sync) asks nothing
         known = {
             handle: (category_id, name)
             for handle, category_id, name in await self._database.fetch_all(
@@ -358,9 +364,9 @@ class MedusaSink:
         return _Outgoing(row, handle, category_id, ids, exact_json.dumps(body))
 
     def _requests(self, items: Sequence[_Outgoing]) -> Iterable[list[_Outgoing]]:
-        """The items in requests whose bodies stay under the byte limit, at least one request for each
-        slot in flight (so a batch keeps them all busy)."""
-        per_request = -(-len(items) // self._concurrency)
+        """The items in requests whose bodies stay under the byte limit, one request for each slot in
+        flight (so a batch keeps them all busy), but none split below a few hundred products."""
+        per_request = max(_SPLIT_AT_LEAST, -(-len(items) // self._concurrency))
         current: list[_Outgoing] = []
         size = 32
         for item in items:
