@@ -117,6 +117,30 @@ async def test_the_command_serves_a_rendered_file_with_delays(tmp_path: Path) ->
         await proc.wait()
 
 
+async def test_an_empty_rendered_feed_is_an_empty_catalog(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    (tmp_path / "empty.ndjson").write_bytes(b"")
+    server = await aiohttp_server(build_demo_app(feed=RenderedFeed(tmp_path / "empty.ndjson")))
+    code, body = await get(str(server.make_url("/products?limit=10")))
+    assert code == 200 and orjson.loads(body) == {"products": [], "total": 0, "skip": 0, "limit": 0}
+    assert await get(str(server.make_url("/products.ndjson"))) == (200, b"")
+
+
+async def test_the_command_refuses_a_missing_feed_file(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service.demo_upstream",
+        "--ndjson-file",
+        str(tmp_path / "missing.ndjson"),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert b"missing.ndjson: no such file" in err
+
+
 async def test_the_command_refuses_a_negative_delay() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "service.demo_upstream", "--page-delay-ms", "-5", stderr=asyncio.subprocess.PIPE

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import ipaddress
 import mmap
+import os
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -70,7 +71,11 @@ class RenderedFeed:
     def __init__(self, path: Path) -> None:
         self.path = path
         with path.open("rb") as file:
-            self._map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+            size = os.fstat(file.fileno()).st_size
+            # An empty file cannot be mapped; it is an empty feed.
+            self._map: mmap.mmap | bytes = (
+                mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+            )
         # Where each line starts, and where the last one ends: page n is one slice per line.
         self._starts = array("q", [0])
         position = self._map.find(b"\n")
@@ -177,7 +182,9 @@ def build_demo_app(
     """``GET /products?limit=&skip=`` (DummyJSON) and ``GET /products.ndjson`` over ``feed``, or else
     ``products``, or else the synthetic demo catalog."""
     app = web.Application()
-    app[FEED_KEY] = feed or ProductList(products if products is not None else SyntheticCatalog())
+    app[FEED_KEY] = (
+        feed if feed is not None else ProductList(products if products is not None else SyntheticCatalog())
+    )
     app[LATENCY_KEY] = latency or Latency()
     app.router.add_get("/products", products_page)
     app.router.add_get("/products.ndjson", products_ndjson)
@@ -257,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("delays cannot be negative")
     host = f"[{args.host}]" if ":" in args.host else args.host
     rendered = args.prerender or args.ndjson_file
+    if args.ndjson_file is not None and not args.ndjson_file.is_file():
+        parser.error(f"--ndjson-file {args.ndjson_file}: no such file")
     if args.prerender is not None:
         with args.prerender.open("wb") as out:
             for block in iter_ndjson(SyntheticCatalog(args.count, args.seed, args.variant)):
