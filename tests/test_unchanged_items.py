@@ -174,6 +174,27 @@ async def test_a_small_feed_mapped_in_the_service_skips_unchanged_items_too(
         assert rows[4].full() == map_item(feed.lines[4], 4, "USD")
 
 
+async def test_an_item_whose_id_is_given_twice_is_looked_up_by_the_id_that_counts(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    """The lookup reads a leading ``{"id":N,`` without parsing the line; JSON's later duplicate key
+    wins, so that id may be the wrong one: the item must still be mapped, as the product it names."""
+    feed = Feed()
+    async with synced(tmp_path, aiohttp_server, feed) as (h, url):
+        before = await h.products()
+        # Item 5 now says id 6 first and id 5 last: it is product 5, changed.
+        item = orjson.loads(feed.lines[4])
+        feed.lines[4] = b'{"id":6,' + orjson.dumps({**item, "price": 77.5})[1:]
+        assert orjson.loads(feed.lines[4])["id"] == 5
+        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.db.path))
+        assert [key[:2] for key in packed.keys if key[4] != NOT_MAPPED] == [(4, "5")]
+        again = await h.sync(url)
+        assert (again.updated, again.unchanged, again.errors) == (1, COUNT - 1, 0)
+        after = await h.products()
+        assert after["5"]["price_minor"] == 7750
+        assert after["6"] == before["6"]
+
+
 async def test_an_unreadable_catalog_only_means_every_item_is_mapped(tmp_path: Path) -> None:
     lines = [orjson.dumps(demo_product(index)) for index in range(20)]
     packed = map_items_packed(lines, 0, "USD", None, lookup=SqliteFingerprints(tmp_path / "missing.db"))
@@ -210,3 +231,19 @@ async def test_the_catalog_is_offered_for_lookups_only_once_it_holds_products(
         assert await SqliteCatalogSink(h.ledger, h.db).unchanged_lookup() is None
     async with synced(tmp_path, aiohttp_server, Feed()) as (h, _):
         assert await SqliteCatalogSink(h.ledger, h.db).unchanged_lookup() == SqliteFingerprints(h.db.path)
+
+
+def test_the_lookup_id_is_read_from_a_plain_start_or_else_parsed() -> None:
+    from service.transport.packing import _lookup_id
+
+    cases = {
+        b'{"id":42,"title":"x"}': "42",
+        b'{"id":0,"title":"x"}': "0",
+        b'{"id": 42, "title":"x"}': "42",  # not the plain shape: parsed
+        b'{"id":"sku-1","title":"x"}': "sku-1",
+        b'{"id":007,"title":"x"}': None,  # not JSON
+        b'{"id":1234567890123456789,"title":"x"}': "1234567890123456789",  # 19 digits: parsed
+        b'{"id":42}': "42",  # no comma after it: parsed
+        b'{"title":"x","id":42}': "42",
+    }
+    assert {raw: _lookup_id(raw) for raw in cases} == cases
