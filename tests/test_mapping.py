@@ -76,6 +76,9 @@ def test_slugify(title: str, slug: str) -> None:
         (Decimal("250"), "JPY", 250),
         (Decimal("1.005"), "KWD", 1005),
         (Decimal("0"), "USD", 0),
+        (Decimal("12345678901234567.00"), "USD", 1234567890123456700),  # 22 digits: the default context
+        (Decimal("1." + "0" * 30), "USD", 100),  # past the default precision: a context of its own
+        (Decimal("92233720368547758.07"), "USD", 2**63 - 1),
     ],
 )
 def test_prices_convert_exactly_to_minor_units(price: Decimal, currency: str, minor: int) -> None:
