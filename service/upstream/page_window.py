@@ -52,6 +52,12 @@ class PageWindow:
         task = self._started.get((skip, limit))
         return task is not None and task.done() and not task.cancelled() and task.exception() is None
 
+    async def settled(self, skip: int, limit: int, timeout_s: float) -> None:
+        """Wait at most ``timeout_s`` for that page to come in (at once if it was not started)."""
+        task = self._started.get((skip, limit))
+        if task is not None and not task.done():
+            await asyncio.wait({task}, timeout=timeout_s)
+
     def ahead(self, skip: int, step: int, limit: int, total: int) -> None:
         """Start the pages the pager will ask for next, from ``skip`` on, ``step`` products apart."""
         wanted = [
