@@ -94,7 +94,9 @@ class MedusaServer:
     pg_port: int = field(default_factory=free_port)
     database: str = "medusa"
     api_key: str = ""
-    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    # Hex: a URL-safe token may start with "-", which the medusa CLI then reads as flags (seen once in
+    # 64 starts or so: "medusa user failed ... Unknown arguments").
+    password: str = field(default_factory=lambda: secrets.token_hex(12))
     process: subprocess.Popen[bytes] | None = None
     # The cluster's own directory in /tmp: its owner (an unprivileged user, see throwaway_postgres)
     # must reach it, which a test's private temporary directory does not allow.
