@@ -283,7 +283,8 @@ def start_shop(directory: Path) -> MedusaServer:
 
 def _print(figures: MedusaFigures) -> None:
     print(f"{'what':<34} {'products':>8} {'seconds':>8} {'products/s':>10} {'write requests':>14}")
-    for result in [*figures.fresh.values(), figures.ceiling_create, figures.same, figures.changed]:
+    results = [*figures.fresh.values(), figures.ceiling_create, figures.same, figures.changed]
+    for result in [*results, figures.ceiling_update]:
         print(
             f"{result.label:<34} {result.products:>8,} {result.seconds:>8.2f} {result.per_second:>10,.0f}"
             f" {result.write_requests:>14}"
