@@ -255,6 +255,23 @@ async def test_out_of_range_and_deep_values_are_one_items_error_or_stored_exactl
             assert stored["3"]["metadata"].count("[") == 300
 
 
+async def test_a_page_nested_past_what_a_parser_reads_fails_clearly(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    """Deeper than msgspec (which reads the envelope) and the exact parser go: a named error, not a
+    RecursionError out of the reader."""
+    deep = b'{"id":1,"title":"t","category":"c","price":1,"x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    page = b'{"products":[' + deep + b'],"total":1,"skip":0,"limit":1}'
+    url = await serve_body(aiohttp_server, page, "application/json")
+    async with harness(tmp_path) as h:
+        run = await h.sync(url)
+        assert (run.status, run.error_message) == (
+            "error",
+            "Upstream page is nested too deeply to read (page skip=0)",
+        )
+        await h.assert_ledger_matches_catalog(run.id)
+
+
 @pytest.mark.parametrize("batch_size", [1, 1000])
 async def test_a_product_refused_for_its_category_leaves_its_id_to_a_later_item(
     tmp_path: Path, aiohttp_server: AiohttpServer, batch_size: int

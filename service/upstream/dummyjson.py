@@ -205,7 +205,7 @@ def _fast_read(body: bytes) -> PageRead | None:
         if not body.isascii():
             body.decode()  # msgspec does not check the text of values it leaves unparsed
         page = _RAW_PAGE.decode(body)
-    except (UnicodeDecodeError, msgspec.DecodeError, msgspec.ValidationError):
+    except (UnicodeDecodeError, RecursionError, msgspec.DecodeError, msgspec.ValidationError):
         return None
     if page.total < 0 or page.skip < 0 or page.limit < 0:
         return None
