@@ -103,7 +103,8 @@ class DummyJsonSource:
     async def chunks(self) -> AsyncGenerator[FeedChunk, None]:
         """The pages, joined while the next one is in or comes in within a moment (up to a batch): a
         chunk costs the mapping workers a round trip of its own, which pages of 100 paid twenty times
-        per 2,000 products. A page that is slow to come never holds back the ones read before it."""
+        per 2,000 products. A page that is slow to come holds back the ones read before it no longer than
+        that moment."""
         try:
             read: list[FeedChunk] = []
             try:
