@@ -249,10 +249,10 @@ def _joined(chunks: Sequence[FeedChunk]) -> FeedChunk:
 
 
 def _as_lines(products: Sequence[Any]) -> list[RawItem]:
-    """Each product as its JSON text, like an NDJSON line: text crosses to the mapping workers several
-    times faster than the objects it was parsed into, and is validated the same way in both formats.
-    The text is the one a product's source fingerprint is taken over, so fingerprints are unchanged. An
-    item that cannot be written as JSON is handed on as it is, to be its own item error."""
+    """Each product of a page read the slow way as its JSON text, like an NDJSON line: text crosses to
+    the mapping workers several times faster than the objects it was parsed into, and is validated
+    the same way as on the fast path. An item that cannot be written as JSON is handed on as it is, to
+    be its own item error."""
     lines: list[RawItem] = []
     for product in products:
         if isinstance(product, Mapping):

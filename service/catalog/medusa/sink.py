@@ -101,7 +101,7 @@ class MedusaSink:
         *,
         status: str,
         batch_bytes: int,
-        concurrency: int = 1,
+        concurrency: int,
         policy: RetryPolicy,
     ) -> None:
         self._ledger = ledger
