@@ -19,6 +19,7 @@ from service.api.keys import (
     METRICS,
     OPENAPI_DOCUMENT,
     RUNNER,
+    SCHEDULER,
     SETTINGS,
     SINK_INFO,
     SOURCE_URL,
@@ -28,7 +29,14 @@ from service.api.keys import (
 from service.api.openapi import build_document
 from service.api.static_routes import add_static_routes
 from service.api.status_body import StatusBodyCache
-from service.resources import Store, open_http_client, open_runner, open_source, open_store
+from service.resources import (
+    Store,
+    open_http_client,
+    open_runner,
+    open_scheduler,
+    open_source,
+    open_store,
+)
 from service.settings import Settings
 from service.sync.engine import run_catalog_sync
 from service.sync.job import SyncJob
@@ -45,7 +53,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
         app[STORE] = store
         app[LEDGER] = store.ledger
         app[SINK_INFO] = store.sink.describe()
-        app[STATUS_BODY_CACHE] = StatusBodyCache(app[SINK_INFO])
+        app[STATUS_BODY_CACHE] = StatusBodyCache(app[SINK_INFO], app[SETTINGS].cron_schedule())
         yield
 
 
@@ -66,6 +74,13 @@ async def runner_ctx(app: web.Application) -> AsyncIterator[None]:
         app[STORE], app[SETTINGS], app[HTTP_CLIENT], app[SYNC_JOB], app[SOURCE_URL]
     ) as runner:
         app[RUNNER] = runner
+        yield
+
+
+async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
+    # After the runner's context, so it stops first: no tick starts a run while the runner closes.
+    async with open_scheduler(app[SETTINGS], app[RUNNER], app[LEDGER]) as scheduler:
+        app[SCHEDULER] = scheduler
         yield
 
 
@@ -90,7 +105,7 @@ def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Applica
     app[METRICS] = metrics
     app[AUTHENTICATOR] = authenticator
     app[SYNC_JOB] = job or run_catalog_sync
-    app.cleanup_ctx.extend([store_ctx, http_client_ctx, source_ctx, runner_ctx, openapi_ctx])
+    app.cleanup_ctx.extend([store_ctx, http_client_ctx, source_ctx, runner_ctx, scheduler_ctx, openapi_ctx])
     for table in (sync_routes.routes, runs_routes.routes, session_routes.routes, ops_routes.routes):
         app.add_routes(table)
     add_static_routes(app)

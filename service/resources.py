@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -24,9 +26,11 @@ from service.ledger.owner import OwnerLock
 from service.ledger.retention import apply_retention
 from service.ledger.runs import Ledger
 from service.settings import Settings
+from service.support.timeutil import to_iso
 from service.sync.engine import run_catalog_sync
 from service.sync.job import SyncJob
 from service.sync.runner import SyncRunner
+from service.sync.scheduler import Scheduler
 from service.upstream.http import retry_policy
 
 log = logging.getLogger(__name__)
@@ -129,6 +133,27 @@ async def open_runner(
     finally:
         # Before the database closes (exit order is reverse), so a running row gets finished.
         await runner.close()
+
+
+@asynccontextmanager
+async def open_scheduler(
+    settings: Settings, runner: SyncRunner, ledger: Ledger
+) -> AsyncIterator[Scheduler | None]:
+    """The schedule's loop as a task of its own, for the life of the context (None: no schedule)."""
+    schedule = settings.cron_schedule()
+    if schedule is None:
+        yield None
+        return
+    scheduler = Scheduler(schedule, runner, ledger, catch_up=settings.schedule_catch_up)
+    task = asyncio.create_task(scheduler.run(), name="schedule")
+    next_due = to_iso(scheduler.next_run_at())
+    log.info("runs start on the schedule %s; the next is due at %s", scheduler.label, next_due)
+    try:
+        yield scheduler
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass(frozen=True)

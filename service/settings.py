@@ -20,6 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from service.domain.schedule import CronSchedule, InvalidSchedule, InvalidTimeZone
+
 ENV_PREFIX = "SYNC_"
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 GENERATED_TOKEN_NAME = "generated"
@@ -37,6 +39,7 @@ _OPTIONAL_FIELDS = frozenset(
         "medusa_url",
         "medusa_api_key",
         "medusa_sales_channel_id",
+        "schedule",
     }
 )
 
@@ -104,6 +107,14 @@ class Settings(BaseSettings):
     # that did map are kept): a feed that is mostly broken is a failed sync, not a successful one.
     max_error_fraction: float = Field(default=0.5, ge=0, le=1)
 
+    # Schedule: a cron expression (5 fields, or 6 with seconds first, as the replaced job's
+    # "*/30 * * * * *"). None: runs start only when triggered, so a new install never writes to a shop
+    # before its operator has chosen to (and could preview the run first).
+    schedule: str | None = None
+    schedule_tz: str = "UTC"
+    # At start-up, one run when the schedule's last due time passed while no process was running it.
+    schedule_catch_up: bool = True
+
     # Liveness: a running run whose progress is older than this is failed as stalled.
     stall_timeout_s: float = Field(default=300.0, gt=0)
     watchdog_interval_s: float = Field(default=0.5, gt=0)
@@ -147,6 +158,20 @@ class Settings(BaseSettings):
                 tokens = _parse_pairs(tokens, ":")
             data = {**data, "admin_tokens": {**tokens, "admin": data["admin_token"]}}
         return data
+
+    @model_validator(mode="after")
+    def _schedule_is_usable(self) -> Settings:
+        try:
+            self.cron_schedule()
+        except InvalidTimeZone as exc:
+            raise ValueError(f"SYNC_SCHEDULE_TZ: {exc}") from None
+        except InvalidSchedule as exc:
+            raise ValueError(f"SYNC_SCHEDULE: {exc}") from None
+        return self
+
+    def cron_schedule(self) -> CronSchedule | None:
+        """The schedule of these settings, parsed (checked when the settings were built)."""
+        return CronSchedule.parse(self.schedule, self.schedule_tz) if self.schedule else None
 
     @model_validator(mode="after")
     def _medusa_needs_its_shop(self) -> Settings:

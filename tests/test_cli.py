@@ -100,8 +100,8 @@ async def test_sync_succeeds_prints_counts_and_logs_json_lines(upstream_url: str
     assert result.code == 0, result
     summary = r"^run 1 success in \d+\.\d\d s: created 194, updated 0, unchanged 0, errors 0"
     assert re.search(summary, result.stdout, re.MULTILINE), result.stdout
-    (row,) = query(db_path, "SELECT status, triggered_by, created FROM runs")
-    assert row[0] == "success" and row[1].startswith("cli:") and row[2] == 194
+    (row,) = query(db_path, "SELECT status, triggered_by, created, started_via FROM runs")
+    assert row[0] == "success" and row[1].startswith("cli:") and row[2] == 194 and row[3] == "cli"
     assert query(db_path, "SELECT count(*) FROM products") == [(194,)]
 
     logged = result.log_entries()  # stderr is not a terminal: one JSON object per line

@@ -102,3 +102,33 @@ async def test_a_cancel_while_begin_waits_leaves_no_transaction_open(tmp_path: P
             await conn.execute("SELECT 1")
     finally:
         await database.close()
+
+
+async def test_runs_started_from_the_cli_before_0007_are_recorded_as_cli(tmp_path: Path) -> None:
+    before = tmp_path / "before-0007"
+    before.mkdir()
+    for migration in sorted(DEFAULT_MIGRATIONS_DIR.glob("*.sql")):
+        if int(migration.name[:4]) < 7:
+            (before / migration.name).write_text(migration.read_text())
+    db_path = tmp_path / "old.db"
+    await (await Database.open(db_path, before)).close()
+    with sqlite3.connect(db_path) as conn:
+        for who in ("cli:alice", "admin"):
+            conn.execute(
+                "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner) "
+                "VALUES ('running', '2026-01-07T13:33:12.000Z', '2026-01-07T13:33:12.000Z', ?, 'h:1:n')",
+                (who,),
+            )
+            conn.execute(
+                "UPDATE runs SET status = 'success', finished_at = '2026-01-07T13:33:13.000Z' "
+                "WHERE status = 'running'"
+            )
+    await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT triggered_by, started_via FROM runs ORDER BY id").fetchall() == [
+            ("cli:alice", "cli"),
+            ("admin", "manual"),
+        ]
+        # The guard is back: a finished row still cannot change.
+        with pytest.raises(sqlite3.IntegrityError, match="final"):
+            conn.execute("UPDATE runs SET started_via = 'schedule'")

@@ -105,3 +105,29 @@ async def test_without_retention_settings_nothing_is_pruned(
     await aiohttp_client(create_app(make_settings(tmp_path, source_url=SOURCE), job=ScriptedJob()))
     assert run_ids(db_path) == ids
     assert error_counts(db_path) == {run_id: 1 for run_id in ids}
+
+
+async def test_schedule_ticks_go_with_old_runs_but_the_newest_tick_stays(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    db_path = tmp_path / "sync.db"
+    await migrated(db_path)
+    with sqlite3.connect(db_path) as conn:
+        old_run = insert_finished_run(conn, 60)
+        for days, run_id in ((60, old_run), (40, None), (45, None)):
+            conn.execute(
+                "INSERT INTO schedule_ticks (due_at, schedule, claimed_at, claimed_by, outcome, run_id) "
+                "VALUES (?, 's', ?, 'h:1:n', ?, ?)",
+                (days_ago(days), days_ago(days), "started" if run_id else "skipped", run_id),
+            )
+        newest = days_ago(2)
+        conn.execute(
+            "INSERT INTO schedule_ticks (due_at, schedule, claimed_at, claimed_by, outcome) "
+            "VALUES (?, 's', ?, 'h:1:n', 'skipped')",
+            (newest, newest),
+        )
+    settings = make_settings(tmp_path, source_url=SOURCE, run_retention_days=30)
+    await aiohttp_client(create_app(settings, job=ScriptedJob()))
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT due_at FROM schedule_ticks").fetchall() == [(newest,)]
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []

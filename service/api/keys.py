@@ -13,6 +13,7 @@ from service.ledger.runs import Ledger
 from service.settings import Settings
 from service.sync.job import SyncJob
 from service.sync.runner import SyncRunner
+from service.sync.scheduler import Scheduler
 
 SETTINGS = web.AppKey("settings", Settings)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
@@ -25,4 +26,6 @@ METRICS = web.AppKey("metrics", HttpMetrics)
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 STATUS_BODY_CACHE = web.AppKey("status_body_cache", StatusBodyCache)
 SINK_INFO = web.AppKey("sink_info", SinkInfo)
+# None when no schedule is set: runs then start only when triggered.
+SCHEDULER: web.AppKey[Scheduler | None] = web.AppKey("scheduler")
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 
 from prometheus_client import generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
@@ -12,6 +14,13 @@ from service.ledger.snapshot import LedgerSnapshot, OutcomeTotals
 from service.support.timeutil import from_iso
 
 RUN_OUTCOMES = ("success", "error", "cancelled")
+TICK_OUTCOMES = ("started", "skipped")
+
+
+@dataclass(frozen=True)
+class ScheduleFigures:
+    next_run_at: datetime
+    ticks: Mapping[str, int]  # claimed ticks by outcome, from the ledger (every process's)
 
 
 def _epoch(iso: str) -> float:
@@ -21,8 +30,9 @@ def _epoch(iso: str) -> float:
 class LedgerCollector:
     """Turns one snapshot into metric families; built per scrape, so no state is shared between scrapes."""
 
-    def __init__(self, snapshot: LedgerSnapshot) -> None:
+    def __init__(self, snapshot: LedgerSnapshot, schedule: ScheduleFigures | None = None) -> None:
         self._snapshot = snapshot
+        self._schedule = schedule
 
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot
@@ -56,6 +66,24 @@ class LedgerCollector:
 
         yield from self._current_run()
         yield from self._last_run()
+        yield from self._schedule_figures()
+
+    def _schedule_figures(self) -> Iterator[Metric]:
+        if self._schedule is None:
+            return
+        yield GaugeMetricFamily(
+            f"{PREFIX}_schedule_next_run_timestamp_seconds",
+            "When the schedule's next run is due (Unix time)",
+            value=self._schedule.next_run_at.timestamp(),
+        )
+        ticks = CounterMetricFamily(
+            f"{PREFIX}_schedule_ticks",
+            "Schedule ticks by outcome: started a run, or skipped because one was in progress",
+            labels=["outcome"],
+        )
+        for outcome in TICK_OUTCOMES:
+            ticks.add_metric([outcome], self._schedule.ticks.get(outcome, 0))
+        yield ticks
 
     def _current_run(self) -> Iterator[Metric]:
         running = self._snapshot.running
@@ -107,6 +135,8 @@ class LedgerCollector:
             )
 
 
-def render_metrics(http: HttpMetrics, snapshot: LedgerSnapshot) -> bytes:
+def render_metrics(
+    http: HttpMetrics, snapshot: LedgerSnapshot, schedule: ScheduleFigures | None = None
+) -> bytes:
     """The ledger's families, then the HTTP ones, in Prometheus' classic text format."""
-    return generate_latest(LedgerCollector(snapshot)) + generate_latest(http.registry)
+    return generate_latest(LedgerCollector(snapshot, schedule)) + generate_latest(http.registry)

@@ -6,8 +6,16 @@ from aiohttp import web
 
 from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
 from service.api.http_metrics import CONTENT_TYPE
-from service.api.keys import AUTHENTICATOR, LEDGER, METRICS, OPENAPI_DOCUMENT, SETTINGS, SINK_INFO
-from service.api.metrics import render_metrics
+from service.api.keys import (
+    AUTHENTICATOR,
+    LEDGER,
+    METRICS,
+    OPENAPI_DOCUMENT,
+    SCHEDULER,
+    SETTINGS,
+    SINK_INFO,
+)
+from service.api.metrics import ScheduleFigures, render_metrics
 from service.api.schemas import HealthResponse, ReadyResponse
 from service.api.status_body import sink_data
 
@@ -34,8 +42,14 @@ async def ready(request: web.Request) -> web.Response:
 async def metrics(request: web.Request) -> web.Response:
     if request.app[SETTINGS].metrics_require_auth:
         request.app[AUTHENTICATOR].authenticate(request)
+    ledger, scheduler = request.app[LEDGER], request.app[SCHEDULER]
     try:
-        body = render_metrics(request.app[METRICS], await request.app[LEDGER].snapshot())
+        schedule = (
+            ScheduleFigures(scheduler.next_run_at(), await ledger.tick_counts())
+            if scheduler is not None
+            else None
+        )
+        body = render_metrics(request.app[METRICS], await ledger.snapshot(), schedule)
     except STORAGE_ERRORS as exc:
         raise could_not("read the metrics", exc) from exc
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})

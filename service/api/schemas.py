@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from service.ledger.records import RunErrorRecord, RunRecord
 
 LastStatus = Literal["idle", "running", "success", "error", "cancelled"]
+StartedVia = Literal["manual", "schedule", "cli"]
 
 
 class _Model(BaseModel):
@@ -41,6 +42,11 @@ class SinkData(_Model):
     target: str
 
 
+class ScheduleData(_Model):
+    expression: str
+    timezone: str
+
+
 class StatusData(_Model):
     isRunning: bool
     lastRun: str | None
@@ -54,6 +60,10 @@ class StatusData(_Model):
     finishedAt: str | None = None
     cancelledBy: str | None = None
     sink: SinkData | None = None
+    startedVia: StartedVia | None = None
+    # The schedule's next due time (null when there is no schedule), and the schedule itself.
+    nextRunAt: str | None = None
+    schedule: ScheduleData | None = None
 
 
 class StatusResponse(_Model):
@@ -106,6 +116,7 @@ class Run(_Model):
     stats: Stats
     progress: Progress
     source: str | None = None
+    startedVia: StartedVia = "manual"
 
 
 class RunList(_Model):
@@ -188,6 +199,7 @@ def run_model(run: RunRecord) -> Run:
         stats=stats_of(run),
         progress=Progress(processed=run.processed, total=run.total),
         source=run.source,
+        startedVia=run.started_via,
     )
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from service.api.auth import Principal
 from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
-from service.api.keys import LEDGER, PRINCIPAL, RUNNER, STATUS_BODY_CACHE
+from service.api.keys import LEDGER, PRINCIPAL, RUNNER, SCHEDULER, STATUS_BODY_CACHE
 from service.api.schemas import (
     AlreadyRunningData,
     AlreadyRunningResponse,
@@ -52,7 +52,10 @@ async def status(request: web.Request) -> web.Response:
         run = await request.app[LEDGER].current_status()
     except STORAGE_ERRORS as exc:
         raise could_not("read the sync status", exc) from exc
-    return web.Response(body=request.app[STATUS_BODY_CACHE].body(run), content_type="application/json")
+    scheduler = request.app[SCHEDULER]
+    next_run_at = scheduler.next_run_at() if scheduler is not None else None
+    body = request.app[STATUS_BODY_CACHE].body(run, next_run_at)
+    return web.Response(body=body, content_type="application/json")
 
 
 @routes.post("/admin/sync/cancel")

@@ -118,7 +118,7 @@ async def _sync(settings: Settings, quiet: bool) -> int:
     async with open_sync_stack(settings) as stack:
         runner = stack.runner
         try:
-            run = await runner.trigger(who)
+            run = await runner.trigger(who, via="cli")
         except RunAlreadyRunning as exc:
             running = exc.running
             print(

@@ -9,8 +9,8 @@ RUN_BY_ID = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
 RUNNING_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'"
 
 INSERT_RUN = f"""
-INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner, source)
-VALUES ('running', :now, :now, :triggered_by, :owner, :source)
+INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner, source, started_via)
+VALUES ('running', :now, :now, :triggered_by, :owner, :source, :started_via)
 RETURNING {RUN_COLUMNS}
 """
 
@@ -103,5 +103,24 @@ UNION ALL
 SELECT 'last_success', 'success', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, finished_at
 FROM (SELECT finished_at FROM runs WHERE status = 'success' ORDER BY id DESC LIMIT 1)
 """
+
+# --- the schedule: a tick is claimed by inserting its row, so one process claims each -----------------
+
+TICK_CLAIMED = "SELECT 1 FROM schedule_ticks WHERE due_at = :due_at"
+
+INSERT_TICK = """
+INSERT INTO schedule_ticks (due_at, schedule, claimed_at, claimed_by, outcome, run_id, catch_up)
+VALUES (:due_at, :schedule, :now, :owner, :outcome, :run_id, :catch_up)
+"""
+
+# Ticks go with the runs of their age (retention), but the newest stays: catch-up compares against it.
+PRUNE_TICKS = """
+DELETE FROM schedule_ticks
+WHERE due_at < :cutoff AND due_at <> (SELECT max(due_at) FROM schedule_ticks)
+"""
+
+LATEST_TICK = "SELECT max(due_at) FROM schedule_ticks"
+
+TICK_COUNTS = "SELECT outcome, count(*) FROM schedule_ticks GROUP BY outcome"
 
 SCHEMA_VERSION = "SELECT max(version) FROM schema_migrations"

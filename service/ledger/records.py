@@ -8,6 +8,8 @@ from typing import Literal
 
 RunStatus = Literal["running", "success", "error", "cancelled"]
 FinalStatus = Literal["success", "error", "cancelled"]
+# How a run was started: an admin over HTTP, the schedule, or the command line.
+StartedVia = Literal["manual", "schedule", "cli"]
 
 INTERRUPTED_MESSAGE = "Sync interrupted: the service process running it stopped unexpectedly"
 SHUTDOWN_MESSAGE = "Sync interrupted by service shutdown"
@@ -56,6 +58,7 @@ class RunRecord:
     cancelled_by: str | None
     owner: str
     source: str | None
+    started_via: StartedVia
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
@@ -72,6 +75,28 @@ class RunRecord:
     @property
     def is_running(self) -> bool:
         return self.status == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class TickStarted:
+    """The tick was this process's to claim, and it started ``run``."""
+
+    run: RunRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TickSkipped:
+    """The tick was this process's to claim, and found ``running`` in progress: recorded, not an error."""
+
+    running: RunRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TickTaken:
+    """Another process claimed the tick first (it started or skipped the run, not us)."""
+
+
+TickOutcome = TickStarted | TickSkipped | TickTaken
 
 
 _RUN_FIELDS = tuple(field.name for field in fields(RunRecord))

@@ -25,6 +25,11 @@ from service.ledger.records import (
     RunErrorRecord,
     RunNoLongerRunning,
     RunRecord,
+    StartedVia,
+    TickOutcome,
+    TickSkipped,
+    TickStarted,
+    TickTaken,
 )
 from service.ledger.snapshot import LedgerSnapshot, read_snapshot
 from service.support.timeutil import from_iso, to_iso, utc_now
@@ -150,7 +155,9 @@ class Ledger:
 
     # --- writes (single write connection) -------------------------------------------------------
 
-    async def start_run(self, triggered_by: str, source: str | None) -> RunRecord:
+    async def start_run(
+        self, triggered_by: str, source: str | None, *, started_via: StartedVia = "manual"
+    ) -> RunRecord:
         """Insert a new running row, or raise RunAlreadyRunning with the run that is in progress.
 
         The partial unique index on status='running' is the rule; the check before it only turns a
@@ -169,23 +176,70 @@ class Ledger:
                 if running is not None:
                     # Only a row seen running can be a dead owner's; one started since is alive.
                     await self._recover_in(tx, now)
-                inserted = await tx.fetch_all(
-                    queries.INSERT_RUN,
-                    {
-                        "now": to_iso(now),
-                        "triggered_by": triggered_by,
-                        "owner": self._owner.owner_id,
-                        "source": source,
-                    },
-                )
-                assert inserted, "INSERT ... RETURNING yields the new row"
-                run = RunRecord.from_row(inserted[0])
+                run = await self._insert_run(tx, now, triggered_by, source, started_via)
         except sqlite3.IntegrityError:
             running = await self._running_or_none()
             if running is None:  # finished between our insert attempt and this read: rare, say so plainly
                 raise
             raise RunAlreadyRunning(running) from None
         return run
+
+    async def _insert_run(
+        self, tx: Transaction, now: datetime, triggered_by: str, source: str | None, started_via: StartedVia
+    ) -> RunRecord:
+        inserted = await tx.fetch_all(
+            queries.INSERT_RUN,
+            {
+                "now": to_iso(now),
+                "triggered_by": triggered_by,
+                "owner": self._owner.owner_id,
+                "source": source,
+                "started_via": started_via,
+            },
+        )
+        assert inserted, "INSERT ... RETURNING yields the new row"
+        return RunRecord.from_row(inserted[0])
+
+    async def claim_tick(
+        self, due_at: datetime, schedule: str, source: str | None, *, catch_up: bool
+    ) -> TickOutcome:
+        """Claim the schedule's tick due at ``due_at`` and start its run, in one transaction.
+
+        The tick's row is the claim: its primary key gives each tick to one process however many wake
+        for it, and the one-running index still decides whether a run may start. A tick that finds a
+        run in progress is recorded as skipped, with that run.
+        """
+        now = utc_now()
+        due = to_iso(due_at)
+        async with self._db.transaction() as tx:
+            if await tx.fetch_all(queries.TICK_CLAIMED, {"due_at": due}):
+                return TickTaken()
+            await self._recover_in(tx, now)  # a dead owner's row must not make the tick skip
+            running = await tx.fetch_all(queries.RUNNING_RUN)
+            tick = {
+                "due_at": due,
+                "schedule": schedule,
+                "now": to_iso(now),
+                "owner": self._owner.owner_id,
+                "catch_up": int(catch_up),
+            }
+            if running:
+                in_progress = RunRecord.from_row(running[0])
+                skipped = {**tick, "outcome": "skipped", "run_id": in_progress.id}
+                await tx.execute(queries.INSERT_TICK, skipped)
+                return TickSkipped(in_progress)
+            run = await self._insert_run(tx, now, "schedule", source, "schedule")
+            await tx.execute(queries.INSERT_TICK, {**tick, "outcome": "started", "run_id": run.id})
+            return TickStarted(run)
+
+    async def latest_tick_due(self) -> datetime | None:
+        """The due time of the newest tick any process claimed (None: the schedule never ticked here)."""
+        row = await self._db.fetch_one(queries.LATEST_TICK)
+        return from_iso(row[0]) if row and row[0] is not None else None
+
+    async def tick_counts(self) -> dict[str, int]:
+        """Claimed ticks by outcome ('started', 'skipped'), over every process sharing the file."""
+        return {outcome: count for outcome, count in await self._db.fetch_all(queries.TICK_COUNTS)}
 
     async def _running_or_none(self) -> RunRecord | None:
         row = await self._db.fetch_one(queries.RUNNING_RUN)
@@ -260,9 +314,9 @@ class Ledger:
                     queries.PRUNE_RUN_ERRORS, {"cutoff": to_iso(now - timedelta(days=error_days))}
                 )
             if run_days is not None:
-                runs_deleted = await tx.execute(
-                    queries.PRUNE_RUNS, {"cutoff": to_iso(now - timedelta(days=run_days))}
-                )
+                cutoff = {"cutoff": to_iso(now - timedelta(days=run_days))}
+                runs_deleted = await tx.execute(queries.PRUNE_RUNS, cutoff)
+                await tx.execute(queries.PRUNE_TICKS, cutoff)
         return errors_deleted, runs_deleted
 
     async def checkpoint(self) -> None:

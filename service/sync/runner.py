@@ -11,13 +11,22 @@ import contextvars
 import logging
 import sqlite3
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import aiohttp
 
 from service.catalog.sink import CatalogSink
 from service.database.errors import DatabaseFileGone
 from service.domain.errors import SyncFailed
-from service.ledger.records import SHUTDOWN_MESSAGE, FinalStatus, RunNoLongerRunning, RunRecord
+from service.ledger.records import (
+    SHUTDOWN_MESSAGE,
+    FinalStatus,
+    RunNoLongerRunning,
+    RunRecord,
+    StartedVia,
+    TickOutcome,
+    TickStarted,
+)
 from service.ledger.retention import apply_retention
 from service.ledger.runs import Ledger
 from service.settings import Settings
@@ -81,11 +90,28 @@ class SyncRunner:
             return redact_url(self._source_url)
         return f"built-in demo upstream ({self._source_url})"
 
-    async def trigger(self, triggered_by: str) -> RunRecord:
+    async def trigger(self, triggered_by: str, *, via: StartedVia = "manual") -> RunRecord:
         """Start a run in the background; RunAlreadyRunning (from the ledger) when one is in progress."""
         if self._closing:
             raise SyncFailed("the service is shutting down")
-        run = await self._ledger.start_run(triggered_by, self.source_label)
+        run = await self._ledger.start_run(triggered_by, self.source_label, started_via=via)
+        self._launch(run)
+        return run
+
+    async def tick(self, due_at: datetime, schedule: str, *, catch_up: bool = False) -> TickOutcome:
+        """The schedule's tick due at ``due_at``: claimed in the ledger, and its run started if it won.
+
+        Several processes may call this for one tick; the ledger gives it to one of them.
+        """
+        if self._closing:
+            raise SyncFailed("the service is shutting down")
+        outcome = await self._ledger.claim_tick(due_at, schedule, self.source_label, catch_up=catch_up)
+        if isinstance(outcome, TickStarted):
+            self._launch(outcome.run)
+        return outcome
+
+    def _launch(self, run: RunRecord) -> None:
+        """The tasks of a run just recorded as started: the job, its supervisor and its watchdog."""
         # Every task of the run logs with its id.
         context = contextvars.copy_context()
         context.run(run_id_var.set, run.id)
@@ -108,7 +134,6 @@ class SyncRunner:
             self.source_label,
             extra={"run_id": run.id},
         )
-        return run
 
     async def wait(self) -> RunRecord:
         assert self._supervisor is not None, "wait() follows a trigger()"
@@ -206,12 +231,14 @@ class SyncRunner:
             assert current is not None
             log.warning("sync run %s had already been finished as %s", run.id, current.status)
             return current
+        # The contract's lines name a manual sync; a scheduled run says it was one.
+        kind = "Scheduled" if final.started_via == "schedule" else "Manual"
         if final.status == "success":
-            log.info(SUCCESS_LINE)
+            log.info(SUCCESS_LINE.replace("Manual", kind))
         elif final.status == "cancelled":
-            log.info("⏹ Manual sync cancelled by %s", final.cancelled_by)
+            log.info("⏹ %s sync cancelled by %s", kind, final.cancelled_by)
         else:
-            log.error("%s%s", FAILURE_PREFIX, final.error_message)
+            log.error("%s%s", FAILURE_PREFIX.replace("Manual", kind), final.error_message)
         await apply_retention(self._ledger, self._settings)
         return final
 
