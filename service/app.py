@@ -18,6 +18,7 @@ from service.api.keys import (
     LEDGER,
     METRICS,
     OPENAPI_DOCUMENT,
+    OUTBOX,
     RUNNER,
     SCHEDULER,
     SETTINGS,
@@ -32,6 +33,7 @@ from service.api.status_body import StatusBodyCache
 from service.resources import (
     Store,
     open_http_client,
+    open_notifier,
     open_runner,
     open_scheduler,
     open_source,
@@ -52,6 +54,7 @@ async def store_ctx(app: web.Application) -> AsyncIterator[None]:
     async with open_store(app[SETTINGS]) as store:
         app[STORE] = store
         app[LEDGER] = store.ledger
+        app[OUTBOX] = store.outbox
         app[SINK_INFO] = store.sink.describe()
         app[STATUS_BODY_CACHE] = StatusBodyCache(app[SINK_INFO], app[SETTINGS].cron_schedule())
         yield
@@ -84,6 +87,11 @@ async def scheduler_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def notifier_ctx(app: web.Application) -> AsyncIterator[None]:
+    async with open_notifier(app[SETTINGS], app[STORE], in_background=True):
+        yield
+
+
 async def openapi_ctx(app: web.Application) -> AsyncIterator[None]:
     # Built once routes are final (start-up), from the routes actually registered.
     app[OPENAPI_DOCUMENT] = orjson.dumps(build_document(app, app[SETTINGS]))
@@ -105,7 +113,9 @@ def create_app(settings: Settings, *, job: SyncJob | None = None) -> web.Applica
     app[METRICS] = metrics
     app[AUTHENTICATOR] = authenticator
     app[SYNC_JOB] = job or run_catalog_sync
-    app.cleanup_ctx.extend([store_ctx, http_client_ctx, source_ctx, runner_ctx, scheduler_ctx, openapi_ctx])
+    app.cleanup_ctx.extend(
+        [store_ctx, http_client_ctx, source_ctx, runner_ctx, scheduler_ctx, notifier_ctx, openapi_ctx]
+    )
     for table in (sync_routes.routes, runs_routes.routes, session_routes.routes, ops_routes.routes):
         app.add_routes(table)
     add_static_routes(app)

@@ -25,6 +25,8 @@ from service.demo_upstream.server import DemoUpstream
 from service.ledger.owner import OwnerLock
 from service.ledger.retention import apply_retention
 from service.ledger.runs import Ledger
+from service.notify.outbox import WebhookOutbox
+from service.notify.webhooks import Notifier, WebhookPolicy
 from service.settings import Settings
 from service.support.timeutil import to_iso
 from service.sync.engine import run_catalog_sync
@@ -38,10 +40,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Store:
-    """The ledger, and the sink the runs write to; both on the one database this process opened."""
+    """The ledger, the sink the runs write to, and the webhook outbox; all on the one database this
+    process opened."""
 
     ledger: Ledger
     sink: CatalogSink
+    outbox: WebhookOutbox
 
 
 @asynccontextmanager
@@ -93,7 +97,7 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
             )
         await apply_retention(ledger, settings)
         async with open_sink(settings, ledger, database) as sink:
-            yield Store(ledger, sink)
+            yield Store(ledger, sink, WebhookOutbox(database))
     finally:
         await database.close()
         owner.release()
@@ -156,10 +160,52 @@ async def open_scheduler(
             await task
 
 
+@asynccontextmanager
+async def open_notifier(
+    settings: Settings, store: Store, *, in_background: bool
+) -> AsyncIterator[Notifier | None]:
+    """The webhook notifier (None: no webhook configured), with an HTTP session of its own.
+
+    ``in_background``: its delivery loop runs as a task for the life of the context (the service); the
+    CLI instead makes one pass when its run has ended.
+    """
+    if not settings.webhook_url:
+        yield None
+        return
+    assert settings.webhook_secret is not None  # the settings refuse URLs without a secret
+    policy = WebhookPolicy(
+        attempts=settings.webhook_attempts,
+        timeout_s=settings.webhook_timeout_s,
+        base_delay_s=settings.webhook_retry_base_delay_s,
+        max_delay_s=settings.webhook_retry_max_delay_s,
+    )
+    async with aiohttp.ClientSession(raise_for_status=False) as session:
+        notifier = Notifier(
+            store.outbox,
+            store.ledger,
+            session,
+            settings.webhook_url,
+            settings.webhook_secret.get_secret_value().encode(),
+            policy,
+        )
+        await notifier.start()
+        if not in_background:
+            yield notifier
+            return
+        task = asyncio.create_task(notifier.run(), name="webhooks")
+        try:
+            yield notifier
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 @dataclass(frozen=True)
 class SyncStack:
     ledger: Ledger
     runner: SyncRunner
+    notifier: Notifier | None
 
 
 @asynccontextmanager
@@ -169,7 +215,8 @@ async def open_sync_stack(settings: Settings, job: SyncJob | None = None) -> Asy
         store = await stack.enter_async_context(open_store(settings))
         http = await stack.enter_async_context(open_http_client(settings))
         source_url = await stack.enter_async_context(open_source(settings))
+        notifier = await stack.enter_async_context(open_notifier(settings, store, in_background=False))
         runner = await stack.enter_async_context(
             open_runner(store, settings, http, job or run_catalog_sync, source_url)
         )
-        yield SyncStack(store.ledger, runner)
+        yield SyncStack(store.ledger, runner, notifier)

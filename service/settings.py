@@ -40,6 +40,7 @@ _OPTIONAL_FIELDS = frozenset(
         "medusa_api_key",
         "medusa_sales_channel_id",
         "schedule",
+        "webhook_secret",
     }
 )
 
@@ -115,6 +116,14 @@ class Settings(BaseSettings):
     # At start-up, one run when the schedule's last due time passed while no process was running it.
     schedule_catch_up: bool = True
 
+    # Notifications: at the end of every run, a JSON event signed with the secret is POSTed to each URL.
+    webhook_url: Annotated[tuple[str, ...], NoDecode] = ()
+    webhook_secret: SecretStr | None = Field(default=None, repr=False)
+    webhook_attempts: int = Field(default=8, ge=1, le=50)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_retry_base_delay_s: float = Field(default=2.0, ge=0)
+    webhook_retry_max_delay_s: float = Field(default=600.0, ge=0)
+
     # Liveness: a running run whose progress is older than this is failed as stalled.
     stall_timeout_s: float = Field(default=300.0, gt=0)
     watchdog_interval_s: float = Field(default=0.5, gt=0)
@@ -132,6 +141,28 @@ class Settings(BaseSettings):
     @classmethod
     def _pairs_from_text(cls, value: Any) -> Any:
         return _parse_pairs(value, ":") if isinstance(value, str) else value
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _urls_from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _urls_are_http(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"SYNC_WEBHOOK_URL must hold http:// or https:// URLs, got {url!r}")
+        return urls
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> Settings:
+        if self.webhook_url and (self.webhook_secret is None or not self.webhook_secret.get_secret_value()):
+            # An unsigned event could be forged by anyone who finds the receiver's URL.
+            raise ValueError("SYNC_WEBHOOK_URL needs SYNC_WEBHOOK_SECRET: every event is signed with it")
+        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from service.api.http_metrics import HttpMetrics
 from service.api.status_body import StatusBodyCache
 from service.catalog.sink import SinkInfo
 from service.ledger.runs import Ledger
+from service.notify.outbox import WebhookOutbox
 from service.settings import Settings
 from service.sync.job import SyncJob
 from service.sync.runner import SyncRunner
@@ -28,4 +29,5 @@ STATUS_BODY_CACHE = web.AppKey("status_body_cache", StatusBodyCache)
 SINK_INFO = web.AppKey("sink_info", SinkInfo)
 # None when no schedule is set: runs then start only when triggered.
 SCHEDULER: web.AppKey[Scheduler | None] = web.AppKey("scheduler")
+OUTBOX = web.AppKey("outbox", WebhookOutbox)
 PRINCIPAL = web.RequestKey("principal", Principal)

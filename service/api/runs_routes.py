@@ -5,12 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
-from service.api.keys import LEDGER
+from service.api.keys import LEDGER, OUTBOX
 from service.api.schemas import (
     RunDetail,
     RunDetailResponse,
     RunList,
     RunListResponse,
+    delivery_model,
     error_item,
     run_model,
 )
@@ -76,10 +77,15 @@ async def run_detail(request: web.Request) -> web.Response:
         errors = await ledger.list_run_errors(run_id, limit + 1, after_id)
     except STORAGE_ERRORS as exc:
         raise could_not(f"read run {run_id}", exc) from exc
+    try:
+        deliveries = await request.app[OUTBOX].deliveries_of(run_id)
+    except STORAGE_ERRORS as exc:
+        raise could_not(f"read run {run_id}", exc) from exc
     page, more = errors[:limit], len(errors) > limit
     detail = RunDetail(
         run=run_model(run),
         errors=[error_item(e) for e in page],
         nextErrorsCursor=str(page[-1].id) if more and page else None,
+        webhooks=[delivery_model(d) for d in deliveries],
     )
     return json_response(RunDetailResponse(data=detail))

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.ledger.records import RunErrorRecord, RunRecord
+from service.notify.outbox import DeliveryRecord
 
 LastStatus = Literal["idle", "running", "success", "error", "cancelled"]
 StartedVia = Literal["manual", "schedule", "cli"]
@@ -136,10 +137,22 @@ class RunItemError(_Model):
     recordedAt: str
 
 
+class WebhookDelivery(_Model):
+    url: str  # with user-info and query values redacted
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    lastStatus: int | None
+    lastError: str | None
+    lastAttemptAt: str | None
+    nextAttemptAt: str | None  # null once delivered or given up
+    deliveredAt: str | None
+
+
 class RunDetail(_Model):
     run: Run
     errors: list[RunItemError]
     nextErrorsCursor: str | None
+    webhooks: list[WebhookDelivery] = []
 
 
 class RunDetailResponse(_Model):
@@ -200,6 +213,19 @@ def run_model(run: RunRecord) -> Run:
         progress=Progress(processed=run.processed, total=run.total),
         source=run.source,
         startedVia=run.started_via,
+    )
+
+
+def delivery_model(record: DeliveryRecord) -> WebhookDelivery:
+    return WebhookDelivery(
+        url=record.label,
+        status=record.status,
+        attempts=record.attempts,
+        lastStatus=record.last_status,
+        lastError=record.last_error,
+        lastAttemptAt=record.last_attempt_at,
+        nextAttemptAt=record.next_attempt_at if record.status == "pending" else None,
+        deliveredAt=record.delivered_at,
     )
 
 

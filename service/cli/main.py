@@ -158,6 +158,10 @@ async def _sync(settings: Settings, quiet: bool) -> int:
         if quiet:
             for line in summary_lines(final):
                 print(line)
+        if stack.notifier is not None:
+            # After the outcome is printed: one attempt at each webhook, so a run from cron is told
+            # too. What fails here stays pending for the service (or the next sync) to retry.
+            await stack.notifier.deliver_due()
         return EXIT_OK if final.status == "success" else EXIT_FAILED
 
 

@@ -1,0 +1,1 @@
+"""Telling others how runs ended: webhook events, signed, delivered from an outbox in the database."""

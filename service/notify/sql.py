@@ -1,0 +1,78 @@
+"""Every SQL statement of the webhook outbox, in one place. All parameterised.
+
+``:targets`` is a JSON array of target keys (one bound value, any length).
+"""
+
+# A target added now gets the runs that finish from now on, the one in progress included: with one
+# running run at a time, runs finish in id order, so every id up to the newest finished one is done.
+ADD_TARGET = """
+INSERT INTO webhook_targets (target, label, since_run_id, added_at)
+VALUES (:target, :label, (SELECT coalesce(max(id), 0) FROM runs WHERE status <> 'running'), :now)
+ON CONFLICT (target) DO UPDATE SET label = excluded.label
+"""
+
+# On the read connection, once a second: whether there is anything to write at all.
+HAS_WORK = """
+SELECT EXISTS (
+    SELECT 1 FROM webhook_targets t JOIN runs r ON r.id > t.since_run_id AND r.status <> 'running'
+    WHERE t.target IN (SELECT value FROM json_each(:targets))
+) OR EXISTS (
+    SELECT 1 FROM webhook_deliveries
+    WHERE status = 'pending' AND next_attempt_at <= :now
+      AND target IN (SELECT value FROM json_each(:targets))
+      AND (claimed_until IS NULL OR claimed_until < :now)
+)
+"""
+
+# One delivery per target for each run finished since the target's mark; the mark then moves on.
+ENQUEUE = """
+INSERT INTO webhook_deliveries (run_id, target, next_attempt_at, created_at)
+SELECT r.id, t.target, :now, :now
+FROM webhook_targets t JOIN runs r ON r.id > t.since_run_id AND r.status <> 'running'
+WHERE t.target IN (SELECT value FROM json_each(:targets))
+ON CONFLICT (run_id, target) DO NOTHING
+"""
+
+ADVANCE_MARKS = """
+UPDATE webhook_targets
+SET since_run_id = max(since_run_id, (SELECT coalesce(max(id), 0) FROM runs WHERE status <> 'running'))
+WHERE target IN (SELECT value FROM json_each(:targets))
+"""
+
+# A claim is a lease: another process may take the delivery once it lapses (its claimer died).
+CLAIM_DUE = """
+UPDATE webhook_deliveries
+SET claimed_by = :owner, claimed_until = :until
+WHERE id IN (
+    SELECT id FROM webhook_deliveries
+    WHERE status = 'pending' AND next_attempt_at <= :now
+      AND target IN (SELECT value FROM json_each(:targets))
+      AND (claimed_until IS NULL OR claimed_until < :now)
+    ORDER BY id
+    LIMIT :limit
+)
+RETURNING id, run_id, target, attempts
+"""
+
+# Guarded by the claim: a claimer whose lease lapsed and was taken over records nothing.
+RECORD_ATTEMPT = """
+UPDATE webhook_deliveries
+SET attempts = attempts + 1,
+    status = :status,
+    last_status = :last_status,
+    last_error = :last_error,
+    last_attempt_at = :now,
+    next_attempt_at = coalesce(:next_attempt_at, next_attempt_at),
+    delivered_at = CASE WHEN :status = 'delivered' THEN :now END,
+    claimed_by = NULL,
+    claimed_until = NULL
+WHERE id = :id AND claimed_by = :owner AND status = 'pending'
+"""
+
+DELIVERIES_OF_RUN = """
+SELECT d.id, t.label, d.status, d.attempts, d.last_status, d.last_error, d.last_attempt_at,
+       d.next_attempt_at, d.delivered_at
+FROM webhook_deliveries d JOIN webhook_targets t ON t.target = d.target
+WHERE d.run_id = ?
+ORDER BY d.id
+"""
