@@ -29,6 +29,7 @@ GENERATED_TOKEN_NAME = "generated"
 SourceFormat = Literal["dummyjson", "ndjson"]
 SinkKind = Literal["sqlite", "medusa"]
 MedusaProductStatus = Literal["published", "draft", "proposed"]
+RemovedProducts = Literal["keep", "archive", "delete"]
 
 _OPTIONAL_FIELDS = frozenset(
     {
@@ -107,6 +108,10 @@ class Settings(BaseSettings):
     # A run in which more than this fraction of the items are item errors ends in error (the products
     # that did map are kept): a feed that is mostly broken is a failed sync, not a successful one.
     max_error_fraction: float = Field(default=0.5, ge=0, le=1)
+    # Products the feed no longer lists, after a run that read all of it: kept, archived (a draft in a
+    # shop), or deleted. A run that would remove more than the fraction removes nothing and fails.
+    removed_products: RemovedProducts = "keep"
+    removed_max_fraction: float = Field(default=0.5, ge=0, le=1)
 
     # Schedule: a cron expression (5 fields, or 6 with seconds first, as the replaced job's
     # "*/30 * * * * *"). None: runs start only when triggered, so a new install never writes to a shop

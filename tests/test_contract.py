@@ -30,7 +30,15 @@ async def test_idle_status_is_exactly_the_documented_shape(client: Client) -> No
         "lastStatus": "idle",
         "lastError": None,
         "lastDuration": None,
-        "stats": {"created": 0, "updated": 0, "errors": 0, "unchanged": 0, "categoriesCreated": 0},
+        "stats": {
+            "created": 0,
+            "updated": 0,
+            "errors": 0,
+            "unchanged": 0,
+            "categoriesCreated": 0,
+            "removed": 0,
+            "restored": 0,
+        },
     }
 
 
@@ -81,6 +89,8 @@ async def test_four_documented_scenarios(client: Client, feed: FeedControl) -> N
         "errors": 0,
         "unchanged": 0,
         "categoriesCreated": 6,
+        "removed": 0,
+        "restored": 0,
     }
     assert TIMESTAMP.match(data["finishedAt"])
 

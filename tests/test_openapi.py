@@ -128,7 +128,7 @@ async def test_admin_operations_declare_security_and_runs_parameters(client: Cli
     assert runs["status"]["schema"]["enum"] == ["running", "success", "error", "cancelled"]
     assert runs["limit"]["schema"]["maximum"] == 200
     detail = {p["name"]: p for p in doc["paths"]["/admin/sync/runs/{run_id}"]["get"]["parameters"]}
-    assert set(detail) == {"run_id", "errorsLimit", "errorsCursor"}
+    assert set(detail) == {"run_id", "errorsLimit", "errorsCursor", "changesLimit", "changesCursor"}
     assert detail["run_id"]["in"] == "path" and detail["run_id"]["required"] is True
 
 

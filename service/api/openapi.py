@@ -178,6 +178,8 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("run_id", "path", {"type": "integer", "minimum": 1}, "The run's id"),
             Param("errorsLimit", "query", {**_PAGE_LIMIT, "default": 50}, "Item errors per page"),
             Param("errorsCursor", "query", _CURSOR, "nextErrorsCursor of the previous page"),
+            Param("changesLimit", "query", {**_PAGE_LIMIT, "default": 50}, "Product changes per page"),
+            Param("changesCursor", "query", _CURSOR, "nextChangesCursor of the previous page"),
         ),
     ),
     Operation(

@@ -11,6 +11,7 @@ from service.api.schemas import (
     RunDetailResponse,
     RunList,
     RunListResponse,
+    change_item,
     delivery_model,
     error_item,
     run_model,
@@ -77,15 +78,22 @@ async def run_detail(request: web.Request) -> web.Response:
         errors = await ledger.list_run_errors(run_id, limit + 1, after_id)
     except STORAGE_ERRORS as exc:
         raise could_not(f"read run {run_id}", exc) from exc
+    changes_limit = _int_param(request, "changesLimit", 50, 1, MAX_PAGE)
+    assert changes_limit is not None
+    changes_after = _int_param(request, "changesCursor", None, 0, 2**62)
     try:
         deliveries = await request.app[OUTBOX].deliveries_of(run_id)
+        changes = await ledger.list_run_changes(run_id, changes_limit + 1, changes_after)
     except STORAGE_ERRORS as exc:
         raise could_not(f"read run {run_id}", exc) from exc
+    changes_page, more_changes = changes[:changes_limit], len(changes) > changes_limit
     page, more = errors[:limit], len(errors) > limit
     detail = RunDetail(
         run=run_model(run),
         errors=[error_item(e) for e in page],
         nextErrorsCursor=str(page[-1].id) if more and page else None,
         webhooks=[delivery_model(d) for d in deliveries],
+        changes=[change_item(c) for c in changes_page],
+        nextChangesCursor=str(changes_page[-1].id) if more_changes and changes_page else None,
     )
     return json_response(RunDetailResponse(data=detail))

@@ -5,11 +5,12 @@ Field names are the contract's (camelCase); extra fields are additions, never re
 
 from __future__ import annotations
 
+import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.ledger.records import RunErrorRecord, RunRecord
+from service.ledger.records import RunChangeRecord, RunErrorRecord, RunRecord
 from service.notify.outbox import DeliveryRecord
 
 LastStatus = Literal["idle", "running", "success", "error", "cancelled"]
@@ -31,6 +32,8 @@ class Stats(_Model):
     errors: int = 0
     unchanged: int = 0
     categoriesCreated: int = 0
+    removed: int = 0  # products the feed no longer listed, archived or deleted (SYNC_REMOVED_PRODUCTS)
+    restored: int = 0  # archived products back in the feed (also counted in updated)
 
 
 class Progress(_Model):
@@ -148,11 +151,22 @@ class WebhookDelivery(_Model):
     deliveredAt: str | None
 
 
+class RunChange(_Model):
+    externalId: str
+    handle: str | None
+    kind: Literal["create", "update", "remove", "restore"]
+    action: Literal["archive", "delete"] | None = None  # how a product was removed
+    fields: list[str] | None = None  # the fields an update changes
+
+
 class RunDetail(_Model):
     run: Run
     errors: list[RunItemError]
     nextErrorsCursor: str | None
     webhooks: list[WebhookDelivery] = []
+    # Products the run removed or restored (a dry run: every change it would make).
+    changes: list[RunChange] = []
+    nextChangesCursor: str | None = None
 
 
 class RunDetailResponse(_Model):
@@ -196,6 +210,8 @@ def stats_of(run: RunRecord) -> Stats:
         errors=run.errors,
         unchanged=run.unchanged,
         categoriesCreated=run.categories_created,
+        removed=run.removed,
+        restored=run.restored,
     )
 
 
@@ -226,6 +242,18 @@ def delivery_model(record: DeliveryRecord) -> WebhookDelivery:
         lastAttemptAt=record.last_attempt_at,
         nextAttemptAt=record.next_attempt_at if record.status == "pending" else None,
         deliveredAt=record.delivered_at,
+    )
+
+
+def change_item(record: RunChangeRecord) -> RunChange:
+    return RunChange.model_validate(
+        {
+            "externalId": record.external_id,
+            "handle": record.handle,
+            "kind": record.kind,
+            "action": record.action,
+            "fields": json.loads(record.fields) if record.fields is not None else None,
+        }
     )
 
 

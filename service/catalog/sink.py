@@ -48,8 +48,21 @@ class SinkInfo:
     target: str  # the database file, or the shop's URL
 
 
+RemovalMode = Literal["archive", "delete"]
+
+
 class CatalogSink(Protocol):
     def describe(self) -> SinkInfo: ...
+
+    async def catalog_ids(self, after: str | None, limit: int) -> Sequence[str]:
+        """Up to ``limit`` upstream ids of the products this sink holds and offers (not archived), in
+        order, after ``after``: what a run compares with the feed to find the products gone upstream.
+        A shop sink answers only the products it published, never one made in the shop by hand."""
+        ...
+
+    async def remove(self, run_id: int, external_ids: Sequence[str], mode: RemovalMode) -> BatchCounts:
+        """Archive or delete these products, recording the removals in the run's row atomically."""
+        ...
 
     async def unchanged_lookup(self) -> FingerprintLookup | None:
         """How the workers find the items unchanged since the last sync; None when nothing can be

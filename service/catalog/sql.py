@@ -11,17 +11,37 @@ def json_array(values: Iterable[str]) -> str:
 
 
 # The catalog's stored fingerprints of some products, by external id (read by the mapping workers).
+# An archived product has no source fingerprint here, so its item is always mapped: it is restored.
 SELECT_FINGERPRINTS = """
-SELECT external_id, content_hash, source_hash
+SELECT external_id, content_hash, CASE WHEN archived_at IS NULL THEN source_hash END
 FROM products
 WHERE external_id IN (SELECT value FROM json_each(?))
 """
 
 # The products of a batch already in the catalog.
 SELECT_EXISTING = """
-SELECT external_id, content_hash, source_hash
+SELECT external_id, content_hash, source_hash, archived_at IS NOT NULL
 FROM products
 WHERE external_id IN (SELECT value FROM json_each(?))
+"""
+
+# The products on offer (not archived), in id order, a page at a time: compared with the feed.
+OFFERED_IDS = """
+SELECT external_id FROM products
+WHERE archived_at IS NULL AND (:after IS NULL OR external_id > :after)
+ORDER BY external_id
+LIMIT :limit
+"""
+
+ARCHIVE_PRODUCTS = """
+UPDATE products SET archived_run = :run_id, archived_at = :now
+WHERE external_id IN (SELECT value FROM json_each(:ids)) AND archived_at IS NULL
+RETURNING external_id, handle
+"""
+
+DELETE_PRODUCTS = """
+DELETE FROM products WHERE external_id IN (SELECT value FROM json_each(:ids))
+RETURNING external_id, handle
 """
 
 SELECT_CATEGORIES = "SELECT handle, name FROM categories"
@@ -75,7 +95,8 @@ UPDATE products SET
     handle = CASE WHEN handle IN (?2, ?3) THEN handle ELSE {_FREE_HANDLE} END,
     title = ?4, description = ?5, category_id = {_CATEGORY_ID}, price_minor = ?7, currency = ?8,
     brand = ?9, sku = ?10, stock = ?11, thumbnail = ?12, images = ?13, tags = ?14, metadata = ?15,
-    content_hash = ?16, source_hash = ?17, updated_run = ?18, updated_at = ?19
+    content_hash = ?16, source_hash = ?17, updated_run = ?18, updated_at = ?19,
+    archived_run = NULL, archived_at = NULL
 WHERE external_id = ?1
 """
 

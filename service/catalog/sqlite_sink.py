@@ -11,10 +11,10 @@ from typing import NamedTuple, TypeVar
 
 from service.catalog import sql
 from service.catalog.mapping import STATEMENT_VALUES, MappedRow
-from service.catalog.sink import BatchWritten, FingerprintLookup, SinkInfo
+from service.catalog.sink import BatchWritten, FingerprintLookup, RemovalMode, SinkInfo
 from service.catalog.sqlite_fingerprints import SqliteFingerprints
 from service.database.sqlite import Database
-from service.domain.outcomes import BatchCounts, ItemError
+from service.domain.outcomes import BatchCounts, ItemError, ProductChange
 from service.ledger.batch import RunBatch
 from service.ledger.runs import Ledger
 from service.support.timeutil import to_iso, utc_now
@@ -40,6 +40,7 @@ class _Existing(NamedTuple):
 
     content_hash: int
     source_hash: int | None
+    archived: bool
 
 
 class KnownCategories:
@@ -78,6 +79,23 @@ class SqliteCatalogSink:
     def describe(self) -> SinkInfo:
         return SinkInfo("sqlite", str(self._database.path))
 
+    async def catalog_ids(self, after: str | None, limit: int) -> Sequence[str]:
+        rows = await self._database.fetch_all(sql.OFFERED_IDS, {"after": after, "limit": limit})
+        return [external_id for (external_id,) in rows]
+
+    async def remove(self, run_id: int, external_ids: Sequence[str], mode: RemovalMode) -> BatchCounts:
+        ids = sql.json_array(external_ids)
+        async with self._ledger.batch(run_id) as batch:
+            if mode == "archive":
+                params = {"ids": ids, "run_id": run_id, "now": to_iso(utc_now())}
+                gone = await batch.fetch_all(sql.ARCHIVE_PRODUCTS, params)
+            else:
+                gone = await batch.fetch_all(sql.DELETE_PRODUCTS, {"ids": ids})
+            changes = [ProductChange(external_id, handle, "remove", mode) for external_id, handle in gone]
+            counts = BatchCounts(removed=len(changes))
+            batch.record(counts, (), changes)
+        return counts
+
     async def unchanged_lookup(self) -> FingerprintLookup | None:
         row = await self._database.fetch_one(sql.ANY_PRODUCT)
         return SqliteFingerprints(self._database.path) if row is not None and row[0] else None
@@ -101,12 +119,13 @@ class SqliteCatalogSink:
             updates: list[tuple[object, ...]] = []
             new_fingerprints: list[tuple[int, str]] = []
             new_categories: dict[str, str] = {}  # handle -> name
+            restored: list[ProductChange] = []
             unchanged = 0
             # Row by row only in slices: this runs on the event loop, between status polls.
             async for part in _slices(rows):
                 for row in part:
                     found = existing.get(row.external_id)
-                    if found is not None and found.content_hash == row.content_hash:
+                    if found is not None and found.content_hash == row.content_hash and not found.archived:
                         unchanged += 1
                         if found.source_hash != row.source_hash:
                             new_fingerprints.append((row.source_hash, row.external_id))
@@ -127,6 +146,8 @@ class SqliteCatalogSink:
                         continue
                     values = product[:STATEMENT_VALUES] + run_values
                     (inserts if found is None else updates).append(values)
+                    if found is not None and found.archived:
+                        restored.append(ProductChange(row.external_id, product.handle_base, "restore"))
             item_errors.extend(refused)
             categories_created = await _create_categories(batch, run_id, now, new_categories)
             if inserts:
@@ -143,8 +164,9 @@ class SqliteCatalogSink:
                 categories_created=categories_created,
                 processed=processed,
                 total=total,
+                restored=len(restored),
             )
-            batch.record(counts, sorted(item_errors, key=lambda e: e.position))
+            batch.record(counts, sorted(item_errors, key=lambda e: e.position), restored)
         self._categories.committed(new_categories)
         return BatchWritten(counts, refused)
 

@@ -16,6 +16,8 @@ class BatchCounts:
     categories_created: int = 0
     processed: int = 0
     total: int | None = None
+    removed: int = 0  # products the feed no longer lists, archived or deleted
+    restored: int = 0  # archived products back in the feed (counted in updated too)
 
     def __add__(self, other: BatchCounts) -> BatchCounts:
         """Counts of two batches together (the later batch's total wins when it tells one)."""
@@ -27,7 +29,20 @@ class BatchCounts:
             categories_created=self.categories_created + other.categories_created,
             processed=self.processed + other.processed,
             total=other.total if other.total is not None else self.total,
+            removed=self.removed + other.removed,
+            restored=self.restored + other.restored,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ProductChange:
+    """One product a run removed or restored (or, in a plan, would change), for the run's detail."""
+
+    external_id: str
+    handle: str | None
+    kind: str  # 'create', 'update', 'remove' or 'restore'
+    action: str | None = None  # a removal's: 'archive' or 'delete'
+    fields: str | None = None  # JSON array of the fields an update changes
 
 
 @dataclass(frozen=True, slots=True)

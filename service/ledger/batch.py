@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from service.database.sqlite import Transaction
-from service.domain.outcomes import BatchCounts, ItemError
+from service.domain.outcomes import BatchCounts, ItemError, ProductChange
 from service.ledger import queries
 from service.ledger.records import RunNoLongerRunning
 from service.support.timeutil import to_iso, utc_now
@@ -25,12 +25,13 @@ class BatchNotRecorded(Exception):
 class RunBatch:
     """What a sink may do inside a batch's transaction: read and write catalog rows, and record counts."""
 
-    __slots__ = ("_counts", "_errors", "_tx")
+    __slots__ = ("_changes", "_counts", "_errors", "_tx")
 
     def __init__(self, tx: Transaction) -> None:
         self._tx = tx
         self._counts: BatchCounts | None = None
         self._errors: Sequence[ItemError] = ()
+        self._changes: Sequence[ProductChange] = ()
 
     async def fetch_all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
         return await self._tx.fetch_all(sql, params)
@@ -38,21 +39,27 @@ class RunBatch:
     async def execute_many(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
         return await self._tx.execute_many(sql, rows)
 
-    def record(self, counts: BatchCounts, errors: Sequence[ItemError]) -> None:
-        """What the batch did; added to the run's row when the transaction commits."""
-        self._counts, self._errors = counts, errors
+    def record(
+        self, counts: BatchCounts, errors: Sequence[ItemError], changes: Sequence[ProductChange] = ()
+    ) -> None:
+        """What the batch did; added to the run's row (and its detail) when the transaction commits."""
+        self._counts, self._errors, self._changes = counts, errors, changes
 
-    def recorded(self) -> tuple[BatchCounts, Sequence[ItemError]]:
+    def recorded(self) -> Recorded:
         if self._counts is None:
             raise BatchNotRecorded("a batch must record its counts before its transaction commits")
-        return self._counts, self._errors
+        return Recorded(self._counts, self._errors, self._changes)
 
 
-async def record_batch(
-    tx: Transaction, run_id: int, recorded: tuple[BatchCounts, Sequence[ItemError]]
-) -> None:
-    """Inside the batch's transaction: add counters and item errors, or raise RunNoLongerRunning."""
-    counts, errors = recorded
+class Recorded(NamedTuple):
+    counts: BatchCounts
+    errors: Sequence[ItemError]
+    changes: Sequence[ProductChange] = ()
+
+
+async def record_batch(tx: Transaction, run_id: int, recorded: Recorded) -> None:
+    """Inside the batch's transaction: add counters, item errors and changes, or raise RunNoLongerRunning."""
+    counts, errors, changes = recorded
     now = to_iso(utc_now())
     changed = await tx.execute(
         queries.RECORD_PROGRESS,
@@ -66,6 +73,8 @@ async def record_batch(
             "categories_created": counts.categories_created,
             "processed": counts.processed,
             "total": counts.total,
+            "removed": counts.removed,
+            "restored": counts.restored,
         },
     )
     if changed != 1:
@@ -74,4 +83,9 @@ async def record_batch(
         await tx.execute_many(
             queries.INSERT_RUN_ERROR,
             [(run_id, e.position, e.external_id, e.reason, now) for e in errors],
+        )
+    if changes:
+        await tx.execute_many(
+            queries.INSERT_RUN_CHANGE,
+            [(run_id, c.external_id, c.handle, c.kind, c.action, c.fields) for c in changes],
         )

@@ -38,6 +38,8 @@ SET created = created + :created,
     categories_created = categories_created + :categories_created,
     processed = processed + :processed,
     total = coalesce(:total, total),
+    removed = removed + :removed,
+    restored = restored + :restored,
     heartbeat_at = :now
 WHERE id = :run_id AND status = 'running'
 """
@@ -53,6 +55,17 @@ RETURNING id
 INSERT_RUN_ERROR = """
 INSERT INTO run_errors (run_id, position, external_id, reason, recorded_at)
 VALUES (?, ?, ?, ?, ?)
+"""
+
+INSERT_RUN_CHANGE = """
+INSERT INTO run_changes (run_id, external_id, handle, kind, action, fields) VALUES (?, ?, ?, ?, ?, ?)
+"""
+
+LIST_RUN_CHANGES = """
+SELECT id, external_id, handle, kind, action, fields FROM run_changes
+WHERE run_id = :run_id AND (:after_id IS NULL OR id > :after_id)
+ORDER BY id
+LIMIT :limit
 """
 
 LIST_RUNS = f"""

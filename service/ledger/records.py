@@ -59,6 +59,8 @@ class RunRecord:
     owner: str
     source: str | None
     started_via: StartedVia
+    removed: int
+    restored: int
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:
@@ -75,6 +77,20 @@ class RunRecord:
     @property
     def is_running(self) -> bool:
         return self.status == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class RunChangeRecord:
+    id: int
+    external_id: str
+    handle: str | None
+    kind: str
+    action: str | None
+    fields: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> RunChangeRecord:
+        return cls(**{name: row[name] for name in row.keys()})  # noqa: SIM118
 
 
 @dataclass(frozen=True, slots=True)

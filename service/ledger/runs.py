@@ -22,6 +22,7 @@ from service.ledger.records import (
     FinalStatus,
     NoRunRunning,
     RunAlreadyRunning,
+    RunChangeRecord,
     RunErrorRecord,
     RunNoLongerRunning,
     RunRecord,
@@ -113,6 +114,12 @@ class Ledger:
             queries.LIST_RUN_ERRORS, {"run_id": run_id, "limit": limit, "after_id": after_id}
         )
         return [RunErrorRecord.from_row(row) for row in rows]
+
+    async def list_run_changes(self, run_id: int, limit: int, after_id: int | None) -> list[RunChangeRecord]:
+        rows = await self._db.fetch_all(
+            queries.LIST_RUN_CHANGES, {"run_id": run_id, "limit": limit, "after_id": after_id}
+        )
+        return [RunChangeRecord.from_row(row) for row in rows]
 
     # --- liveness -----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from service.catalog.mapping import MappedChunk, MappedRow
 from service.catalog.sink import CatalogSink
@@ -141,12 +142,18 @@ def _first_repeat(batch: list[MappedRow | ItemError]) -> int:
     return len(batch)
 
 
+class FeedWritten(NamedTuple):
+    totals: BatchCounts
+    unnamed_errors: int  # item errors whose upstream id could not be read
+
+
 async def _write_all(
     ctx: RunContext,
     sink: CatalogSink,
     mapped: asyncio.Queue[MappedChunk | _Failed | _End],
     progress: ReadProgress,
-) -> BatchCounts:
+    seen: SeenIds,
+) -> FeedWritten:
     """Write batches of ``batch_size`` items in feed order; a partial batch waits at most ``flush_after``."""
     totals = BatchCounts()
     batch_size = ctx.settings.batch_size
@@ -159,7 +166,7 @@ async def _write_all(
     last_flush = -math.inf  # the first chunk is written at once, so progress shows immediately
     last_beat = time.monotonic()
     batches = 0
-    seen = SeenIds()
+    unnamed_errors = 0
 
     async def flush(count: int) -> None:
         nonlocal pending
@@ -174,7 +181,7 @@ async def _write_all(
                 break
 
     async def write(batch: list[MappedRow | ItemError]) -> None:
-        nonlocal last_flush, last_beat, totals, batches
+        nonlocal last_flush, last_beat, totals, batches, unnamed_errors
         rows, errors = await _split_duplicates(batch, seen)
         for error in errors:
             log.info(
@@ -187,6 +194,10 @@ async def _write_all(
         written = await sink.write(ctx.run.id, rows, errors, len(batch), total)
         # A product the catalog refused (a category clash) holds no id: a later item may take it.
         await seen.release([(error.external_id or "", error.position) for error in written.refused])
+        # Items in error are still listed by the feed: their products are not gone upstream.
+        failed = [*errors, *written.refused]
+        await seen.list_errors([error.external_id for error in failed if error.external_id is not None])
+        unnamed_errors += sum(1 for error in failed if error.external_id is None)
         totals += written.counts
         last_flush = last_beat = time.monotonic()
         batches += 1
@@ -199,38 +210,35 @@ async def _write_all(
             await ctx.ledger.heartbeat(ctx.run.id)
             last_beat = time.monotonic()
 
-    try:
-        while True:
+    while True:
+        if pending:
+            wait = max(0.0, flush_after - (time.monotonic() - last_flush))
+        else:
+            wait = max(0.0, beat_every - (time.monotonic() - last_beat))
+        try:
+            async with asyncio.timeout(wait):
+                item = await mapped.get()
+        except TimeoutError:
             if pending:
-                wait = max(0.0, flush_after - (time.monotonic() - last_flush))
+                await flush(len(pending))  # a slow feed still shows progress
             else:
-                wait = max(0.0, beat_every - (time.monotonic() - last_beat))
-            try:
-                async with asyncio.timeout(wait):
-                    item = await mapped.get()
-            except TimeoutError:
-                if pending:
-                    await flush(len(pending))  # a slow feed still shows progress
-                else:
-                    await beat_if_reading()
-                continue
-            if isinstance(item, _Failed):
-                # Items that arrived before the fault are valid: write them, so the next run has less to do
-                # (mapping runs ahead of writing, so a fault can arrive while a chunk still waits here).
-                if pending:
-                    await flush(len(pending))
-                raise item.error
-            if isinstance(item, _End):
-                break
-            pending.extend(item.items)
-            total = item.total if item.total is not None else total
-            while len(pending) >= batch_size:
-                await flush(batch_size)
-        if pending or totals.processed == 0:
-            await flush(len(pending))  # also records the total of an empty feed
-    finally:
-        await seen.close()
-    return totals
+                await beat_if_reading()
+            continue
+        if isinstance(item, _Failed):
+            # Items that arrived before the fault are valid: write them, so the next run has less to do
+            # (mapping runs ahead of writing, so a fault can arrive while a chunk still waits here).
+            if pending:
+                await flush(len(pending))
+            raise item.error
+        if isinstance(item, _End):
+            break
+        pending.extend(item.items)
+        total = item.total if item.total is not None else total
+        while len(pending) >= batch_size:
+            await flush(batch_size)
+    if pending or totals.processed == 0:
+        await flush(len(pending))  # also records the total of an empty feed
+    return FeedWritten(totals, unnamed_errors)
 
 
 def _check_error_fraction(totals: BatchCounts, max_fraction: float) -> None:
@@ -240,6 +248,60 @@ def _check_error_fraction(totals: BatchCounts, max_fraction: float) -> None:
             f" fraction of {max_fraction:g} (SYNC_MAX_ERROR_FRACTION); the other"
             f" {totals.processed - totals.errors} items were synced"
         )
+
+
+# Catalog ids compared with the feed's per step, when looking for the products gone upstream.
+_COMPARE_STEP = 1000
+
+
+async def _remove_missing(
+    ctx: RunContext, sink: CatalogSink, seen: SeenIds, totals: BatchCounts, unnamed_errors: int
+) -> BatchCounts:
+    """After the whole feed was read: archive or delete the products it no longer lists.
+
+    Never more than SYNC_REMOVED_MAX_FRACTION of the catalog: an upstream that answers an empty or cut
+    short catalog with 200 would otherwise empty the shop. Nothing is removed then, and the run fails.
+    """
+    settings = ctx.settings
+    mode = settings.removed_products
+    assert mode != "keep"
+    if unnamed_errors:
+        # An item whose id could not be read may be any product: none can be called gone for sure.
+        log.warning(
+            "run %d: %d item errors without a readable id, so no product is taken for gone upstream",
+            ctx.run.id,
+            unnamed_errors,
+            extra={"run_id": ctx.run.id},
+        )
+        return BatchCounts()
+    offered = missing = 0
+    after: str | None = None
+    while ids := await sink.catalog_ids(after, _COMPARE_STEP):
+        offered += len(ids)
+        missing += await seen.note_missing(ids)
+        after = ids[-1]
+    if not missing:
+        return BatchCounts()
+    if missing > settings.removed_max_fraction * offered:
+        raise SyncFailed(
+            f"Refusing to remove {missing} of the {offered} products: the feed no longer lists them, more"
+            f" than SYNC_REMOVED_MAX_FRACTION ({settings.removed_max_fraction:g}) of the catalog, as when"
+            " an upstream answers an empty or cut-short catalog. Nothing was removed; the"
+            f" {totals.processed} items read were synced"
+        )
+    removed = BatchCounts()
+    last = ""
+    while batch := await seen.missing(last, settings.batch_size):
+        removed += await sink.remove(ctx.run.id, batch, mode)
+        last = batch[-1]
+    log.info(
+        "run %d: %s %d products the feed no longer lists",
+        ctx.run.id,
+        "archived" if mode == "archive" else "deleted",
+        removed.removed,
+        extra={"run_id": ctx.run.id},
+    )
+    return removed
 
 
 async def run_catalog_sync(ctx: RunContext) -> None:
@@ -268,9 +330,29 @@ async def run_catalog_sync(ctx: RunContext) -> None:
         asyncio.create_task(_submit(chunks, in_workers, mapper), name=f"sync-{ctx.run.id}-submit"),
         asyncio.create_task(_collect(in_workers, mapped), name=f"sync-{ctx.run.id}-collect"),
     ]
+    seen = SeenIds()
+    try:
+        await _write_and_remove(ctx, sink, mapped, progress, seen, stages, pool, started)
+    finally:
+        await seen.close()
+
+
+async def _write_and_remove(
+    ctx: RunContext,
+    sink: CatalogSink,
+    mapped: asyncio.Queue[MappedChunk | _Failed | _End],
+    progress: ReadProgress,
+    seen: SeenIds,
+    stages: list[asyncio.Task[None]],
+    pool: MappingPool,
+    started: float,
+) -> None:
+    """Write the feed as the stages map it (within the run's time limit), then, once all of it is
+    written, check the error fraction and remove the products it no longer lists."""
+    settings = ctx.settings
     try:
         async with asyncio.timeout(settings.run_timeout_s) as deadline:
-            totals = await _write_all(ctx, sink, mapped, progress)
+            totals, unnamed_errors = await _write_all(ctx, sink, mapped, progress, seen)
     except TimeoutError:
         if deadline.expired():
             raise SyncFailed(
@@ -299,3 +381,5 @@ async def run_catalog_sync(ctx: RunContext) -> None:
         extra={"run_id": ctx.run.id},
     )
     _check_error_fraction(totals, settings.max_error_fraction)
+    if settings.removed_products != "keep":
+        await _remove_missing(ctx, sink, seen, totals, unnamed_errors)

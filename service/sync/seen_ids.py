@@ -14,7 +14,21 @@ from collections.abc import Sequence
 
 from service.catalog.sql import json_array
 
-_SCHEMA = "CREATE TABLE seen (external_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID"
+_SCHEMA = (
+    "CREATE TABLE seen (external_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
+    # Ids of items that were item errors: still in the feed, so never taken for products gone upstream.
+    "CREATE TABLE listed (external_id TEXT PRIMARY KEY) WITHOUT ROWID",
+    # Catalog products the feed did not list, found at the end of a run.
+    "CREATE TABLE missing (external_id TEXT PRIMARY KEY) WITHOUT ROWID",
+)
+_LIST = "INSERT OR IGNORE INTO listed (external_id) VALUES (?)"
+_NOTE_MISSING = """
+INSERT OR IGNORE INTO missing (external_id)
+SELECT value FROM json_each(?)
+WHERE NOT EXISTS (SELECT 1 FROM seen WHERE external_id = value)
+  AND NOT EXISTS (SELECT 1 FROM listed WHERE external_id = value)
+"""
+_MISSING_AFTER = "SELECT external_id FROM missing WHERE external_id > ? ORDER BY external_id LIMIT ?"
 _EARLIER = "SELECT external_id, position FROM seen WHERE external_id IN (SELECT value FROM json_each(?))"
 _ADD = "INSERT INTO seen (external_id, position) VALUES (?, ?)"
 _RELEASE = "DELETE FROM seen WHERE external_id = ? AND position = ?"
@@ -29,7 +43,8 @@ class SeenIds:
         # "" names a private temporary database, deleted when the connection closes.
         self._conn = sqlite3.connect("", isolation_level=None, check_same_thread=False)
         self._conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
-        self._conn.execute(_SCHEMA)
+        for statement in _SCHEMA:
+            self._conn.execute(statement)
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
@@ -55,6 +70,28 @@ class SeenIds:
         if ids:
             async with self._lock:
                 self._conn.executemany(_RELEASE, ids)  # a few rows, rarely: not worth a thread
+
+    async def list_errors(self, external_ids: Sequence[str]) -> None:
+        """Items that were errors but named their id: the feed still lists those products."""
+        if external_ids:
+            async with self._lock:
+                self._conn.executemany(_LIST, [(external_id,) for external_id in external_ids])
+
+    async def note_missing(self, catalog_ids: Sequence[str]) -> int:
+        """Keep those of ``catalog_ids`` the feed did not list; return how many they were."""
+        if not catalog_ids:
+            return 0
+        async with self._lock:
+            cursor = await asyncio.to_thread(self._conn.execute, _NOTE_MISSING, (json_array(catalog_ids),))
+            return cursor.rowcount
+
+    async def missing(self, after: str, limit: int) -> list[str]:
+        """The products noted missing, in order, after ``after`` ("" for the first)."""
+        async with self._lock:
+            rows = await asyncio.to_thread(
+                lambda: self._conn.execute(_MISSING_AFTER, (after, limit)).fetchall()
+            )
+        return [external_id for (external_id,) in rows]
 
     def _take(self, ids: Sequence[tuple[str, int]]) -> dict[int, int]:
         wanted = json_array(external_id for external_id, _ in ids)

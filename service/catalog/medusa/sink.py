@@ -19,16 +19,18 @@ from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+import orjson
+
 from service.catalog.mapping import MappedRow, ProductRow
 from service.catalog.medusa import sql
 from service.catalog.medusa.client import MedusaClient, MedusaNotFound, MedusaRejected
 from service.catalog.medusa.payloads import MedusaIds, Placement, create_payload, update_payload
 from service.catalog.medusa.shop import Shop
-from service.catalog.sink import BatchWritten, FingerprintLookup, SinkInfo
+from service.catalog.sink import BatchWritten, FingerprintLookup, RemovalMode, SinkInfo
 from service.catalog.sqlite_fingerprints import SqliteFingerprints
 from service.database.sqlite import Database
 from service.domain.errors import SyncFailed
-from service.domain.outcomes import BatchCounts, ItemError
+from service.domain.outcomes import BatchCounts, ItemError, ProductChange
 from service.ledger.runs import Ledger
 from service.support.timeutil import to_iso, utc_now
 from service.upstream import exact_json
@@ -46,6 +48,8 @@ _LOOKUP_FIELDS = "id,external_id,handle,metadata,variants.id,variants.prices.id,
 _SPLIT_AT_LEAST = 200
 # Ids per lookup request: a URL with a few hundred ids stays far below any server's header limit.
 _LOOKUP_CHUNK = 100
+# Products per archive or delete request: a few dozen bytes each, far below the body limit.
+_REMOVE_CHUNK = 1000
 
 
 class _Link(NamedTuple):
@@ -55,6 +59,7 @@ class _Link(NamedTuple):
     handle: str
     content_hash: int
     source_hash: int | None
+    archived: bool  # a draft now, since the feed stopped listing it
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +144,7 @@ class MedusaSink:
         to_send: list[ProductRow] = []
         for row in rows:
             link = links.get(row.external_id)
-            if link is not None and link.content_hash == row.content_hash:
+            if link is not None and link.content_hash == row.content_hash and not link.archived:
                 unchanged += 1
                 if link.source_hash != row.source_hash:
                     new_fingerprints.append((self._target, row.external_id, row.source_hash))
@@ -151,7 +156,13 @@ class MedusaSink:
         confirmed, refused = await self._push(outgoing)
 
         created = sum(1 for done in confirmed if done.outgoing.is_create)
+        restored = [
+            ProductChange(done.outgoing.row.external_id, done.handle, "restore")
+            for done in confirmed
+            if (link := links.get(done.outgoing.row.external_id)) is not None and link.archived
+        ]
         counts = BatchCounts(
+            restored=len(restored),
             created=created,
             updated=len(confirmed) - created,
             unchanged=unchanged,
@@ -198,8 +209,56 @@ class MedusaSink:
                 )
             if new_fingerprints:
                 await batch.execute_many(sql.UPDATE_SOURCE_HASH, new_fingerprints)
-            batch.record(counts, sorted([*errors, *refused], key=lambda error: error.position))
+            batch.record(counts, sorted([*errors, *refused], key=lambda error: error.position), restored)
         return BatchWritten(counts, refused)
+
+    # --- products gone upstream -------------------------------------------------------------------
+
+    async def catalog_ids(self, after: str | None, limit: int) -> Sequence[str]:
+        rows = await self._database.fetch_all(sql.OFFERED_IDS, (self._target, after, limit))
+        return [external_id for (external_id,) in rows]
+
+    async def remove(self, run_id: int, external_ids: Sequence[str], mode: RemovalMode) -> BatchCounts:
+        """Make these products drafts (archive) or delete them in the shop, then record it.
+
+        Only products this service published (its links) are touched. Both requests are idempotent,
+        so a transient fault resends them; a crash before the record leaves the links as they were, and
+        the next run removes the same products again.
+        """
+        links = await self._links(external_ids)
+        gone = [(external_id, link) for external_id, link in links.items() if not link.archived]
+        product_ids = [link.product_id for _, link in gone]
+        for ids in _chunks(product_ids, _REMOVE_CHUNK):
+            if mode == "archive":
+                body: dict[str, Any] = {"update": [{"id": one, "status": "draft"} for one in ids]}
+            else:
+                body = {"delete": list(ids)}
+            await self._send_idempotent(orjson.dumps(body))
+        changes = [ProductChange(external_id, link.handle, "remove", mode) for external_id, link in gone]
+        async with self._ledger.batch(run_id) as batch:
+            if mode == "archive":
+                await batch.execute_many(
+                    sql.ARCHIVE_LINK, [(self._target, external_id, run_id) for external_id, _ in gone]
+                )
+            else:
+                await batch.execute_many(
+                    sql.DROP_LINK, [(self._target, external_id) for external_id, _ in gone]
+                )
+            counts = BatchCounts(removed=len(gone))
+            batch.record(counts, (), changes)
+        return counts
+
+    async def _send_idempotent(self, body: bytes) -> Any:
+        """A batch request that may be sent again as it is (no creates), after transient faults."""
+        attempt = 1
+        while True:
+            try:
+                return await self._client.send_once(BATCH_PATH, body)
+            except RETRYABLE_EXCEPTIONS as fault:
+                if attempt >= self._policy.attempts:
+                    raise SyncFailed(self._client.describe(fault, f"POST {BATCH_PATH}", attempt)) from fault
+                await asyncio.sleep(self._policy.delay_before(attempt + 1, fault))
+                attempt += 1
 
     async def _links(self, external_ids: Sequence[str]) -> dict[str, _Link]:
         if not external_ids:
