@@ -97,13 +97,14 @@ def sync_env(shop: Shop, db_path: Path, source_url: str | None = None, **extra: 
     }
 
 
-async def start_sync(env: Mapping[str, str]) -> asyncio.subprocess.Process:
+async def start_sync(env: Mapping[str, str], *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "service",
         "sync",
         "--quiet",
+        *args,
         env=dict(env),
         cwd=REPO_ROOT,
         stdout=asyncio.subprocess.PIPE,
@@ -112,8 +113,8 @@ async def start_sync(env: Mapping[str, str]) -> asyncio.subprocess.Process:
     )
 
 
-async def run_sync(env: Mapping[str, str], timeout_s: float = 300) -> Result:
-    process = await start_sync(env)
+async def run_sync(env: Mapping[str, str], *args: str, timeout_s: float = 300) -> Result:
+    process = await start_sync(env, *args)
     stdout, stderr = await asyncio.wait_for(process.communicate(), timeout_s)
     assert process.returncode is not None
     return Result(process.returncode, stdout.decode(), stderr.decode())

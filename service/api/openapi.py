@@ -28,6 +28,7 @@ from service.api.schemas import (
     SessionRequest,
     SessionResponse,
     StatusResponse,
+    TriggerRequest,
     TriggerResponse,
 )
 from service.settings import Settings
@@ -81,6 +82,7 @@ class Operation:
     parameters: Sequence[Param] = ()
     request_body: type[BaseModel] | None = None
     description: str = ""
+    request_body_required: bool = True
 
 
 # Shared error answers: every one has the contract's shape {"status": "error", "message": "..."}.
@@ -111,10 +113,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "sync",
         {
             200: Json(TriggerResponse, "The run started; poll checkStatusAt"),
+            400: Ref("BadRequest"),
             409: Json(AlreadyRunningResponse, "A run is in progress (in any process on this database)"),
             **_WRITE_ERRORS,
         },
         ADMIN_AUTH,
+        request_body=TriggerRequest,
+        request_body_required=False,
+        description='No body starts a sync; {"dryRun": true} starts a dry run, which writes nothing.',
     ),
     Operation(
         "GET",
@@ -345,7 +351,10 @@ def _operation(operation: Operation, settings: Settings, refs: Refs) -> dict[str
             for p in operation.parameters
         ]
     if operation.request_body is not None:
-        doc["requestBody"] = {"required": True, "content": _content(JSON, refs[operation.request_body])}
+        doc["requestBody"] = {
+            "required": operation.request_body_required,
+            "content": _content(JSON, refs[operation.request_body]),
+        }
     return doc
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from service.ledger.records import RunChangeRecord, RunErrorRecord, RunRecord
 from service.notify.outbox import DeliveryRecord
@@ -65,6 +65,7 @@ class StatusData(_Model):
     cancelledBy: str | None = None
     sink: SinkData | None = None
     startedVia: StartedVia | None = None
+    dryRun: bool = False  # the newest run was a dry run: its stats are what a real run would do
     # The schedule's next due time (null when there is no schedule), and the schedule itself.
     nextRunAt: str | None = None
     schedule: ScheduleData | None = None
@@ -75,10 +76,20 @@ class StatusResponse(_Model):
     data: StatusData
 
 
+class TriggerRequest(_Model):
+    """The trigger's optional body. Unknown keys are refused: a misspelt dryRun must not start a real
+    run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dryRun: StrictBool = False
+
+
 class TriggerData(_Model):
     startedAt: str
     checkStatusAt: str = "/admin/sync/status"
     runId: int
+    dryRun: bool = False
 
 
 class TriggerResponse(_Model):
@@ -121,6 +132,7 @@ class Run(_Model):
     progress: Progress
     source: str | None = None
     startedVia: StartedVia = "manual"
+    dryRun: bool = False
 
 
 class RunList(_Model):
@@ -229,6 +241,7 @@ def run_model(run: RunRecord) -> Run:
         progress=Progress(processed=run.processed, total=run.total),
         source=run.source,
         startedVia=run.started_via,
+        dryRun=bool(run.dry_run),
     )
 
 

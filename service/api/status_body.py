@@ -64,6 +64,7 @@ def status_response(run: RunRecord | None, facts: ServiceFacts = ServiceFacts())
             cancelledBy=run.cancelled_by,
             sink=where,
             startedVia=run.started_via,
+            dryRun=bool(run.dry_run),
             nextRunAt=next_run_at,
             schedule=schedule,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from service.api.auth import Principal
 from service.api.errors import STORAGE_ERRORS, ApiError, could_not, json_response
@@ -15,6 +16,7 @@ from service.api.schemas import (
     CancelData,
     CancelResponse,
     TriggerData,
+    TriggerRequest,
     TriggerResponse,
 )
 from service.domain.errors import SyncFailed
@@ -33,8 +35,9 @@ def principal_of(request: web.Request) -> Principal:
 @routes.post("/admin/sync/trigger")
 async def trigger(request: web.Request) -> web.Response:
     runner = request.app[RUNNER]
+    options = await _trigger_options(request)
     try:
-        run = await runner.trigger(principal_of(request).token_name)
+        run = await runner.trigger(principal_of(request).token_name, dry_run=options.dryRun)
     except RunAlreadyRunning as exc:
         body = AlreadyRunningResponse(
             data=AlreadyRunningData(startedAt=exc.running.started_at, runId=exc.running.id)
@@ -43,7 +46,19 @@ async def trigger(request: web.Request) -> web.Response:
     except (*STORAGE_ERRORS, SyncFailed, OSError) as exc:
         # A read-only or full disk, a database locked past the busy timeout, a shutdown in progress.
         raise could_not("start the sync", exc) from exc
-    return json_response(TriggerResponse(data=TriggerData(startedAt=run.started_at, runId=run.id)))
+    data = TriggerData(startedAt=run.started_at, runId=run.id, dryRun=bool(run.dry_run))
+    return json_response(TriggerResponse(data=data))
+
+
+async def _trigger_options(request: web.Request) -> TriggerRequest:
+    """The optional body: none (or an empty one) is a real sync, as the contract's curl sends it."""
+    body = await request.read()
+    if not body.strip():
+        return TriggerRequest()
+    try:
+        return TriggerRequest.model_validate_json(body)
+    except ValidationError:
+        raise ApiError(400, 'Expected no body, or a JSON body {"dryRun": true|false}') from None
 
 
 @routes.get("/admin/sync/status")

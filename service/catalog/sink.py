@@ -60,8 +60,11 @@ class CatalogSink(Protocol):
         A shop sink answers only the products it published, never one made in the shop by hand."""
         ...
 
-    async def remove(self, run_id: int, external_ids: Sequence[str], mode: RemovalMode) -> BatchCounts:
-        """Archive or delete these products, recording the removals in the run's row atomically."""
+    async def remove(
+        self, run_id: int, external_ids: Sequence[str], mode: RemovalMode, *, dry_run: bool = False
+    ) -> BatchCounts:
+        """Archive or delete these products, recording the removals in the run's row atomically.
+        ``dry_run``: record what would be removed, and remove nothing."""
         ...
 
     async def unchanged_lookup(self) -> FingerprintLookup | None:
@@ -76,6 +79,9 @@ class CatalogSink(Protocol):
         errors: Sequence[ItemError],
         processed: int,
         total: int | None,
+        *,
+        dry_run: bool = False,
     ) -> BatchWritten:
-        """Store one batch and record its counts (and ``errors``) in the run's ledger row, atomically."""
+        """Store one batch and record its counts (and ``errors``) in the run's ledger row, atomically.
+        ``dry_run``: store nothing; record the counts, and each change the batch would make."""
         ...

@@ -33,6 +33,20 @@ ORDER BY external_id
 LIMIT :limit
 """
 
+# A dry run's removals: the products that would be archived or deleted, with their handles.
+OFFERED_OF = """
+SELECT external_id, handle FROM products
+WHERE external_id IN (SELECT value FROM json_each(:ids)) AND archived_at IS NULL
+"""
+
+# A dry run's updates: the stored fields, to say which ones would change.
+SELECT_STORED = """
+SELECT p.external_id, p.handle, p.title, p.description, c.handle AS category_handle, p.price_minor,
+       p.currency, p.brand, p.sku, p.stock, p.thumbnail, p.images, p.tags, p.metadata
+FROM products p LEFT JOIN categories c ON c.id = p.category_id
+WHERE p.external_id IN (SELECT value FROM json_each(?))
+"""
+
 ARCHIVE_PRODUCTS = """
 UPDATE products SET archived_run = :run_id, archived_at = :now
 WHERE external_id IN (SELECT value FROM json_each(:ids)) AND archived_at IS NULL

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
 from service.catalog import sql
-from service.catalog.mapping import STATEMENT_VALUES, MappedRow
+from service.catalog.mapping import STATEMENT_VALUES, MappedRow, ProductRow
 from service.catalog.sink import BatchWritten, FingerprintLookup, RemovalMode, SinkInfo
 from service.catalog.sqlite_fingerprints import SqliteFingerprints
 from service.database.sqlite import Database
@@ -83,10 +83,14 @@ class SqliteCatalogSink:
         rows = await self._database.fetch_all(sql.OFFERED_IDS, {"after": after, "limit": limit})
         return [external_id for (external_id,) in rows]
 
-    async def remove(self, run_id: int, external_ids: Sequence[str], mode: RemovalMode) -> BatchCounts:
+    async def remove(
+        self, run_id: int, external_ids: Sequence[str], mode: RemovalMode, *, dry_run: bool = False
+    ) -> BatchCounts:
         ids = sql.json_array(external_ids)
         async with self._ledger.batch(run_id) as batch:
-            if mode == "archive":
+            if dry_run:
+                gone = await batch.fetch_all(sql.OFFERED_OF, {"ids": ids})
+            elif mode == "archive":
                 params = {"ids": ids, "run_id": run_id, "now": to_iso(utc_now())}
                 gone = await batch.fetch_all(sql.ARCHIVE_PRODUCTS, params)
             else:
@@ -107,6 +111,8 @@ class SqliteCatalogSink:
         errors: Sequence[ItemError],
         processed: int,
         total: int | None,
+        *,
+        dry_run: bool = False,
     ) -> BatchWritten:
         item_errors = list(errors)
         refused: list[ItemError] = []
@@ -120,6 +126,7 @@ class SqliteCatalogSink:
             new_fingerprints: list[tuple[int, str]] = []
             new_categories: dict[str, str] = {}  # handle -> name
             restored: list[ProductChange] = []
+            planned: list[tuple[ProductRow, bool]] = []  # a dry run's creates and updates (True)
             unchanged = 0
             # Row by row only in slices: this runs on the event loop, between status polls.
             async for part in _slices(rows):
@@ -146,16 +153,24 @@ class SqliteCatalogSink:
                         continue
                     values = product[:STATEMENT_VALUES] + run_values
                     (inserts if found is None else updates).append(values)
+                    if dry_run:
+                        planned.append((product, found is not None))
                     if found is not None and found.archived:
                         restored.append(ProductChange(row.external_id, product.handle_base, "restore"))
             item_errors.extend(refused)
-            categories_created = await _create_categories(batch, run_id, now, new_categories)
-            if inserts:
-                await batch.execute_many(sql.INSERT_PRODUCT, inserts)
-            if updates:
-                await batch.execute_many(sql.UPDATE_PRODUCT, updates)
-            if new_fingerprints:
-                await batch.execute_many(sql.UPDATE_SOURCE_HASH, new_fingerprints)
+            if dry_run:
+                # Nothing is written: the counts, and each change with the fields it would make.
+                categories_created = len(new_categories)
+                changes = await _planned_changes(batch, planned, {c.external_id for c in restored})
+            else:
+                changes = restored
+                categories_created = await _create_categories(batch, run_id, now, new_categories)
+                if inserts:
+                    await batch.execute_many(sql.INSERT_PRODUCT, inserts)
+                if updates:
+                    await batch.execute_many(sql.UPDATE_PRODUCT, updates)
+                if new_fingerprints:
+                    await batch.execute_many(sql.UPDATE_SOURCE_HASH, new_fingerprints)
             counts = BatchCounts(
                 created=len(inserts),
                 updated=len(updates),
@@ -166,8 +181,9 @@ class SqliteCatalogSink:
                 total=total,
                 restored=len(restored),
             )
-            batch.record(counts, sorted(item_errors, key=lambda e: e.position), restored)
-        self._categories.committed(new_categories)
+            batch.record(counts, sorted(item_errors, key=lambda e: e.position), changes)
+        if not dry_run:
+            self._categories.committed(new_categories)
         return BatchWritten(counts, refused)
 
 
@@ -178,6 +194,43 @@ async def _create_categories(batch: RunBatch, run_id: int, now: str, categories:
     return await batch.execute_many(
         sql.INSERT_CATEGORY, [(handle, name, run_id, now) for handle, name in categories.items()]
     )
+
+
+# A dry run's changes name the fields an update would change (the catalog's columns, as the API says them).
+_COMPARED_FIELDS = (
+    ("title", "title"),
+    ("description", "description"),
+    ("category", "category_handle"),
+    ("price", "price_minor"),
+    ("currency", "currency"),
+    ("brand", "brand"),
+    ("sku", "sku"),
+    ("stock", "stock"),
+    ("thumbnail", "thumbnail"),
+    ("images", "images"),
+    ("tags", "tags"),
+    ("metadata", "metadata"),
+)
+
+
+async def _planned_changes(
+    batch: RunBatch, planned: Sequence[tuple[ProductRow, bool]], restoring: set[str]
+) -> list[ProductChange]:
+    updated = [product.external_id for product, exists in planned if exists]
+    stored = {}
+    if updated:
+        found = await batch.fetch_all(sql.SELECT_STORED, (sql.json_array(updated),))
+        stored = {row["external_id"]: row for row in found}
+    changes: list[ProductChange] = []
+    for product, exists in planned:
+        if not exists:
+            changes.append(ProductChange(product.external_id, product.handle_base, "create"))
+            continue
+        row = stored[product.external_id]
+        fields = [name for name, column in _COMPARED_FIELDS if row[column] != getattr(product, column)]
+        kind = "restore" if product.external_id in restoring else "update"
+        changes.append(ProductChange(product.external_id, row["handle"], kind, fields=sql.json_array(fields)))
+    return changes
 
 
 async def _read_existing(batch: RunBatch, rows: Sequence[MappedRow]) -> dict[str, _Existing]:

@@ -105,20 +105,20 @@ def serve(settings: Settings) -> int:
 # --- sync ----------------------------------------------------------------------------------------
 
 
-def sync(settings: Settings, quiet: bool) -> int:
+def sync(settings: Settings, quiet: bool, dry_run: bool = False) -> int:
     try:
-        return asyncio.run(_sync(settings, quiet))
+        return asyncio.run(_sync(settings, quiet, dry_run))
     except _STORAGE_ERRORS as exc:
         print(f"sync failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 
-async def _sync(settings: Settings, quiet: bool) -> int:
+async def _sync(settings: Settings, quiet: bool, dry_run: bool) -> int:
     who = cli_identity()
     async with open_sync_stack(settings) as stack:
         runner = stack.runner
         try:
-            run = await runner.trigger(who, via="cli")
+            run = await runner.trigger(who, via="cli", dry_run=dry_run)
         except RunAlreadyRunning as exc:
             running = exc.running
             print(
@@ -250,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sync_parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    sync_parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read and compare everything, write nothing: the summary says what a sync would do",
+    )
     runs_parser = commands.add_parser(
         "runs",
         help="list recent runs from the ledger",
@@ -276,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_format, settings.log_level)
     command = args.command or "serve"
     if command == "sync":
-        return sync(settings, args.quiet)
+        return sync(settings, args.quiet, args.dry_run)
     if command == "runs":
         return runs(settings, args.limit, args.status, args.json)
     if command == "migrate":

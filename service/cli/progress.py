@@ -25,7 +25,7 @@ _WITHOUT_TOTAL = "{n} processed, {rate_fmt}, {elapsed} elapsed | {desc}"
 def counts_text(run: RunRecord) -> str:
     return (
         f"created {run.created}, updated {run.updated}, unchanged {run.unchanged}, errors {run.errors}, "
-        f"categories created {run.categories_created}"
+        f"categories created {run.categories_created}, removed {run.removed}, restored {run.restored}"
     )
 
 
@@ -37,7 +37,10 @@ def progress_text(run: RunRecord) -> str:
 def summary_lines(run: RunRecord) -> list[str]:
     duration = f"{run.duration_s:.2f} s" if run.duration_s is not None else "? s"
     by = f" by {run.cancelled_by}" if run.cancelled_by else ""
-    lines = [f"run {run.id} {run.status} in {duration}{by}: {counts_text(run)}"]
+    what = "dry run" if run.dry_run else "run"
+    lines = [f"{what} {run.id} {run.status} in {duration}{by}: {counts_text(run)}"]
+    if run.dry_run:
+        lines.append("  nothing was written; the counts are what a sync would do")
     if run.error_message:
         lines.append(f"  error: {run.error_message}")
     return lines

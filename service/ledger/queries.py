@@ -9,8 +9,8 @@ RUN_BY_ID = f"SELECT {RUN_COLUMNS} FROM runs WHERE id = ?"
 RUNNING_RUN = f"SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running'"
 
 INSERT_RUN = f"""
-INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner, source, started_via)
-VALUES ('running', :now, :now, :triggered_by, :owner, :source, :started_via)
+INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner, source, started_via, dry_run)
+VALUES ('running', :now, :now, :triggered_by, :owner, :source, :started_via, :dry_run)
 RETURNING {RUN_COLUMNS}
 """
 

@@ -61,6 +61,7 @@ class RunRecord:
     started_via: StartedVia
     removed: int
     restored: int
+    dry_run: bool
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> RunRecord:

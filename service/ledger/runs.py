@@ -163,7 +163,12 @@ class Ledger:
     # --- writes (single write connection) -------------------------------------------------------
 
     async def start_run(
-        self, triggered_by: str, source: str | None, *, started_via: StartedVia = "manual"
+        self,
+        triggered_by: str,
+        source: str | None,
+        *,
+        started_via: StartedVia = "manual",
+        dry_run: bool = False,
     ) -> RunRecord:
         """Insert a new running row, or raise RunAlreadyRunning with the run that is in progress.
 
@@ -183,7 +188,7 @@ class Ledger:
                 if running is not None:
                     # Only a row seen running can be a dead owner's; one started since is alive.
                     await self._recover_in(tx, now)
-                run = await self._insert_run(tx, now, triggered_by, source, started_via)
+                run = await self._insert_run(tx, now, triggered_by, source, started_via, dry_run)
         except sqlite3.IntegrityError:
             running = await self._running_or_none()
             if running is None:  # finished between our insert attempt and this read: rare, say so plainly
@@ -192,7 +197,13 @@ class Ledger:
         return run
 
     async def _insert_run(
-        self, tx: Transaction, now: datetime, triggered_by: str, source: str | None, started_via: StartedVia
+        self,
+        tx: Transaction,
+        now: datetime,
+        triggered_by: str,
+        source: str | None,
+        started_via: StartedVia,
+        dry_run: bool = False,
     ) -> RunRecord:
         inserted = await tx.fetch_all(
             queries.INSERT_RUN,
@@ -202,6 +213,7 @@ class Ledger:
                 "owner": self._owner.owner_id,
                 "source": source,
                 "started_via": started_via,
+                "dry_run": int(dry_run),
             },
         )
         assert inserted, "INSERT ... RETURNING yields the new row"

@@ -28,6 +28,7 @@ class RunFinishedEvent(BaseModel):
     error: str | None
     cancelledBy: str | None
     source: str | None
+    dryRun: bool  # a dry run wrote nothing: its stats are what a real run would have done
 
 
 def run_finished_body(run: RunRecord) -> bytes:
@@ -44,5 +45,6 @@ def run_finished_body(run: RunRecord) -> bytes:
         error=run.error_message,
         cancelledBy=run.cancelled_by,
         source=run.source,
+        dryRun=bool(run.dry_run),
     )
     return event.model_dump_json().encode()

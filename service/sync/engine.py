@@ -191,7 +191,7 @@ async def _write_all(
                 error.reason,
                 extra={"run_id": ctx.run.id},
             )
-        written = await sink.write(ctx.run.id, rows, errors, len(batch), total)
+        written = await sink.write(ctx.run.id, rows, errors, len(batch), total, dry_run=bool(ctx.run.dry_run))
         # A product the catalog refused (a category clash) holds no id: a later item may take it.
         await seen.release([(error.external_id or "", error.position) for error in written.refused])
         # Items in error are still listed by the feed: their products are not gone upstream.
@@ -292,7 +292,7 @@ async def _remove_missing(
     removed = BatchCounts()
     last = ""
     while batch := await seen.missing(last, settings.batch_size):
-        removed += await sink.remove(ctx.run.id, batch, mode)
+        removed += await sink.remove(ctx.run.id, batch, mode, dry_run=bool(ctx.run.dry_run))
         last = batch[-1]
     log.info(
         "run %d: %s %d products the feed no longer lists",

@@ -90,11 +90,16 @@ class SyncRunner:
             return redact_url(self._source_url)
         return f"built-in demo upstream ({self._source_url})"
 
-    async def trigger(self, triggered_by: str, *, via: StartedVia = "manual") -> RunRecord:
-        """Start a run in the background; RunAlreadyRunning (from the ledger) when one is in progress."""
+    async def trigger(
+        self, triggered_by: str, *, via: StartedVia = "manual", dry_run: bool = False
+    ) -> RunRecord:
+        """Start a run in the background; RunAlreadyRunning (from the ledger) when one is in progress.
+
+        A dry run reads and compares everything and writes nothing to the sink.
+        """
         if self._closing:
             raise SyncFailed("the service is shutting down")
-        run = await self._ledger.start_run(triggered_by, self.source_label, started_via=via)
+        run = await self._ledger.start_run(triggered_by, self.source_label, started_via=via, dry_run=dry_run)
         self._launch(run)
         return run
 
@@ -231,14 +236,16 @@ class SyncRunner:
             assert current is not None
             log.warning("sync run %s had already been finished as %s", run.id, current.status)
             return current
-        # The contract's lines name a manual sync; a scheduled run says it was one.
-        kind = "Scheduled" if final.started_via == "schedule" else "Manual"
+        # The contract's lines name a manual sync; a scheduled run and a dry run say what they were.
+        kind = "Scheduled sync" if final.started_via == "schedule" else "Manual sync"
+        if final.dry_run:
+            kind = "Dry run"
         if final.status == "success":
-            log.info(SUCCESS_LINE.replace("Manual", kind))
+            log.info(SUCCESS_LINE.replace("Manual sync", kind))
         elif final.status == "cancelled":
-            log.info("⏹ %s sync cancelled by %s", kind, final.cancelled_by)
+            log.info("⏹ %s cancelled by %s", kind, final.cancelled_by)
         else:
-            log.error("%s%s", FAILURE_PREFIX.replace("Manual", kind), final.error_message)
+            log.error("%s%s", FAILURE_PREFIX.replace("Manual sync", kind), final.error_message)
         await apply_retention(self._ledger, self._settings)
         return final
 

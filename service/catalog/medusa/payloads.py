@@ -8,6 +8,7 @@ its id would replace the variant set.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from numbers import Real
@@ -102,6 +103,33 @@ def create_payload(row: ProductRow, place: Placement) -> dict[str, Any]:
         "options": [{"title": OPTION_TITLE, "values": [OPTION_VALUE]}],
         "variants": [variant],
     }
+
+
+def changed_fields(payload: Mapping[str, Any], current: Mapping[str, Any] | None) -> list[str]:
+    """The fields of an update ``payload`` that differ from the product Medusa holds (``current``, as
+    read with the sink's plan fields); every field when Medusa no longer holds it."""
+    fields = ("title", "handle", "description", "status", "thumbnail")
+    if current is None:
+        return [*fields, "images", "category", "price", "sku", "metadata"]
+    changed = [name for name in fields if payload.get(name) != current.get(name)]
+    if [image["url"] for image in payload["images"]] != [i.get("url") for i in current.get("images") or []]:
+        changed.append("images")
+    if [c["id"] for c in payload["categories"]] != [c.get("id") for c in current.get("categories") or []]:
+        changed.append("category")
+    sent = payload["variants"][0]
+    held = (current.get("variants") or [{}])[0]
+    held_prices = [
+        p for p in held.get("prices") or [] if p.get("currency_code") == sent["prices"][0]["currency_code"]
+    ]
+    if not held_prices or Decimal(str(held_prices[0].get("amount"))) != Decimal(
+        str(sent["prices"][0]["amount"])
+    ):
+        changed.append("price")
+    if sent.get("sku") != held.get("sku"):
+        changed.append("sku")
+    if payload.get("metadata") != current.get("metadata"):
+        changed.append("metadata")
+    return changed
 
 
 def update_payload(row: ProductRow, place: Placement, ids: MedusaIds) -> dict[str, Any]:

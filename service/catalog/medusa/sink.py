@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
@@ -24,7 +24,13 @@ import orjson
 from service.catalog.mapping import MappedRow, ProductRow
 from service.catalog.medusa import sql
 from service.catalog.medusa.client import MedusaClient, MedusaNotFound, MedusaRejected
-from service.catalog.medusa.payloads import MedusaIds, Placement, create_payload, update_payload
+from service.catalog.medusa.payloads import (
+    MedusaIds,
+    Placement,
+    changed_fields,
+    create_payload,
+    update_payload,
+)
 from service.catalog.medusa.shop import Shop
 from service.catalog.sink import BatchWritten, FingerprintLookup, RemovalMode, SinkInfo
 from service.catalog.sqlite_fingerprints import SqliteFingerprints
@@ -48,6 +54,11 @@ _LOOKUP_FIELDS = "id,external_id,handle,metadata,variants.id,variants.prices.id,
 _SPLIT_AT_LEAST = 200
 # Ids per lookup request: a URL with a few hundred ids stays far below any server's header limit.
 _LOOKUP_CHUNK = 100
+# What a dry run reads of the products it would update, to say which fields would change.
+_PLAN_FIELDS = (
+    "id,title,handle,description,status,thumbnail,images.url,categories.id,metadata,variants.sku,"
+    "variants.prices.amount,variants.prices.currency_code"
+)
 # Products per archive or delete request: a few dozen bytes each, far below the body limit.
 _REMOVE_CHUNK = 1000
 
@@ -137,6 +148,8 @@ class MedusaSink:
         errors: Sequence[ItemError],
         processed: int,
         total: int | None,
+        *,
+        dry_run: bool = False,
     ) -> BatchWritten:
         links = await self._links([row.external_id for row in rows])
         unchanged = 0
@@ -151,8 +164,17 @@ class MedusaSink:
                 continue
             to_send.append(row.full())
 
-        categories, categories_created, new_categories = await self._categories(to_send)
+        categories, categories_created, new_categories = await self._categories(to_send, create=not dry_run)
         outgoing = await self._plan(to_send, links, categories)
+        if dry_run:
+            plan = BatchCounts(
+                unchanged=unchanged,
+                errors=len(errors),
+                categories_created=categories_created,
+                processed=processed,
+                total=total,
+            )
+            return await self._record_plan(run_id, outgoing, links, plan, errors)
         confirmed, refused = await self._push(outgoing)
 
         created = sum(1 for done in confirmed if done.outgoing.is_create)
@@ -218,7 +240,9 @@ class MedusaSink:
         rows = await self._database.fetch_all(sql.OFFERED_IDS, (self._target, after, limit))
         return [external_id for (external_id,) in rows]
 
-    async def remove(self, run_id: int, external_ids: Sequence[str], mode: RemovalMode) -> BatchCounts:
+    async def remove(
+        self, run_id: int, external_ids: Sequence[str], mode: RemovalMode, *, dry_run: bool = False
+    ) -> BatchCounts:
         """Make these products drafts (archive) or delete them in the shop, then record it.
 
         Only products this service published (its links) are touched. Both requests are idempotent,
@@ -227,6 +251,12 @@ class MedusaSink:
         """
         links = await self._links(external_ids)
         gone = [(external_id, link) for external_id, link in links.items() if not link.archived]
+        changes = [ProductChange(external_id, link.handle, "remove", mode) for external_id, link in gone]
+        if dry_run:
+            async with self._ledger.batch(run_id) as batch:
+                counts = BatchCounts(removed=len(gone))
+                batch.record(counts, (), changes)
+            return counts
         product_ids = [link.product_id for _, link in gone]
         for ids in _chunks(product_ids, _REMOVE_CHUNK):
             if mode == "archive":
@@ -234,7 +264,6 @@ class MedusaSink:
             else:
                 body = {"delete": list(ids)}
             await self._send_idempotent(orjson.dumps(body))
-        changes = [ProductChange(external_id, link.handle, "remove", mode) for external_id, link in gone]
         async with self._ledger.batch(run_id) as batch:
             if mode == "archive":
                 await batch.execute_many(
@@ -260,6 +289,41 @@ class MedusaSink:
                 await asyncio.sleep(self._policy.delay_before(attempt + 1, fault))
                 attempt += 1
 
+    async def _record_plan(
+        self,
+        run_id: int,
+        outgoing: Sequence[_Outgoing],
+        links: Mapping[str, _Link],
+        plan: BatchCounts,
+        errors: Sequence[ItemError],
+    ) -> BatchWritten:
+        """A dry run's batch: nothing sent; each create and update recorded, with the fields an update
+        would change in the shop (compared with the product Medusa holds now)."""
+        updates = [item for item in outgoing if item.ids is not None]
+        current = {
+            str(product["id"]): product
+            for product in await self._lookup(
+                "id", [item.ids.product_id for item in updates if item.ids is not None], _PLAN_FIELDS
+            )
+        }
+        changes: list[ProductChange] = []
+        restored = 0
+        for item in outgoing:
+            external_id = item.row.external_id
+            if item.ids is None:
+                changes.append(ProductChange(external_id, item.handle, "create"))
+                continue
+            link = links.get(external_id)
+            archived = link is not None and link.archived
+            restored += archived
+            fields = changed_fields(orjson.loads(item.payload), current.get(item.ids.product_id))
+            kind = "restore" if archived else "update"
+            changes.append(ProductChange(external_id, item.handle, kind, fields=sql.json_array(fields)))
+        counts = replace(plan, created=len(outgoing) - len(updates), updated=len(updates), restored=restored)
+        async with self._ledger.batch(run_id) as batch:
+            batch.record(counts, sorted(errors, key=lambda error: error.position), changes)
+        return BatchWritten(counts)
+
     async def _links(self, external_ids: Sequence[str]) -> dict[str, _Link]:
         if not external_ids:
             return {}
@@ -269,10 +333,11 @@ class MedusaSink:
     # --- categories -------------------------------------------------------------------------------
 
     async def _categories(
-        self, rows: Sequence[ProductRow]
+        self, rows: Sequence[ProductRow], *, create: bool = True
     ) -> tuple[dict[str, str], int, dict[str, tuple[str, str]]]:
         """Category handle -> Medusa id for ``rows`` (created in Medusa when missing), how many were
-        created, and the ones the links did not know yet."""
+        created, and the ones the links did not know yet. ``create=False`` (a dry run): the missing
+        ones are only counted, and stand for an id of "" here."""
         if not rows:
             return {}, 0, {}  # a batch of unchanged products (most of a re-sync) asks nothing
         known = {
@@ -299,6 +364,10 @@ class MedusaSink:
                     new[category["handle"]] = (category["id"], category["name"])
             for handle in missing:
                 if handle in new:
+                    continue
+                if not create:
+                    new[handle] = ("", wanted[handle])
+                    created += 1
                     continue
                 body = {"name": wanted[handle], "handle": handle, "is_active": True}
                 try:
@@ -384,10 +453,12 @@ class MedusaSink:
             outgoing.append(self._outgoing(row, handle, category_id, None))
         return outgoing
 
-    async def _lookup(self, key: str, values: Sequence[str]) -> list[Mapping[str, Any]]:
+    async def _lookup(
+        self, key: str, values: Sequence[str], fields: str = _LOOKUP_FIELDS
+    ) -> list[Mapping[str, Any]]:
         async def one(chunk: Sequence[str]) -> list[Mapping[str, Any]]:
             params = [(f"{key}[]", value) for value in chunk] + [
-                ("fields", _LOOKUP_FIELDS),
+                ("fields", fields),
                 ("limit", str(len(chunk) * 2)),  # external_id is not unique in Medusa: see duplicates too
             ]
             found: list[Mapping[str, Any]] = (await self._client.read("/admin/products", params))["products"]
