@@ -717,3 +717,46 @@ async def test_history_lists_runs_with_item_errors_on_demand(
     finally:
         await phone.close()
     watch.assert_clean()
+
+
+async def test_preview_shows_the_plan_the_schedule_and_a_chart_of_recent_runs(
+    context: BrowserContext, start_service: StartService, feed: Feed
+) -> None:
+    service = await start_service(schedule="0 3 * * *", schedule_tz="Europe/Berlin")
+    feed.count, feed.page_delay_s = 12, 0.02
+    page, watch = await signed_in_page(context, service)
+    await expect(page.locator("#schedule-line")).to_contain_text(
+        "Runs start on the schedule 0 3 * * * (Europe/Berlin); the next is due"
+    )
+    sync_button = page.get_by_role("button", name="Sync products")
+    preview_button = page.get_by_role("button", name="Preview changes")
+    await sync_button.click()
+    await expect(summary(page)).to_contain_text("Last sync succeeded", timeout=RUN_TIMEOUT_MS)
+    prices_before = [tuple(row) for row in service.ledger("SELECT external_id, price_minor FROM products")]
+
+    feed.price_bump = 1.0  # every price changes upstream
+    await preview_button.click()
+    plan = page.locator("#plan")
+    await expect(plan).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    await expect(page.locator("#plan-summary")).to_contain_text("would create 0, update 12")
+    rows = page.locator("#plan-body tr.plan-row")
+    await expect(rows).to_have_count(12)
+    await expect(rows.first.locator("td[data-label=Change]")).to_have_text("update")
+    await expect(rows.first.locator("td[data-label=Fields]")).to_have_text("price")
+    await expect(summary(page)).to_contain_text("Last preview (nothing written) finished")
+    # Nothing was written: the catalog still has the old prices.
+    assert [
+        tuple(row) for row in service.ledger("SELECT external_id, price_minor FROM products")
+    ] == prices_before
+    newest = page.locator("#history-body tr.run-row").first
+    await expect(newest.locator("td[data-label=Status]")).to_have_text("success dry run")
+
+    # The chart: one duration bar per finished run; the sync's created bar, the preview's updated bar.
+    await expect(page.locator("#chart-duration rect")).to_have_count(2)
+    await expect(page.locator("#chart-counts rect.bar-created")).to_have_count(1)
+    await expect(page.locator("#chart-counts rect.bar-updated.bar-dry")).to_have_count(1)
+    tip = await page.locator("#chart-duration rect").last.locator("title").text_content()
+    assert tip is not None and tip.startswith("Run #2 (dry run), success: ")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "admin-preview.png"), full_page=True)
+    watch.assert_clean()  # the chart is drawn under the page's strict CSP

@@ -7,6 +7,9 @@
   var POLL_INTERVAL_MS = 2000;
   var HISTORY_LIMIT = 20;
   var ERRORS_PAGE_SIZE = 50;
+  var PLAN_PAGE_SIZE = 50;
+  var CHART_RUNS = 20;
+  var SVG_NS = 'http://www.w3.org/2000/svg';
 
   var el = {};
   var state = {
@@ -17,6 +20,8 @@
     generation: 0, // bumped on sign-in/out so late responses of an old session are dropped
     historyCursor: null,
     cancelRequested: false,
+    previewRunId: null, // the dry run this page started, whose plan it shows when it ends
+    planCursor: null,
   };
 
   function $(id) {
@@ -259,6 +264,9 @@
       // The run just ended: the summary now tells the outcome, and its final row belongs in the history.
       if (!el.syncMessage.classList.contains('notice-error')) hideNotice(el.syncMessage);
       loadRuns(true);
+      if (state.previewRunId !== null && state.previewRunId === result.body.data.runId) {
+        loadPlan(state.previewRunId, true);
+      }
     }
   }
 
@@ -266,6 +274,7 @@
     var hadFocus = document.activeElement;
     state.running = running;
     el.syncButton.disabled = running;
+    el.previewButton.disabled = running;
     el.cancelButton.hidden = !running;
     if (!running) state.cancelRequested = false;
     el.cancelButton.disabled = state.cancelRequested;
@@ -320,8 +329,21 @@
     el.sinkTarget.hidden = false;
   }
 
+  function renderSchedule(data) {
+    var text;
+    if (data.schedule) {
+      text = 'Runs start on the schedule ' + data.schedule.expression + ' (' + data.schedule.timezone +
+        '); the next is due ' + formatTime(data.nextRunAt) + '.';
+    } else {
+      text = 'No schedule: runs start only when triggered.';
+    }
+    if (el.scheduleLine.textContent !== text) el.scheduleLine.textContent = text;
+    el.scheduleLine.hidden = false;
+  }
+
   function renderStatus(data) {
     renderSink(data.sink);
+    renderSchedule(data);
     var running = Boolean(data.isRunning);
     state.runId = data.runId === undefined ? null : data.runId;
     setRunning(running);
@@ -343,7 +365,10 @@
     renderCounters(stats);
     var took = data.lastDuration === null || data.lastDuration === undefined
       ? '' : ' in ' + formatDuration(data.lastDuration);
-    if (status === 'success') {
+    if (data.dryRun && status === 'success') {
+      setSummary('Last preview (nothing written) finished' + took + ': a sync would make ' +
+        countsSentence(stats) + ', ' + count(stats, 'removed') + ' removed.', 'success');
+    } else if (status === 'success') {
       setSummary('Last sync succeeded' + took + ': ' + countsSentence(stats) + '. Started ' +
         formatTime(data.lastRun) + '.', 'success');
     } else if (status === 'cancelled') {
@@ -357,14 +382,24 @@
   // ---- actions ------------------------------------------------------------------
 
   async function onSync() {
+    await startRun(false);
+  }
+
+  async function onPreview() {
+    await startRun(true);
+  }
+
+  async function startRun(dryRun) {
     hideNotice(el.syncMessage);
     el.syncButton.disabled = true; // no double submits while the request is in flight
+    el.previewButton.disabled = true;
     var result;
     try {
-      result = await api('POST', '/admin/sync/trigger');
+      result = await api('POST', '/admin/sync/trigger', dryRun ? { dryRun: true } : undefined);
     } catch (err) {
       showNotice(el.syncMessage, err.message, 'error');
       el.syncButton.disabled = state.running;
+      el.previewButton.disabled = state.running;
       return;
     }
     if (result.status === 401) {
@@ -372,8 +407,10 @@
       return;
     }
     if (result.ok) {
-      var started = result.body && result.body.data ? result.body.data.startedAt : null;
-      showNotice(el.syncMessage, 'Sync started at ' + formatTime(started) + '.', 'ok');
+      var data = result.body && result.body.data ? result.body.data : {};
+      state.previewRunId = dryRun ? data.runId : null;
+      var what = dryRun ? 'Preview (a dry run: nothing is written)' : 'Sync';
+      showNotice(el.syncMessage, what + ' started at ' + formatTime(data.startedAt) + '.', 'ok');
       setRunning(true);
       await refreshStatus();
       loadRuns(true);
@@ -388,6 +425,7 @@
     }
     showNotice(el.syncMessage, messageOf(result, 'The sync could not be started.'), 'error');
     el.syncButton.disabled = state.running;
+    el.previewButton.disabled = state.running;
   }
 
   async function onCancel() {
@@ -443,7 +481,14 @@
     row.setAttribute('data-run-id', String(run.id));
     var stats = run.stats || {};
     cell(row, 'Run', '#' + run.id, 'cell-id');
-    cell(row, 'Status', badge(run.status), 'cell-status');
+    var statusCell = cell(row, 'Status', badge(run.status), 'cell-status');
+    if (run.dryRun) {
+      var dry = document.createElement('span');
+      dry.className = 'badge badge-dry';
+      dry.textContent = 'dry run';
+      statusCell.appendChild(document.createTextNode(' '));
+      statusCell.appendChild(dry);
+    }
     cell(row, 'Triggered by', run.triggeredBy || '—', 'cell-by');
     cell(row, 'Started', timeElement(run.startedAt), 'cell-started');
     cell(row, 'Duration', run.status === 'running' ? 'running' : formatDuration(run.duration), 'cell-duration');
@@ -505,6 +550,7 @@
     }
     hideNotice(el.historyMessage);
     var runs = result.body.data.runs || [];
+    if (reset) drawChart(runs);
     if (reset) el.historyBody.textContent = '';
     runs.forEach(function (run) {
       el.historyBody.appendChild(runRow(run));
@@ -514,6 +560,122 @@
     var empty = el.historyBody.children.length === 0;
     el.history.hidden = empty;
     el.historyEmpty.hidden = !empty;
+  }
+
+  // ---- planned changes (a dry run) ---------------------------------------------------
+
+  var CHANGE_WORDS = { create: 'create', update: 'update', restore: 'restore', remove: 'remove' };
+
+  async function loadPlan(runId, reset) {
+    var generation = state.generation;
+    var path = '/admin/sync/runs/' + runId + '?errorsLimit=1&changesLimit=' + PLAN_PAGE_SIZE;
+    if (!reset && state.planCursor) path += '&changesCursor=' + encodeURIComponent(state.planCursor);
+    var result;
+    try {
+      result = await api('GET', path);
+    } catch (err) {
+      if (generation === state.generation) showNotice(el.syncMessage, err.message, 'error');
+      return;
+    }
+    if (generation !== state.generation) return;
+    if (result.status === 401) {
+      sessionEnded();
+      return;
+    }
+    if (!result.ok || !result.body || !result.body.data) {
+      showNotice(el.syncMessage, messageOf(result, 'Could not load the planned changes.'), 'error');
+      return;
+    }
+    var detail = result.body.data;
+    var stats = detail.run.stats || {};
+    if (reset) {
+      el.planBody.textContent = '';
+      var sentence;
+      if (detail.run.status === 'success') {
+        sentence = 'A sync now would create ' + count(stats, 'created') + ', update ' + count(stats, 'updated') +
+          ', restore ' + count(stats, 'restored') + ' and remove ' + count(stats, 'removed') + ' products; ' +
+          count(stats, 'unchanged') + ' are unchanged and ' + count(stats, 'errors') + ' items are errors.';
+      } else {
+        sentence = 'The preview ended in ' + detail.run.status + (detail.run.error ? ': ' + detail.run.error : '') +
+          '. A sync now would end the same way.';
+      }
+      el.planSummary.textContent = sentence;
+    }
+    (detail.changes || []).forEach(function (change) {
+      var row = document.createElement('tr');
+      row.className = 'plan-row';
+      cell(row, 'Item id', change.externalId);
+      cell(row, 'Handle', change.handle || '—');
+      var kind = CHANGE_WORDS[change.kind] || change.kind;
+      cell(row, 'Change', change.action ? kind + ' (' + change.action + ')' : kind);
+      cell(row, 'Fields', change.fields && change.fields.length ? change.fields.join(', ') : '—');
+      el.planBody.appendChild(row);
+    });
+    state.planCursor = detail.nextChangesCursor || null;
+    el.planMore.hidden = !state.planCursor;
+    var empty = el.planBody.children.length === 0;
+    el.planTable.hidden = empty;
+    el.planEmpty.hidden = !empty || detail.run.status !== 'success';
+    el.plan.hidden = false;
+    if (reset) el.planTitle.focus();
+  }
+
+  // ---- the recent runs chart (SVG drawn here: no external asset, nothing inline for the CSP) -----
+
+  function svgNode(name, attributes, tip) {
+    var node = document.createElementNS(SVG_NS, name);
+    Object.keys(attributes).forEach(function (key) {
+      node.setAttribute(key, String(attributes[key]));
+    });
+    if (tip) {
+      var title = document.createElementNS(SVG_NS, 'title');
+      title.textContent = tip;
+      node.appendChild(title);
+    }
+    return node;
+  }
+
+  function clearBars(svg) {
+    Array.prototype.slice.call(svg.querySelectorAll('rect')).forEach(function (node) {
+      svg.removeChild(node);
+    });
+  }
+
+  function drawChart(runs) {
+    var done = runs.filter(function (run) { return run.status !== 'running'; }).slice(0, CHART_RUNS).reverse();
+    el.chart.hidden = done.length === 0;
+    el.chartEmpty.hidden = done.length !== 0;
+    clearBars(el.chartDuration);
+    clearBars(el.chartCounts);
+    if (!done.length) return;
+    var width = 600, height = 90, top = 4;
+    var slot = width / done.length;
+    var barWidth = Math.max(2, Math.min(slot * 0.7, 30));
+    var longest = Math.max.apply(null, done.map(function (run) { return run.duration || 0; }).concat([0.01]));
+    var parts = ['created', 'updated', 'removed', 'errors'];
+    var largest = Math.max.apply(null, done.map(function (run) {
+      return parts.reduce(function (sum, key) { return sum + count(run.stats, key); }, 0);
+    }).concat([1]));
+    done.forEach(function (run, index) {
+      var x = index * slot + (slot - barWidth) / 2;
+      var dry = run.dryRun ? ' bar-dry' : '';
+      var label = 'Run #' + run.id + (run.dryRun ? ' (dry run)' : '') + ', ' + run.status + ': ';
+      var tall = Math.max(1, (height - top) * (run.duration || 0) / longest);
+      el.chartDuration.appendChild(svgNode('rect', {
+        x: x, y: height - tall, width: barWidth, height: tall, class: 'bar bar-duration' + dry,
+        'data-run-id': run.id,
+      }, label + formatDuration(run.duration)));
+      var y = height;
+      parts.forEach(function (key) {
+        var value = count(run.stats, key);
+        if (!value) return;
+        var piece = Math.max(1, (height - top) * value / largest);
+        y -= piece;
+        el.chartCounts.appendChild(svgNode('rect', {
+          x: x, y: y, width: barWidth, height: piece, class: 'bar bar-' + key + dry, 'data-run-id': run.id,
+        }, label + value + ' ' + key));
+      });
+    });
   }
 
   function toggleDetails(row, run, button) {
@@ -671,6 +833,19 @@
     el.dashboard = $('dashboard');
     el.syncTitle = $('sync-title');
     el.syncButton = $('sync-button');
+    el.previewButton = $('preview-button');
+    el.scheduleLine = $('schedule-line');
+    el.plan = $('plan');
+    el.planTitle = $('plan-title');
+    el.planSummary = $('plan-summary');
+    el.planEmpty = $('plan-empty');
+    el.planTable = $('plan-table');
+    el.planBody = $('plan-body');
+    el.planMore = $('plan-more');
+    el.chart = $('chart');
+    el.chartEmpty = $('chart-empty');
+    el.chartDuration = $('chart-duration');
+    el.chartCounts = $('chart-counts');
     el.cancelButton = $('cancel-button');
     el.syncMessage = $('sync-message');
     el.sinkTarget = $('sink-target');
@@ -694,6 +869,10 @@
     el.signInForm.addEventListener('submit', onSignIn);
     el.signOut.addEventListener('click', onSignOut);
     el.syncButton.addEventListener('click', onSync);
+    el.previewButton.addEventListener('click', onPreview);
+    el.planMore.addEventListener('click', function () {
+      if (state.previewRunId !== null) loadPlan(state.previewRunId, false);
+    });
     el.cancelButton.addEventListener('click', onCancel);
     el.historyRefresh.addEventListener('click', function () {
       loadRuns(true);
