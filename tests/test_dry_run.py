@@ -149,3 +149,28 @@ async def test_the_cli_dry_run_says_what_a_sync_would_do(tmp_path: Path, upstrea
     assert catalog(db) == [("--",)]
     logged = [json.loads(line)["message"] for line in result.stderr.splitlines() if line.strip()]
     assert "✅ Dry run completed successfully" in logged
+
+
+async def test_dry_runs_stay_out_of_the_metrics_of_what_syncs_did(
+    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str
+) -> None:
+    client = await aiohttp_client(create_app(make_settings(tmp_path, source_url=upstream_url)))
+    await run(client)
+    first = await (await client.get("/metrics")).text()
+    await run(client, {"dryRun": True})
+    after = await (await client.get("/metrics")).text()
+
+    def line(text: str, name: str) -> str:
+        return next(row for row in text.splitlines() if row.startswith(name))
+
+    for name in (
+        'product_sync_runs_total{outcome="success"}',
+        'product_sync_products_total{outcome="created"}',
+        "product_sync_last_success_timestamp_seconds",
+    ):
+        assert line(after, name) == line(first, name)
+    with contextlib.closing(sqlite3.connect(tmp_path / "sync.db")) as conn:
+        assert conn.execute("SELECT dry_run, started_via FROM run_summary").fetchall() == [
+            (1, "manual"),
+            (0, "manual"),
+        ]

@@ -97,6 +97,7 @@ WHERE status <> 'running' AND started_at < :cutoff AND id <> (SELECT max(id) FRO
 
 # --- /metrics: read at scrape time, so they count runs of every process sharing the file -------------
 
+# Dry runs are left out (they changed nothing): an alert on the last success must see real syncs only.
 # One statement, so one consistent snapshot: totals per outcome (a small table kept by a trigger), the
 # running run, the last finished run and the last success, each row tagged by ``kind``. Every part is an
 # index lookup, so a scrape costs the same on a ledger of a million runs.
@@ -111,10 +112,10 @@ FROM runs WHERE status = 'running'
 UNION ALL
 SELECT 'last_finished', status, 1, created, updated, unchanged, errors, categories_created,
        duration_s, processed, total, started_at, finished_at
-FROM (SELECT * FROM runs WHERE status <> 'running' ORDER BY id DESC LIMIT 1)
+FROM (SELECT * FROM runs WHERE status <> 'running' AND dry_run = 0 ORDER BY id DESC LIMIT 1)
 UNION ALL
 SELECT 'last_success', 'success', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, finished_at
-FROM (SELECT finished_at FROM runs WHERE status = 'success' ORDER BY id DESC LIMIT 1)
+FROM (SELECT finished_at FROM runs WHERE status = 'success' AND dry_run = 0 ORDER BY id DESC LIMIT 1)
 """
 
 # --- the schedule: a tick is claimed by inserting its row, so one process claims each -----------------
