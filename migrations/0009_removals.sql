@@ -8,6 +8,9 @@ ALTER TABLE products ADD COLUMN archived_run INTEGER REFERENCES runs (id) ON DEL
 ALTER TABLE products ADD COLUMN archived_at TEXT;
 -- In a shop, an archived product is a draft: the link remembers the run that made it one.
 ALTER TABLE medusa_products ADD COLUMN archived_run INTEGER;
+-- A removal sent to the shop whose answer was not recorded yet (set before the request): until it is,
+-- the product may or may not be a draft (or deleted) there, so it is sent again when it comes back.
+ALTER TABLE medusa_products ADD COLUMN removing_run INTEGER;
 
 -- What a run changed product by product, beyond what the products table tells: the products it
 -- removed (archived or deleted) and restored, with the handle they had.

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from tests.medusa_shop import Shop, run_sync, sync_env
-from tests.test_medusa_sink import feed_url, ledger_rows
+from tests.test_medusa_sink import FaultyDoor, feed_url, ledger_rows
 from tests.upstream import FeedControl, make_product
 
 pytestmark = pytest.mark.medusa
@@ -123,3 +124,47 @@ async def test_an_empty_feed_never_empties_the_shop(
     run = ledger_rows(db)[-1]
     assert run["status"] == "error" and "Refusing to remove 6 of the 6 products" in run["error_message"]
     assert len(by_upstream(shop)) == 6
+
+
+async def test_a_removal_whose_answer_was_lost_is_undone_when_the_product_comes_back(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    door = FaultyDoor(shop.url)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", door.handle)
+    front = await aiohttp_server(app, host="127.0.0.1")
+    control = FeedControl(products=[make_product(i) for i in range(1, 7)])
+    db = tmp_path / "sync.db"
+    env = {
+        **sync_env(shop, db, await feed_url(aiohttp_server, control), SYNC_REMOVED_PRODUCTS="archive"),
+        "SYNC_MEDUSA_URL": str(front.make_url("")).rstrip("/"),
+        "SYNC_READ_TIMEOUT_S": "1",
+        "SYNC_RETRY_ATTEMPTS": "2",
+    }
+    await synced(env)
+    # Product 2 leaves the feed; Medusa applies the draft, but both answers come too late.
+    control.products = [p for p in control.products if p["id"] != 2]
+    door.faults, door.late_s = ["late", "late"], 2.5
+    failed = await run_sync(env)
+    assert failed.code == 1, failed
+    assert by_upstream(shop)["2"][0] == "draft"  # the shop did it; the ledger never heard
+    assert ledger_rows(db)[-1]["removed"] == 0
+
+    control.products = [make_product(i) for i in range(1, 7)]  # it comes back, unchanged
+    back = await synced(env)
+    assert back["status"] == "success"
+    assert {status for status, _ in by_upstream(shop).values()} == {"published"}
+
+
+async def test_a_product_deleted_in_the_shop_by_hand_does_not_fail_its_removal(
+    shop: Shop, tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    control = FeedControl(products=[make_product(i) for i in range(1, 5)])
+    db = tmp_path / "sync.db"
+    env = sync_env(shop, db, await feed_url(aiohttp_server, control), SYNC_REMOVED_PRODUCTS="delete")
+    await synced(env)
+    shop.admin("POST", "/admin/products/batch", {"delete": [by_upstream(shop)["3"][1]]})
+    control.products = control.products[:2]
+    run = await synced(env)
+    assert run["status"] == "success" and run["removed"] == 2
+    assert sorted(by_upstream(shop)) == ["1", "2"]

@@ -71,6 +71,13 @@ class _Link(NamedTuple):
     content_hash: int
     source_hash: int | None
     archived: bool  # a draft now, since the feed stopped listing it
+    # A removal was sent and its answer never recorded (a crash, a failed run): the shop may hold it as
+    # a draft or not at all, so the product is sent again, whatever its hash, if it comes back.
+    unsure: bool
+
+    @property
+    def needs_sending(self) -> bool:
+        return self.archived or self.unsure
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +164,7 @@ class MedusaSink:
         to_send: list[ProductRow] = []
         for row in rows:
             link = links.get(row.external_id)
-            if link is not None and link.content_hash == row.content_hash and not link.archived:
+            if link is not None and link.content_hash == row.content_hash and not link.needs_sending:
                 unchanged += 1
                 if link.source_hash != row.source_hash:
                     new_fingerprints.append((self._target, row.external_id, row.source_hash))
@@ -245,12 +252,21 @@ class MedusaSink:
     ) -> BatchCounts:
         """Make these products drafts (archive) or delete them in the shop, then record it.
 
-        Only products this service published (its links) are touched. Both requests are idempotent,
-        so a transient fault resends them; a crash before the record leaves the links as they were, and
-        the next run removes the same products again.
+        Only products this service published (its links) are touched. The links are marked before the
+        shop is asked, and both requests are idempotent: a transient fault resends them, and after a
+        crash or failure before the record, the next run removes those products again or, if they came
+        back, sends them again in full (restoring them whatever the shop did with the request).
         """
         links = await self._links(external_ids)
         gone = [(external_id, link) for external_id, link in links.items() if not link.archived]
+        if not dry_run and gone:
+            # Recorded before the shop is asked: a crash between the request and its record then leaves
+            # the links saying "unsure", not "published and unchanged".
+            async with self._ledger.batch(run_id) as marking:
+                await marking.execute_many(
+                    sql.REMOVING_LINK, [(self._target, external_id, run_id) for external_id, _ in gone]
+                )
+                marking.record(BatchCounts(), ())
         changes = [ProductChange(external_id, link.handle, "remove", mode) for external_id, link in gone]
         if dry_run:
             async with self._ledger.batch(run_id) as batch:
@@ -259,11 +275,7 @@ class MedusaSink:
             return counts
         product_ids = [link.product_id for _, link in gone]
         for ids in _chunks(product_ids, _REMOVE_CHUNK):
-            if mode == "archive":
-                body: dict[str, Any] = {"update": [{"id": one, "status": "draft"} for one in ids]}
-            else:
-                body = {"delete": list(ids)}
-            await self._send_idempotent(orjson.dumps(body))
+            await self._remove_in_shop(list(ids), mode)
         async with self._ledger.batch(run_id) as batch:
             if mode == "archive":
                 await batch.execute_many(
@@ -276,6 +288,22 @@ class MedusaSink:
             counts = BatchCounts(removed=len(gone))
             batch.record(counts, (), changes)
         return counts
+
+    async def _remove_in_shop(self, product_ids: list[str], mode: RemovalMode) -> None:
+        """Make these products drafts, or delete them. Ones already gone from the shop (deleted by hand,
+        or by a removal whose answer was lost) are left out rather than failing the run."""
+
+        def body(ids: Sequence[str]) -> bytes:
+            if mode == "archive":
+                return orjson.dumps({"update": [{"id": one, "status": "draft"} for one in ids]})
+            return orjson.dumps({"delete": list(ids)})
+
+        try:
+            await self._send_idempotent(body(product_ids))
+        except MedusaRejected:
+            present = [str(product["id"]) for product in await self._lookup("id", product_ids, "id")]
+            if present:
+                await self._send_idempotent(body(present))
 
     async def _send_idempotent(self, body: bytes) -> Any:
         """A batch request that may be sent again as it is (no creates), after transient faults."""

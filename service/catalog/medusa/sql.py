@@ -9,14 +9,15 @@ ANY_LINK = "SELECT EXISTS (SELECT 1 FROM medusa_products WHERE target = ?)"
 # The mapping workers' fingerprint lookup: the scope (?1, the shop) comes before the ids. An archived
 # product (a draft now) has no source fingerprint, so its item is mapped and sent: it is restored.
 FINGERPRINTS = """
-SELECT external_id, content_hash, CASE WHEN archived_run IS NULL THEN source_hash END
+SELECT external_id, content_hash,
+       CASE WHEN archived_run IS NULL AND removing_run IS NULL THEN source_hash END
 FROM medusa_products
 WHERE target = ?1 AND external_id IN (SELECT value FROM json_each(?2))
 """
 
 SELECT_LINKS = """
 SELECT external_id, product_id, variant_id, price_id, handle, content_hash, source_hash,
-       archived_run IS NOT NULL
+       archived_run IS NOT NULL, removing_run IS NOT NULL
 FROM medusa_products
 WHERE target = ?1 AND external_id IN (SELECT value FROM json_each(?2))
 """
@@ -39,7 +40,8 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
 ON CONFLICT (target, external_id) DO UPDATE SET
     product_id = excluded.product_id, variant_id = excluded.variant_id, price_id = excluded.price_id,
     handle = excluded.handle, content_hash = excluded.content_hash, source_hash = excluded.source_hash,
-    synced_run = excluded.synced_run, synced_at = excluded.synced_at, archived_run = NULL
+    synced_run = excluded.synced_run, synced_at = excluded.synced_at, archived_run = NULL,
+    removing_run = NULL
 """
 
 # The products this service published in the shop and still offers there, in id order, a page at a time.
@@ -50,7 +52,12 @@ ORDER BY external_id
 LIMIT ?3
 """
 
-ARCHIVE_LINK = "UPDATE medusa_products SET archived_run = ?3 WHERE target = ?1 AND external_id = ?2"
+# Before a removal request: what the shop holds of the product is unsure until the answer is recorded.
+REMOVING_LINK = "UPDATE medusa_products SET removing_run = ?3 WHERE target = ?1 AND external_id = ?2"
+
+ARCHIVE_LINK = """
+UPDATE medusa_products SET archived_run = ?3, removing_run = NULL WHERE target = ?1 AND external_id = ?2
+"""
 
 DROP_LINK = "DELETE FROM medusa_products WHERE target = ?1 AND external_id = ?2"
 
