@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from scripts.throwaway_medusa import MedusaServer
+from scripts.throwaway_medusa import MedusaServer, free_port
+from scripts.throwaway_postgres import PostgresCluster
 from service.app import create_app
 from service.database.sqlite import Database
 from service.ledger.owner import OwnerLock
@@ -124,6 +129,40 @@ def medusa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MedusaSe
         raise
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster (initdb, pg_ctl) on loopback, started once per session.
+
+    When it cannot start, the tests that use it fail with the reason: they are never skipped.
+    """
+    # Not under pytest's tmp_path: the cluster's unprivileged owner must reach its directory.
+    directory = Path(tempfile.mkdtemp(prefix="product-sync-pg-"))
+    cluster = PostgresCluster(directory, free_port())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+async def postgres_url(postgres_cluster: PostgresCluster) -> AsyncIterator[str]:
+    """A new, empty database on the session's cluster, dropped after the test."""
+    name = f"t_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(postgres_cluster.url("postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield postgres_cluster.url(name)
+    admin = await asyncpg.connect(postgres_cluster.url("postgres"))
+    try:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
