@@ -149,6 +149,8 @@ async def test_the_cli_dry_run_says_what_a_sync_would_do(tmp_path: Path, upstrea
     assert catalog(db) == [("--",)]
     logged = [json.loads(line)["message"] for line in result.stderr.splitlines() if line.strip()]
     assert "✅ Dry run completed successfully" in logged
+    table = await run_cli("runs", env=cli_env(db))
+    assert table.code == 0 and "dry run (nothing written)" in table.stdout.splitlines()[1]
 
 
 async def test_dry_runs_stay_out_of_the_metrics_of_what_syncs_did(

@@ -32,6 +32,12 @@ def _message(run: RunRecord) -> str:
         text = f"{run.processed}{of_total} processed"
     else:
         text = ""
+    notes = [
+        *(["dry run (nothing written)"] if run.dry_run else []),
+        *([f"removed {run.removed}"] if run.removed else []),
+        *([f"restored {run.restored}"] if run.restored else []),
+    ]
+    text = "; ".join([*notes, text] if text else notes)
     return text if len(text) <= MESSAGE_WIDTH else text[: MESSAGE_WIDTH - 1] + "…"
 
 
