@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from pydantic import BaseModel
 
 from service.api.schemas import ErrorResponse
-from service.database.errors import DatabaseError
+from service.database.errors import STORAGE_FAULTS
 
 log = logging.getLogger(__name__)
 
 # What a locked, full, read-only, deleted or corrupt database raises through the ledger.
-STORAGE_ERRORS = (DatabaseError, sqlite3.Error)
+STORAGE_ERRORS = STORAGE_FAULTS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

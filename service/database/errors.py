@@ -1,4 +1,4 @@
-"""Named errors of the database layer; each is also what the callers catch, never a bare sqlite3 error."""
+"""Named errors of the database layer, and the tuples of faults callers catch instead of a driver's."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ class DatabaseFileGone(DatabaseError, sqlite3.OperationalError):
     def __init__(self, path: Path, what: str) -> None:
         super().__init__(f"database file {path} {what} after this process opened it; restart the service")
         self.path = path
+
+
+# What callers outside the database layer catch when storage fails, whichever backend is behind it:
+# the named errors above and the driver's own (sqlite3 today; PostgreSQL's driver joins them when the
+# service runs on it, issue 18). Catching these, a caller never names a driver.
+STORAGE_FAULTS = (DatabaseError, sqlite3.Error)
+# The faults worth trying again after a moment: a lock held past the busy timeout, a busy file.
+TRANSIENT_STORAGE_FAULTS = (sqlite3.OperationalError,)
 
 
 class DatabaseNotFound(DatabaseError):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 
-from service.database.errors import DatabaseError
+from service.database.errors import STORAGE_FAULTS
 from service.ledger.runs import Ledger
 from service.settings import Settings
 
@@ -23,7 +22,7 @@ async def apply_retention(ledger: Ledger, settings: Settings) -> tuple[int, int]
         errors_deleted, runs_deleted = await ledger.prune(
             settings.error_retention_days, settings.run_retention_days
         )
-    except (sqlite3.Error, DatabaseError) as exc:
+    except STORAGE_FAULTS as exc:
         log.warning("retention pruning failed, will retry after the next run: %s", exc)
         return 0, 0
     if errors_deleted or runs_deleted:

@@ -15,7 +15,6 @@ import os
 import random
 import secrets
 import socket
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from service.database.errors import STORAGE_FAULTS
 from service.ledger.runs import Ledger
 from service.notify.events import RUN_FINISHED, run_finished_body
 from service.notify.outbox import Attempt, ClaimedDelivery, Target, WebhookOutbox
@@ -96,7 +96,7 @@ class Notifier:
         while True:
             try:
                 await self.deliver_due()
-            except sqlite3.Error as exc:  # a busy or failing database: the next look tries again
+            except STORAGE_FAULTS as exc:  # a busy or failing database: the next look tries again
                 log.warning("could not read or record webhook deliveries: %s", exc)
             await asyncio.sleep(POLL_INTERVAL_S)
 

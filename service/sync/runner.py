@@ -9,14 +9,13 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import sqlite3
 from dataclasses import dataclass, replace
 from datetime import datetime
 
 import aiohttp
 
 from service.catalog.sink import CatalogSink
-from service.database.errors import DatabaseFileGone
+from service.database.errors import STORAGE_FAULTS, TRANSIENT_STORAGE_FAULTS, DatabaseFileGone
 from service.domain.errors import SyncFailed
 from service.ledger.records import (
     SHUTDOWN_MESSAGE,
@@ -169,7 +168,7 @@ class SyncRunner:
             await asyncio.sleep(self._settings.watchdog_interval_s)
             try:
                 await self._check(run_id)
-            except sqlite3.Error as exc:  # a busy or failing database must not kill the watchdog
+            except STORAGE_FAULTS as exc:  # a busy or failing database must not kill the watchdog
                 log.warning("watchdog could not read run %s: %s", run_id, exc)
 
     async def _check(self, run_id: int) -> None:
@@ -213,7 +212,7 @@ class SyncRunner:
                 finished_at=to_iso(finished_at),
                 duration_s=seconds_between(from_iso(run.started_at), finished_at),
             )
-        except sqlite3.Error as exc:  # a full disk, a read-only file, a lock held past the busy timeout
+        except STORAGE_FAULTS as exc:  # a full disk, a read-only file, a lock held past the busy timeout
             log.warning("sync run %s: database error: %s", run.id, exc)
             message = f"Database error: {exc}"
         except Exception as exc:
@@ -253,7 +252,7 @@ class SyncRunner:
         """Fold the run's WAL pages into the database now, rather than in the next trigger's commit."""
         try:
             await self._ledger.checkpoint()
-        except sqlite3.Error as exc:  # only a missed optimisation: SQLite checkpoints on its own later
+        except STORAGE_FAULTS as exc:  # only a missed optimisation: SQLite checkpoints on its own later
             log.warning("could not checkpoint the database after run %s: %s", run_id, exc)
 
     async def _finish_with_retries(
@@ -271,7 +270,7 @@ class SyncRunner:
                     error_message=message if status == "error" else None,
                     cancelled_by=cancelled_by if status == "cancelled" else None,
                 )
-            except sqlite3.OperationalError as exc:
+            except TRANSIENT_STORAGE_FAULTS as exc:
                 log.warning("could not record the end of run %s (attempt %s): %s", run_id, attempt + 1, exc)
                 await asyncio.sleep(0.2 * 2**attempt)
         raise SyncFailed(f"could not record the end of run {run_id}")

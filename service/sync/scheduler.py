@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from datetime import datetime
 
+from service.database.errors import STORAGE_FAULTS
 from service.domain.errors import SyncFailed
 from service.domain.schedule import CronSchedule
 from service.ledger.records import TickSkipped, TickStarted, TickTaken
@@ -70,7 +70,7 @@ class Scheduler:
         """
         try:
             last = await self._ledger.latest_tick_due()
-        except sqlite3.Error as exc:
+        except STORAGE_FAULTS as exc:
             log.warning("could not read the schedule's last tick; no catch-up run: %s", exc)
             return
         due = self._schedule.latest_at_or_before(utc_now())
@@ -81,7 +81,7 @@ class Scheduler:
     async def _tick(self, due: datetime, *, catch_up: bool) -> None:
         try:
             outcome = await self._runner.tick(due, self.label, catch_up=catch_up)
-        except (sqlite3.Error, SyncFailed) as exc:
+        except (*STORAGE_FAULTS, SyncFailed) as exc:
             # A busy or failing database, or a shutdown: this tick is lost, the next one tries again.
             log.warning("scheduled tick due at %s failed: %s", to_iso(due), exc)
             return
