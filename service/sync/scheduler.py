@@ -34,10 +34,6 @@ class Scheduler:
         self._next_due: datetime | None = None
 
     @property
-    def schedule(self) -> CronSchedule:
-        return self._schedule
-
-    @property
     def label(self) -> str:
         """The schedule as the ledger records it with each tick."""
         return f"{self._schedule.expression} ({self._schedule.timezone})"
