@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from service.database.migrations import MigrationError, load_migrations
 
@@ -31,7 +32,7 @@ _RECORD = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $
 
 
 async def apply_postgres_migrations(
-    conn: asyncpg.Connection, directory: Path = POSTGRES_MIGRATIONS_DIR
+    conn: asyncpg.Connection | PoolConnectionProxy[asyncpg.Record], directory: Path = POSTGRES_MIGRATIONS_DIR
 ) -> list[int]:
     """Apply the migrations not yet recorded; return the versions this call applied."""
     migrations = load_migrations(directory)

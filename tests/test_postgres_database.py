@@ -1,0 +1,98 @@
+"""The PostgreSQL database layer on a real cluster: migrated on open, transactions that commit or roll
+back, the server's rules across sessions, and a server restart that is a named error once, then gone."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scripts.throwaway_medusa import free_port
+from scripts.throwaway_postgres import PostgresCluster
+from service.database.migrations import load_migrations
+from service.database.postgres import DatabaseUnreachable, PostgresDatabase
+from service.database.postgres_migrations import POSTGRES_MIGRATIONS_DIR
+
+pytestmark = pytest.mark.postgres
+
+START = """
+INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)
+VALUES ('running', now(), now(), $1, 'host:1:a') RETURNING id
+"""
+
+
+@pytest.fixture
+async def database(postgres_url: str) -> AsyncIterator[PostgresDatabase]:
+    opened = await PostgresDatabase.open(postgres_url)
+    yield opened
+    await opened.close()
+
+
+async def test_open_migrates_and_a_transaction_commits_or_rolls_back(database: PostgresDatabase) -> None:
+    assert await database.schema_version() == len(load_migrations(POSTGRES_MIGRATIONS_DIR))
+    async with database.transaction() as tx:
+        (row,) = await tx.fetch_all(START, ("admin",))
+        assert await tx.execute("UPDATE runs SET processed = 5 WHERE id = $1", (row["id"],)) == 1
+    found = await database.fetch_one("SELECT processed, triggered_by FROM runs WHERE id = $1", (row["id"],))
+    assert found is not None and tuple(found) == (5, "admin")
+
+    with pytest.raises(RuntimeError, match="changed my mind"):
+        async with database.transaction() as tx:
+            await tx.execute("UPDATE runs SET processed = 9 WHERE id = $1", (row["id"],))
+            raise RuntimeError("changed my mind")
+    assert (await database.fetch_all("SELECT processed FROM runs"))[0][0] == 5
+    assert database.target.startswith("postgresql://***@127.0.0.1:")  # no user name or password shown
+
+
+async def test_two_transactions_at_once_start_one_run(database: PostgresDatabase) -> None:
+    import asyncpg
+
+    async def start(who: str) -> int:
+        async with database.transaction() as tx:
+            await asyncio.sleep(0.05)  # both inside their transactions together
+            rows = await tx.fetch_all(START, (who,))
+            return int(rows[0][0])
+
+    outcomes = await asyncio.gather(start("a"), start("b"), return_exceptions=True)
+    started = [o for o in outcomes if isinstance(o, int)]
+    refused = [o for o in outcomes if isinstance(o, asyncpg.UniqueViolationError)]
+    assert len(started) == 1 and len(refused) == 1, outcomes
+
+
+async def test_unreachable_server_is_a_named_error_at_open() -> None:
+    with pytest.raises(DatabaseUnreachable, match="cannot reach PostgreSQL at postgresql://") as caught:
+        await PostgresDatabase.open(f"postgresql://postgres:secret@127.0.0.1:{free_port()}/x")
+    assert "secret" not in str(caught.value)
+
+
+async def test_a_restarted_server_is_one_named_error_then_the_pool_reconnects() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="product-sync-pg-"))
+    cluster = PostgresCluster(directory, free_port())
+    try:
+        cluster.start()
+        database = await PostgresDatabase.open(cluster.url("postgres"), pool_size=1)
+        try:
+            assert await database.fetch_one("SELECT 1") is not None
+            cluster.stop()
+            with pytest.raises(DatabaseUnreachable):
+                await database.fetch_one("SELECT 1")
+            cluster.start()
+            results: list[Any] = []
+            for _ in range(3):  # the broken session goes with its first use; a new one follows
+                try:
+                    results.append(await database.fetch_one("SELECT 41 + 1"))
+                    break
+                except DatabaseUnreachable as exc:
+                    results.append(exc)
+            last = results[-1]
+            assert last is not None and not isinstance(last, Exception) and last[0] == 42, results
+        finally:
+            await database.close()
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
