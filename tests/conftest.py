@@ -111,6 +111,18 @@ async def wait_for_status(
     raise AssertionError(f"status never satisfied the condition; last answer: {data}")
 
 
+async def wait_until(
+    predicate: Callable[[], object], timeout_s: float = 20.0, what: str = "condition"
+) -> None:
+    """Poll ``predicate`` (a plain function: a file, a receiver's list) until it holds; fail otherwise."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} never held")
+
+
 def finished(data: dict[str, Any]) -> bool:
     return data["isRunning"] is False and data["lastStatus"] != "idle"
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 from service.support.timeutil import to_iso, utc_now
+
+
+def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The rows of a read, on a connection of its own (closed again), as an auditor would read them."""
+    with contextlib.closing(sqlite3.connect(db_path)) as conn:
+        return conn.execute(sql, params).fetchall()
 
 
 def days_ago(days: float) -> str:

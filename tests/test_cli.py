@@ -26,7 +26,7 @@ from service.database.migrations import load_migrations
 from service.database.sqlite import Database
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
 from service.sync.runner import FAILURE_PREFIX, SUCCESS_LINE
-from tests.ledger_rows import insert_finished_run
+from tests.ledger_rows import insert_finished_run, query
 from tests.service_process import REPO_ROOT, ServiceProcess
 from tests.upstream import FeedControl
 
@@ -72,11 +72,6 @@ async def finish(process: Any, timeout_s: float = 60) -> Result:
 
 async def run_cli(*args: str, env: dict[str, str]) -> Result:
     return await finish(await start_cli(*args, env=env))
-
-
-def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 async def wait_for_running_row(db_path: Path, processed: int = 50, timeout_s: float = 30) -> int:

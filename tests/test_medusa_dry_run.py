@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpServer
 
-from tests.medusa_shop import Shop, run_sync, sync_env
-from tests.test_medusa_sink import feed_url, ledger_rows
+from tests.medusa_shop import Shop, sync_env
+from tests.test_medusa_removals import synced
+from tests.test_medusa_sink import feed_url
 from tests.upstream import FeedControl, make_product
 
 pytestmark = pytest.mark.medusa
@@ -24,12 +25,6 @@ def planned(db_path: Path, run_id: int) -> dict[str, tuple[str, list[str] | None
     with contextlib.closing(sqlite3.connect(db_path)) as conn:
         rows = conn.execute("SELECT external_id, kind, fields FROM run_changes WHERE run_id = ?", (run_id,))
         return {eid: (kind, json.loads(fields) if fields else None) for eid, kind, fields in rows}
-
-
-async def last_run(env: dict[str, str], *args: str) -> dict[str, Any]:
-    result = await run_sync(env, *args)
-    assert result.code == 0, result
-    return ledger_rows(Path(env["SYNC_DB_PATH"]))[-1]
 
 
 def counted(run: dict[str, Any]) -> dict[str, int]:
@@ -44,11 +39,11 @@ async def test_a_dry_run_sends_nothing_and_plans_the_real_run(
     env = sync_env(shop, db, await feed_url(aiohttp_server, control), SYNC_REMOVED_PRODUCTS="archive")
 
     mark = shop.log_mark()
-    fresh = await last_run(env, "--dry-run")
+    fresh = await synced(env, "--dry-run")
     assert fresh["dry_run"] == 1 and shop.write_requests_since(mark) == []
     assert shop.products("id") == [] and shop.categories() == []
     assert (fresh["created"], fresh["categories_created"]) == (10, 6)
-    real = await last_run(env)
+    real = await synced(env)
     assert counted(real) == counted(fresh)
 
     control.products[2]["price"] = 77.5
@@ -56,7 +51,7 @@ async def test_a_dry_run_sends_nothing_and_plans_the_real_run(
     control.products.pop()  # product 10 is gone upstream
     before = {p["id"]: (p["updated_at"], p["status"]) for p in shop.products("id,updated_at,status")}
     mark = shop.log_mark()
-    dry = await last_run(env, "--dry-run")
+    dry = await synced(env, "--dry-run")
     assert shop.write_requests_since(mark) == []
     assert {p["id"]: (p["updated_at"], p["status"]) for p in shop.products("id,updated_at,status")} == before
     assert (dry["updated"], dry["unchanged"], dry["removed"]) == (2, 7, 1)
@@ -64,5 +59,5 @@ async def test_a_dry_run_sends_nothing_and_plans_the_real_run(
     assert plan["3"] == ("update", ["price"])
     assert plan["4"][0] == "update" and "title" in (plan["4"][1] or [])
     assert plan["10"] == ("remove", None)
-    real = await last_run(env)
+    real = await synced(env)
     assert counted(real) == counted(dry)

@@ -54,8 +54,9 @@ def changes(db_path: Path, run_id: int) -> list[tuple[str, str, str | None]]:
         ).fetchall()
 
 
-async def synced(env: dict[str, str]) -> dict[str, Any]:
-    result = await run_sync(env)
+async def synced(env: dict[str, str], *args: str) -> dict[str, Any]:
+    """A ``product-sync sync`` (with ``args``) that succeeds, and the ledger row it left."""
+    result = await run_sync(env, *args)
     assert result.code == 0, result
     return ledger_rows(Path(env["SYNC_DB_PATH"]))[-1]
 

@@ -26,8 +26,9 @@ import pytest
 from service.database.migrations import load_migrations
 from service.database.sqlite import Database
 from service.settings import DEFAULT_MIGRATIONS_DIR
+from tests.ledger_rows import query
 from tests.service_process import REPO_ROOT, ServiceProcess
-from tests.test_cli import Result, cli_env, finish, query, run_cli
+from tests.test_cli import Result, cli_env, finish, run_cli
 
 AUDITOR = "psync-auditor"
 

@@ -4,8 +4,6 @@ deleted, only after a run that read the whole feed, and never more than the allo
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +12,17 @@ from aiohttp.test_utils import TestClient
 
 from service.app import create_app
 from tests.conftest import AUTH, AiohttpClient, finished, make_settings, wait_for_status
+from tests.ledger_rows import query
 from tests.upstream import FeedControl, make_product
 
 Client = TestClient[web.Request, web.Application]
 TEN = [make_product(i) for i in range(1, 11)]
 
 
-def rows(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
 def archived(db_path: Path) -> list[str]:
     return [
         r[0]
-        for r in rows(db_path, "SELECT external_id FROM products WHERE archived_at IS NOT NULL ORDER BY id")
+        for r in query(db_path, "SELECT external_id FROM products WHERE archived_at IS NOT NULL ORDER BY id")
     ]
 
 
@@ -59,7 +53,7 @@ async def test_by_default_products_gone_upstream_are_kept(
     feed.products = TEN[:8]
     status = await sync(client)
     assert status["lastStatus"] == "success" and status["stats"]["removed"] == 0
-    assert rows(tmp_path / "sync.db", "SELECT count(*) FROM products WHERE archived_at IS NULL") == [(10,)]
+    assert query(tmp_path / "sync.db", "SELECT count(*) FROM products WHERE archived_at IS NULL") == [(10,)]
 
 
 async def test_archived_when_gone_and_restored_when_back(
@@ -73,8 +67,8 @@ async def test_archived_when_gone_and_restored_when_back(
     assert gone["lastStatus"] == "success", gone
     assert gone["stats"]["removed"] == 2 and gone["stats"]["unchanged"] == 8
     assert archived(db) == ["3", "7"]
-    assert rows(db, "SELECT count(*) FROM products") == [(10,)]  # archived, not deleted
-    assert rows(db, "SELECT DISTINCT archived_run FROM products WHERE archived_at IS NOT NULL") == [
+    assert query(db, "SELECT count(*) FROM products") == [(10,)]  # archived, not deleted
+    assert query(db, "SELECT DISTINCT archived_run FROM products WHERE archived_at IS NOT NULL") == [
         (gone["runId"],)
     ]
     assert sorted(await changes(client, gone["runId"])) == [
@@ -103,7 +97,7 @@ async def test_deleted_when_gone_and_created_again_when_back(
     feed.products = TEN[:7]
     gone = await sync(client)
     assert gone["stats"]["removed"] == 3
-    assert rows(db, "SELECT external_id FROM products ORDER BY id") == [(str(i),) for i in range(1, 8)]
+    assert query(db, "SELECT external_id FROM products ORDER BY id") == [(str(i),) for i in range(1, 8)]
     assert len(await changes(client, gone["runId"])) == 3
     feed.products = list(TEN)
     back = await sync(client)
@@ -127,7 +121,7 @@ async def test_an_empty_or_truncated_feed_removes_nothing_and_fails_saying_why(
     feed.products = TEN[:4]  # cut short: 6 of 10 missing
     cut = await sync(client)
     assert cut["lastStatus"] == "error" and "Refusing to remove 6 of the 10" in cut["lastError"]
-    assert rows(db, "SELECT count(*) FROM products") == [(10,)]
+    assert query(db, "SELECT count(*) FROM products") == [(10,)]
     assert cut["stats"]["removed"] == 0
     feed.products = TEN[:5]  # exactly half missing is allowed: the rule is "more than"
     half = await sync(client)

@@ -4,11 +4,9 @@ skipped ticks recorded, one run per tick across processes, and one catch-up run 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import signal
-import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,8 @@ from service.ledger.records import TickSkipped, TickStarted, TickTaken
 from service.ledger.runs import Ledger
 from service.settings import Settings
 from service.support.timeutil import from_iso, utc_now
-from tests.conftest import AUTH, AiohttpClient, make_settings, wait_for_status
+from tests.conftest import AUTH, AiohttpClient, make_settings, wait_for_status, wait_until
+from tests.ledger_rows import query
 from tests.service_process import ServiceProcess
 from tests.test_cli import run_cli
 from tests.upstream import FeedControl
@@ -33,20 +32,6 @@ EVERY_SECOND = "* * * * * *"
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
-
-
-def rows(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-async def wait_until(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} never held")
 
 
 # --- reading the expression ---------------------------------------------------------------------
@@ -142,7 +127,7 @@ async def test_a_seconds_schedule_starts_runs_and_status_shows_the_next(
     db = settings.db_path
     await wait_until(
         lambda: (
-            rows(db, "SELECT count(*) FROM runs WHERE status = 'success' AND started_via = 'schedule'")
+            query(db, "SELECT count(*) FROM runs WHERE status = 'success' AND started_via = 'schedule'")
             >= [(2,)]
         ),
         what="two scheduled runs",
@@ -151,13 +136,13 @@ async def test_a_seconds_schedule_starts_runs_and_status_shows_the_next(
     assert data["schedule"] == {"expression": EVERY_SECOND, "timezone": "UTC"}
     next_run = from_iso(data["nextRunAt"])
     assert 0 < (next_run - utc_now()).total_seconds() <= 1.0 and next_run.microsecond == 0
-    assert rows(db, "SELECT DISTINCT triggered_by FROM runs") == [("schedule",)]
+    assert query(db, "SELECT DISTINCT triggered_by FROM runs") == [("schedule",)]
     assert "✅ Scheduled sync completed successfully" in caplog.messages
     assert "✅ Manual sync completed successfully" not in caplog.messages
 
     metrics = await (await client.get("/metrics")).text()
     assert "product_sync_schedule_next_run_timestamp_seconds " in metrics
-    started = rows(db, "SELECT count(*) FROM schedule_ticks WHERE outcome = 'started'")[0][0]
+    started = query(db, "SELECT count(*) FROM schedule_ticks WHERE outcome = 'started'")[0][0]
     assert started >= 2 and 'product_sync_schedule_ticks_total{outcome="started"}' in metrics
 
     # A manual trigger still comes on top, and is recorded as manual with the token's name.
@@ -165,7 +150,7 @@ async def test_a_seconds_schedule_starts_runs_and_status_shows_the_next(
     response = await client.post("/admin/sync/trigger", headers=AUTH)
     if response.status == 200:
         run_id = (await response.json())["data"]["runId"]
-        assert rows(db, "SELECT started_via, triggered_by FROM runs WHERE id = ?", (run_id,)) == [
+        assert query(db, "SELECT started_via, triggered_by FROM runs WHERE id = ?", (run_id,)) == [
             ("manual", "admin")
         ]
     else:  # a tick won the race for the idle moment: the 409 names the scheduled run
@@ -186,11 +171,11 @@ async def test_a_tick_during_a_run_is_skipped_and_recorded(
     client = await aiohttp_client(create_app(settings))
     db = settings.db_path
     await wait_until(
-        lambda: rows(db, "SELECT count(*) FROM schedule_ticks WHERE outcome = 'skipped'") >= [(2,)],
+        lambda: query(db, "SELECT count(*) FROM schedule_ticks WHERE outcome = 'skipped'") >= [(2,)],
         what="two skipped ticks",
     )
-    (running,) = rows(db, "SELECT id FROM runs WHERE status = 'running'")
-    skipped = rows(db, "SELECT DISTINCT run_id FROM schedule_ticks WHERE outcome = 'skipped'")
+    (running,) = query(db, "SELECT id FROM runs WHERE status = 'running'")
+    skipped = query(db, "SELECT DISTINCT run_id FROM schedule_ticks WHERE outcome = 'skipped'")
     assert skipped == [running]  # each skip names the run that was in progress
     metrics = await (await client.get("/metrics")).text()
     assert 'product_sync_schedule_ticks_total{outcome="skipped"}' in metrics
@@ -198,15 +183,15 @@ async def test_a_tick_during_a_run_is_skipped_and_recorded(
 
     feed.gate.set()
     await wait_until(
-        lambda: rows(db, "SELECT status FROM runs WHERE id = ?", running) == [("success",)],
+        lambda: query(db, "SELECT status FROM runs WHERE id = ?", running) == [("success",)],
         what="the gated run to finish",
     )
     # Skipping is not an error: no run failed, and the ticks after the gate opened start runs again.
     await wait_until(
-        lambda: rows(db, "SELECT count(*) FROM runs WHERE status = 'success'") >= [(2,)],
+        lambda: query(db, "SELECT count(*) FROM runs WHERE status = 'success'") >= [(2,)],
         what="a run after the skipped ticks",
     )
-    assert rows(db, "SELECT count(*) FROM runs WHERE status = 'error'") == [(0,)]
+    assert query(db, "SELECT count(*) FROM runs WHERE status = 'error'") == [(0,)]
 
 
 async def test_two_processes_on_one_database_start_one_run_per_tick(
@@ -219,7 +204,7 @@ async def test_two_processes_on_one_database_start_one_run_per_tick(
         for service in services:
             await service.start()
         await wait_until(
-            lambda: rows(db, "SELECT count(*) FROM schedule_ticks") >= [(6,)], what="six ticks", timeout_s=30
+            lambda: query(db, "SELECT count(*) FROM schedule_ticks") >= [(6,)], what="six ticks", timeout_s=30
         )
     finally:
         for service in services:
@@ -227,9 +212,9 @@ async def test_two_processes_on_one_database_start_one_run_per_tick(
                 service.send_signal(signal.SIGTERM)
                 await service.wait_exit()
 
-    ticks = rows(db, "SELECT due_at, outcome, run_id, claimed_by FROM schedule_ticks ORDER BY due_at")
+    ticks = query(db, "SELECT due_at, outcome, run_id, claimed_by FROM schedule_ticks ORDER BY due_at")
     started = [run_id for _, outcome, run_id, _ in ticks if outcome == "started"]
-    schedule_runs = [run_id for (run_id,) in rows(db, "SELECT id FROM runs WHERE started_via = 'schedule'")]
+    schedule_runs = [run_id for (run_id,) in query(db, "SELECT id FROM runs WHERE started_via = 'schedule'")]
     assert sorted(started) == schedule_runs  # every scheduled run is one tick's, and each tick one run
     claimed_by = {due: owner for due, _, _, owner in ticks}
 
@@ -253,23 +238,23 @@ async def test_one_catch_up_run_after_downtime_never_a_burst(
     db = tmp_path / "sync.db"
 
     async def serve_until_a_tick(**overrides: Any) -> TestClient[web.Request, web.Application]:
-        before = rows(db, "SELECT count(*) FROM schedule_ticks")[0][0] if db.exists() else 0
+        before = query(db, "SELECT count(*) FROM schedule_ticks")[0][0] if db.exists() else 0
         client = await aiohttp_client(
             create_app(make_settings(tmp_path, source_url=upstream_url, schedule=EVERY_SECOND, **overrides))
         )
-        await wait_until(lambda: rows(db, "SELECT count(*) FROM schedule_ticks")[0][0] > before)
+        await wait_until(lambda: query(db, "SELECT count(*) FROM schedule_ticks")[0][0] > before)
         return client
 
     # A new database has missed nothing.
     first = await serve_until_a_tick()
-    assert rows(db, "SELECT count(*) FROM schedule_ticks WHERE catch_up = 1") == [(0,)]
-    (last_before,) = rows(db, "SELECT max(due_at) FROM schedule_ticks")[0]
+    assert query(db, "SELECT count(*) FROM schedule_ticks WHERE catch_up = 1") == [(0,)]
+    (last_before,) = query(db, "SELECT max(due_at) FROM schedule_ticks")[0]
     await first.close()
 
     await asyncio.sleep(2.5)  # two or three ticks fall due while no process runs
     started = utc_now()
     second = await serve_until_a_tick()
-    catch_ups = rows(db, "SELECT due_at, outcome FROM schedule_ticks WHERE catch_up = 1")
+    catch_ups = query(db, "SELECT due_at, outcome FROM schedule_ticks WHERE catch_up = 1")
     assert len(catch_ups) == 1, catch_ups
     ((due_at, outcome),) = catch_ups
     assert outcome == "started"
@@ -280,5 +265,5 @@ async def test_one_catch_up_run_after_downtime_never_a_burst(
 
     await asyncio.sleep(2.5)
     third = await serve_until_a_tick(schedule_catch_up=False)
-    assert rows(db, "SELECT count(*) FROM schedule_ticks WHERE catch_up = 1") == [(1,)]
+    assert query(db, "SELECT count(*) FROM schedule_ticks WHERE catch_up = 1") == [(1,)]
     await third.close()

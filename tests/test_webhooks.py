@@ -19,7 +19,15 @@ from aiohttp.test_utils import TestClient
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import AUTH, AiohttpClient, AiohttpServer, finished, make_settings, wait_for_status
+from tests.conftest import (
+    AUTH,
+    AiohttpClient,
+    AiohttpServer,
+    finished,
+    make_settings,
+    wait_for_status,
+    wait_until,
+)
 from tests.service_process import free_port
 from tests.test_cli import cli_env, run_cli
 
@@ -68,15 +76,6 @@ def deliveries(db_path: Path) -> list[tuple[Any, ...]]:
         return conn.execute(
             "SELECT run_id, status, attempts, last_status, last_error FROM webhook_deliveries ORDER BY id"
         ).fetchall()
-
-
-async def wait_until(predicate: Any, timeout_s: float = 20.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{what} never held")
 
 
 def hook_settings(tmp_path: Path, upstream_url: str, urls: list[str], **overrides: Any) -> Settings:

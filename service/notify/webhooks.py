@@ -81,8 +81,8 @@ class Notifier:
         self._outbox = outbox
         self._ledger = ledger
         self._session = session
-        self._urls = {target_of(url).key: url for url in urls}
         self._targets = [target_of(url) for url in urls]
+        self._urls = {target.key: url for target, url in zip(self._targets, urls, strict=True)}
         self._secret = secret
         self._policy = policy
         self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
