@@ -18,8 +18,8 @@ from pathlib import Path
 
 import aiohttp
 
-from service.catalog.sqlite_sink import SqliteCatalogSink
-from service.database.sqlite import Database
+from service.catalog.tables_sink import CatalogTablesSink
+from service.database.sqlite import SqliteDatabase
 from service.ledger.owner import OwnerLock
 from service.ledger.runs import Ledger
 from service.settings import Settings, SourceFormat
@@ -69,7 +69,7 @@ async def measure(count: int, source_format: SourceFormat, runs: int, workdir: P
         await wait_until_serving(f"{base}/products", timeout_s=600)
         url = f"{base}/products.ndjson" if source_format == "ndjson" else f"{base}/products"
         settings = Settings(db_path=workdir / "bench.db", source_format=source_format, page_size=1000)
-        db = await Database.open(settings.db_path, settings.migrations_dir)
+        db = await SqliteDatabase.open(settings.db_path, settings.migrations_dir)
         owner = OwnerLock(OwnerLock.lock_dir_for(settings.db_path))
         owner.acquire()
         ledger = Ledger(db, owner, settings.stall_timeout_s)
@@ -78,7 +78,7 @@ async def measure(count: int, source_format: SourceFormat, runs: int, workdir: P
                 for number in range(1, runs + 1):
                     run = await ledger.start_run("bench", url)
                     started = time.perf_counter()
-                    sink = SqliteCatalogSink(ledger, db)
+                    sink = CatalogTablesSink(ledger, db)
                     await run_catalog_sync(RunContext(run, ledger, settings, sink, http, url))
                     elapsed = time.perf_counter() - started
                     await ledger.finish_run(run.id, "success")

@@ -24,7 +24,7 @@ from pydantic import SecretStr
 
 from service.api.keys import LEDGER
 from service.app import create_app
-from service.database.sqlite import Database
+from service.database.sqlite import SqliteDatabase
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
 from service.support.timeutil import to_iso, utc_now
 
@@ -71,7 +71,7 @@ async def measure(http: aiohttp.ClientSession, url: str, requests: int) -> tuple
 async def bench(runs: int, errors_per_run: int, requests: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db_path = Path(tmp) / "bench.db"
-        await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+        await (await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
         started = time.perf_counter()
         fill_ledger(db_path, runs, errors_per_run)
         elapsed = time.perf_counter() - started

@@ -19,10 +19,13 @@ from service.catalog.medusa.client import MedusaClient
 from service.catalog.medusa.shop import check_shop
 from service.catalog.medusa.sink import MedusaSink
 from service.catalog.sink import CatalogSink
-from service.catalog.sqlite_sink import SqliteCatalogSink
-from service.database.sqlite import Database
+from service.catalog.tables_sink import CatalogTablesSink
+from service.database.access import Database
+from service.database.postgres import PostgresDatabase
+from service.database.sqlite import SqliteDatabase
 from service.demo_upstream.server import DemoUpstream
-from service.ledger.owner import OwnerLock
+from service.ledger.owner import Owner, OwnerLock
+from service.ledger.pg_owner import PostgresOwnerLock
 from service.ledger.retention import apply_retention
 from service.ledger.runs import Ledger
 from service.notify.outbox import WebhookOutbox
@@ -52,7 +55,7 @@ class Store:
 async def open_sink(settings: Settings, ledger: Ledger, database: Database) -> AsyncIterator[CatalogSink]:
     """The sink the settings choose; a shop sink is checked first (ShopUnusable when it can't be used)."""
     if settings.sink == "sqlite":
-        yield SqliteCatalogSink(ledger, database)
+        yield CatalogTablesSink(ledger, database)
         return
     assert settings.medusa_url is not None and settings.medusa_api_key is not None
     policy = retry_policy(settings)
@@ -78,17 +81,45 @@ async def open_sink(settings: Settings, ledger: Ledger, database: Database) -> A
         )
 
 
+async def open_migrated(settings: Settings, *, migrate: bool = True) -> Database:
+    """The database the settings choose, opened (and migrated, unless ``migrate`` is False on
+    PostgreSQL, where an auditor's role may only read); the caller closes it."""
+    if settings.database_url is None:
+        return await SqliteDatabase.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
+    return await PostgresDatabase.open(
+        settings.database_url.get_secret_value(), pool_size=settings.database_pool_size, migrate=migrate
+    )
+
+
+@asynccontextmanager
+async def open_database(settings: Settings) -> AsyncIterator[tuple[Database, Owner]]:
+    """The database the settings choose, opened and migrated, and this process's owner lock on it."""
+    if settings.database_url is None:
+        sqlite = await SqliteDatabase.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
+        file_owner = OwnerLock(OwnerLock.lock_dir_for(settings.db_path))
+        try:
+            file_owner.acquire()
+            yield sqlite, file_owner
+        finally:
+            await sqlite.close()
+            file_owner.release()
+        return
+    postgres = await PostgresDatabase.open(
+        settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
+    )
+    lock_owner = PostgresOwnerLock(postgres)
+    try:
+        await lock_owner.acquire()
+        yield postgres, lock_owner
+    finally:
+        await lock_owner.release()
+        await postgres.close()
+
+
 @asynccontextmanager
 async def open_store(settings: Settings) -> AsyncIterator[Store]:
     """Open (and migrate) the database, take this process's owner lock, recover dead runs, prune."""
-    owner = OwnerLock(OwnerLock.lock_dir_for(settings.db_path))
-    database = await Database.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
-    try:
-        owner.acquire()
-    except BaseException:
-        await database.close()
-        raise
-    try:
+    async with open_database(settings) as (database, owner):
         ledger = Ledger(database, owner, settings.stall_timeout_s)
         recovered = await ledger.recover_dead_runs()
         if recovered is not None:
@@ -98,9 +129,6 @@ async def open_store(settings: Settings) -> AsyncIterator[Store]:
         await apply_retention(ledger, settings)
         async with open_sink(settings, ledger, database) as sink:
             yield Store(ledger, sink, WebhookOutbox(database))
-    finally:
-        await database.close()
-        owner.release()
 
 
 @asynccontextmanager

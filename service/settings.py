@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from service.domain.schedule import CronSchedule, InvalidSchedule, InvalidTimeZone
+from service.upstream.urls import redact_url
 
 ENV_PREFIX = "SYNC_"
 DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
@@ -42,6 +43,7 @@ _OPTIONAL_FIELDS = frozenset(
         "medusa_sales_channel_id",
         "schedule",
         "webhook_secret",
+        "database_url",
     }
 )
 
@@ -56,8 +58,11 @@ class Settings(BaseSettings):
     cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
     metrics_require_auth: bool = False
 
-    # Ledger and catalog
+    # Ledger and catalog: the SQLite file of db_path, or PostgreSQL at database_url (for several
+    # replicas on several hosts; it may hold a password, so it is a secret).
     db_path: Path = Path("data/product-sync.db")
+    database_url: SecretStr | None = Field(default=None, repr=False)
+    database_pool_size: int = Field(default=4, ge=2, le=64)
     migrations_dir: Path = DEFAULT_MIGRATIONS_DIR
     busy_timeout_s: float = Field(default=5.0, gt=0)
     error_retention_days: int | None = Field(default=None, ge=1)
@@ -205,9 +210,23 @@ class Settings(BaseSettings):
             raise ValueError(f"SYNC_SCHEDULE: {exc}") from None
         return self
 
+    def database_target(self) -> str:
+        """The database as logs show it: the SQLite file, or the PostgreSQL URL without a password."""
+        if self.database_url is None:
+            return str(self.db_path)
+        return redact_url(self.database_url.get_secret_value())
+
     def cron_schedule(self) -> CronSchedule | None:
         """The schedule of these settings, parsed (checked when the settings were built)."""
         return CronSchedule.parse(self.schedule, self.schedule_tz) if self.schedule else None
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_is_postgres(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and not url.get_secret_value().startswith(("postgresql://", "postgres://")):
+            # Not echoed: the value may hold a password.
+            raise ValueError("SYNC_DATABASE_URL must be a postgresql:// URL (unset: the SQLite file)")
+        return url
 
     @model_validator(mode="after")
     def _medusa_needs_its_shop(self) -> Settings:

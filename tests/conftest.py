@@ -6,7 +6,8 @@ import asyncio
 import secrets
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pydantic import SecretStr
 from scripts.throwaway_medusa import MedusaServer, free_port
 from scripts.throwaway_postgres import PostgresCluster
 from service.app import create_app
-from service.database.sqlite import Database
+from service.database.sqlite import SqliteDatabase
 from service.ledger.owner import OwnerLock
 from service.ledger.runs import Ledger
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
@@ -59,15 +60,15 @@ def ledger_file(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def database(ledger_file: Path) -> AsyncIterator[Database]:
+async def database(ledger_file: Path) -> AsyncIterator[SqliteDatabase]:
     """The database of the ``ledger`` fixture, for tests of what lies below the ledger."""
-    database = await Database.open(ledger_file, DEFAULT_MIGRATIONS_DIR)
+    database = await SqliteDatabase.open(ledger_file, DEFAULT_MIGRATIONS_DIR)
     yield database
     await database.close()
 
 
 @pytest.fixture
-async def ledger(database: Database) -> AsyncIterator[Ledger]:
+async def ledger(database: SqliteDatabase) -> AsyncIterator[Ledger]:
     """A ledger on a fresh file in tmp_path, owned by this process."""
     owner = OwnerLock(OwnerLock.lock_dir_for(database.path))
     owner.acquire()
@@ -81,9 +82,31 @@ async def upstream_url(aiohttp_server: AiohttpServer, feed: FeedControl) -> str:
     return str(server.make_url("/products"))
 
 
+# A module whose tests hold on either backend runs each of them on both: ``pytestmark = BOTH_BACKENDS``.
+# The PostgreSQL cases carry the postgres marker, so the quick suite stays on SQLite and the postgres
+# suite runs them.
+BOTH_BACKENDS = pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
+
+
 @pytest.fixture
-def settings(tmp_path: Path, upstream_url: str) -> Settings:
-    return make_settings(tmp_path, source_url=upstream_url, page_size=50)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The database the test's service uses: SQLite unless the module runs on BOTH_BACKENDS."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def store_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The settings that put the ledger and catalog on the test's backend (a new database each)."""
+    if backend == "sqlite":
+        return {}
+    return {"database_url": SecretStr(request.getfixturevalue("postgres_url"))}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, upstream_url: str, store_settings: dict[str, Any]) -> Settings:
+    return make_settings(tmp_path, source_url=upstream_url, page_size=50, **store_settings)
 
 
 @pytest.fixture
@@ -160,21 +183,30 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def _on_own_loop(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    # A plain fixture may be set up while the test's loop runs: its own loop, in a thread of its own.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, work()).result()
+
+
+def _admin(cluster: PostgresCluster, statement: str) -> None:
+    async def run() -> None:
+        admin = await asyncpg.connect(cluster.url("postgres"))
+        try:
+            await admin.execute(statement)
+        finally:
+            await admin.close()
+
+    _on_own_loop(run)
+
+
 @pytest.fixture
-async def postgres_url(postgres_cluster: PostgresCluster) -> AsyncIterator[str]:
+def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
     """A new, empty database on the session's cluster, dropped after the test."""
     name = f"t_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(postgres_cluster.url("postgres"))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    _admin(postgres_cluster, f'CREATE DATABASE "{name}"')
     yield postgres_cluster.url(name)
-    admin = await asyncpg.connect(postgres_cluster.url("postgres"))
-    try:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    _admin(postgres_cluster, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Helpers for the engine tests: a real ledger on a tmp_path SQLite file and a run driven to its end."""
+"""Helpers for the engine tests: a real ledger on a tmp_path SQLite file (or the test's PostgreSQL
+database, given its ``database_url``) and a run driven to its end."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from typing import Any
 import aiohttp
 
 from service.catalog.sink import CatalogSink
-from service.catalog.sqlite_sink import SqliteCatalogSink
-from service.database.sqlite import Database
+from service.catalog.tables_sink import CatalogTablesSink
+from service.database.access import Database
 from service.domain.errors import SyncFailed
-from service.ledger.owner import OwnerLock
 from service.ledger.records import RunRecord
 from service.ledger.runs import Ledger
+from service.resources import open_database
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
 from service.sync.engine import run_catalog_sync
 from service.sync.job import RunContext
@@ -54,7 +55,7 @@ class Harness:
             run=run,
             ledger=self.ledger,
             settings=settings,
-            sink=sink or SqliteCatalogSink(self.ledger, self.db),
+            sink=sink or CatalogTablesSink(self.ledger, self.db),
             http=self.http,
             source_url=url,
         )
@@ -114,15 +115,8 @@ class Harness:
 @asynccontextmanager
 async def harness(tmp_path: Path, **overrides: Any) -> AsyncIterator[Harness]:
     settings = engine_settings(tmp_path, **overrides)
-    db = await Database.open(settings.db_path, settings.migrations_dir)
-    owner = OwnerLock(OwnerLock.lock_dir_for(settings.db_path))
-    owner.acquire()
-    try:
-        async with aiohttp.ClientSession() as http:
-            yield Harness(settings, db, Ledger(db, owner, settings.stall_timeout_s), http)
-    finally:
-        owner.release()
-        await db.close()
+    async with open_database(settings) as (db, owner), aiohttp.ClientSession() as http:
+        yield Harness(settings, db, Ledger(db, owner, settings.stall_timeout_s), http)
 
 
 __all__ = ["DEFAULT_MIGRATIONS_DIR", "Harness", "engine_settings", "harness"]

@@ -34,7 +34,7 @@ import hypothesis.strategies as st
 from aiohttp import web
 from hypothesis import currently_in_test_context, note
 
-from service.catalog.sqlite_sink import SqliteCatalogSink
+from service.catalog.tables_sink import CatalogTablesSink
 from service.ledger.records import RunRecord
 from service.settings import Settings
 from service.sync.engine import run_catalog_sync
@@ -1095,7 +1095,7 @@ async def sync_once(h: Harness, url: str, pool: MappingPool | None) -> RunRecord
         run=run,
         ledger=h.ledger,
         settings=h.settings,
-        sink=SqliteCatalogSink(h.ledger, h.db),
+        sink=CatalogTablesSink(h.ledger, h.db),
         http=h.http,
         source_url=url,
         mapping_pool=pool,

@@ -6,7 +6,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from service.database.sqlite import Database
+from service.database.sqlite import SqliteDatabase
 from service.settings import DEFAULT_MIGRATIONS_DIR
 from tests.ledger_rows import insert_finished_run
 
@@ -19,13 +19,13 @@ async def test_totals_are_backfilled_when_an_older_ledger_is_upgraded(tmp_path: 
     for path in sorted(DEFAULT_MIGRATIONS_DIR.glob("000[1-3]_*.sql")):
         shutil.copy(path, older)
     db_path = tmp_path / "ledger.db"
-    await (await Database.open(db_path, older)).close()
+    await (await SqliteDatabase.open(db_path, older)).close()
     with sqlite3.connect(db_path) as conn:
         insert_finished_run(conn, 3, errors=2, created=10)
         insert_finished_run(conn, 2, status="error", errors=1)
         insert_finished_run(conn, 1, created=5)
 
-    await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+    await (await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
     with sqlite3.connect(db_path) as conn:
         assert conn.execute(TOTALS).fetchall() == [("error", 1, 0, 1, 1.5), ("success", 2, 15, 2, 3.0)]
         insert_finished_run(conn, 0.5, status="cancelled", created=1)  # the trigger takes it from here
@@ -39,7 +39,7 @@ async def test_totals_are_backfilled_when_an_older_ledger_is_upgraded(tmp_path: 
 
 async def test_auditor_views_answer_who_when_how_long_and_what(tmp_path: Path) -> None:
     db_path = tmp_path / "ledger.db"
-    await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+    await (await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
     with sqlite3.connect(db_path) as conn:
         first = insert_finished_run(conn, 2, errors=2, created=7)
         second = insert_finished_run(conn, 1, status="error")

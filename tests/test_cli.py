@@ -23,7 +23,7 @@ import pytest
 
 from service.cli.main import main, migrate, sync
 from service.database.migrations import load_migrations
-from service.database.sqlite import Database
+from service.database.sqlite import SqliteDatabase
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
 from service.sync.runner import FAILURE_PREFIX, SUCCESS_LINE
 from tests.ledger_rows import insert_finished_run, query
@@ -298,7 +298,7 @@ async def test_on_a_terminal_log_lines_stay_above_the_bar_which_shows_rate_and_e
 
 
 async def test_runs_lists_recent_runs(db_path: Path) -> None:
-    await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+    await (await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
     with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
         insert_finished_run(conn, 3, created=194)
         insert_finished_run(conn, 2, status="error")

@@ -8,8 +8,10 @@ import re
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import AUTH, finished, wait_for_status
+from tests.conftest import AUTH, BOTH_BACKENDS, finished, wait_for_status
 from tests.upstream import FeedControl
+
+pytestmark = BOTH_BACKENDS
 
 TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 STATUS_KEYS = {"isRunning", "lastRun", "lastStatus", "lastError", "lastDuration", "stats"}

@@ -79,11 +79,11 @@ async def test_every_audit_query_in_the_readme_runs_on_a_migrated_ledger(tmp_pat
     import re
     import sqlite3
 
-    from service.database.sqlite import Database
+    from service.database.sqlite import SqliteDatabase
     from service.settings import DEFAULT_MIGRATIONS_DIR
 
     db_path = tmp_path / "audit.db"
-    await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+    await (await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
     blocks = re.findall(r"```sql\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.DOTALL)
     statements: list[str] = []
     for block in blocks:

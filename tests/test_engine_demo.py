@@ -14,7 +14,10 @@ from pytest_aiohttp import AiohttpServer
 
 from service.demo_upstream.products import SyntheticCatalog
 from service.demo_upstream.server import DemoUpstream, build_demo_app
+from tests.conftest import BOTH_BACKENDS
 from tests.engine_fixtures import harness
+
+pytestmark = BOTH_BACKENDS
 
 
 def demo_products() -> list[dict[str, Any]]:
@@ -26,11 +29,13 @@ async def serve(aiohttp_server: AiohttpServer, products: list[dict[str, Any]]) -
     return str(server.make_url("/products"))
 
 
-async def test_first_run_creates_the_194_demo_products_with_their_categories(tmp_path: Path) -> None:
+async def test_first_run_creates_the_194_demo_products_with_their_categories(
+    tmp_path: Path, store_settings: dict[str, Any]
+) -> None:
     upstream = DemoUpstream()
     url = await upstream.start()
     try:
-        async with harness(tmp_path, page_size=50) as h:
+        async with harness(tmp_path, **store_settings, page_size=50) as h:
             run = await h.sync(url)
             assert run.status == "success", run.error_message
             assert (run.created, run.updated, run.unchanged, run.errors) == (194, 0, 0, 0)
@@ -61,9 +66,11 @@ async def test_first_run_creates_the_194_demo_products_with_their_categories(tmp
         await upstream.close()
 
 
-async def test_second_identical_run_changes_nothing(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+async def test_second_identical_run_changes_nothing(
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
+) -> None:
     url = await serve(aiohttp_server, demo_products())
-    async with harness(tmp_path) as h:
+    async with harness(tmp_path, **store_settings) as h:
         first = await h.sync(url)
         before = await h.products()
         second = await h.sync(url)
@@ -75,13 +82,13 @@ async def test_second_identical_run_changes_nothing(tmp_path: Path, aiohttp_serv
 
 
 async def test_changed_titles_and_prices_are_updated_in_place(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     products = demo_products()
     app = build_demo_app(products)
     server = await aiohttp_server(app)
     url = str(server.make_url("/products"))
-    async with harness(tmp_path, page_size=30) as h:
+    async with harness(tmp_path, **store_settings, page_size=30) as h:
         await h.sync(url)
         before = await h.products()
         products[3]["title"] = "Renamed Lipstick Deluxe"
@@ -106,12 +113,12 @@ async def test_changed_titles_and_prices_are_updated_in_place(
 
 
 async def test_title_swap_between_two_products_keeps_handles_unique(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     products = demo_products()[:10]
     server = await aiohttp_server(build_demo_app(products))
     url = str(server.make_url("/products"))
-    async with harness(tmp_path) as h:
+    async with harness(tmp_path, **store_settings) as h:
         await h.sync(url)
         products[0]["title"], products[1]["title"] = products[1]["title"], products[0]["title"]
         run = await h.sync(url)
@@ -122,12 +129,12 @@ async def test_title_swap_between_two_products_keeps_handles_unique(
 
 
 async def test_new_product_with_a_taken_title_gets_a_unique_handle(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     products = demo_products()[:5]
     server = await aiohttp_server(build_demo_app(products))
     url = str(server.make_url("/products"))
-    async with harness(tmp_path) as h:
+    async with harness(tmp_path, **store_settings) as h:
         await h.sync(url)
         products.append({**products[0], "id": "ext-77"})
         run = await h.sync(url)
@@ -137,7 +144,7 @@ async def test_new_product_with_a_taken_title_gets_a_unique_handle(
 
 
 async def test_ids_with_the_same_slug_get_numbered_handles(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     products = demo_products()[:1]
     title = products[0]["title"]
@@ -145,7 +152,7 @@ async def test_ids_with_the_same_slug_get_numbered_handles(
     for external_id in ("X 1", "x_1", "X.1"):
         products.append({**products[0], "id": external_id})
     products[0]["id"] = "x-1"
-    async with harness(tmp_path) as h:
+    async with harness(tmp_path, **store_settings) as h:
         run = await h.sync(await serve(aiohttp_server, products))
         assert (run.status, run.created) == ("success", 4)
         stored = await h.products()
@@ -159,12 +166,12 @@ async def test_ids_with_the_same_slug_get_numbered_handles(
 
 
 async def test_a_changed_product_keeps_the_handle_its_title_gave_it(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     products = demo_products()[:2]
     products[1]["title"] = products[0]["title"]
     url = await serve(aiohttp_server, products)
-    async with harness(tmp_path) as h:
+    async with harness(tmp_path, **store_settings) as h:
         await h.sync(url)
         before = await h.products()
         assert before["2"]["handle"] == before["1"]["handle"] + "-2"
@@ -180,7 +187,7 @@ async def test_a_changed_product_keeps_the_handle_its_title_gave_it(
 
 @pytest.mark.parametrize(("count", "page_size"), [(0, 10), (95, 10), (100, 10), (7, 100), (1, 1)])
 async def test_paging_edge_cases(
-    tmp_path: Path, aiohttp_server: AiohttpServer, count: int, page_size: int
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer, count: int, page_size: int
 ) -> None:
     requests: list[Mapping[str, str]] = []
 
@@ -194,7 +201,7 @@ async def test_paging_edge_cases(
     app.middlewares.append(record)
     server = await aiohttp_server(app)
     url = str(server.make_url("/products"))
-    async with harness(tmp_path, page_size=page_size) as h:
+    async with harness(tmp_path, **store_settings, page_size=page_size) as h:
         run = await h.sync(url)
         assert run.status == "success", run.error_message
         assert (run.created, run.processed, run.total) == (count, count, count)

@@ -12,7 +12,7 @@ import pytest
 
 from service.api.schemas import StatusResponse
 from service.api.status_body import StatusBodyCache, status_body
-from service.database.sqlite import Database
+from service.database.sqlite import SqliteDatabase
 from service.domain.outcomes import BatchCounts
 from service.ledger.records import RUN_COLUMNS, RunRecord
 from service.ledger.runs import Ledger
@@ -28,7 +28,7 @@ def _raw(path: Path) -> sqlite3.Connection:
 
 
 async def test_records_are_built_by_column_name_whatever_the_order_of_the_select(
-    ledger: Ledger, database: Database
+    ledger: Ledger, database: SqliteDatabase
 ) -> None:
     run = await ledger.start_run("admin", "http://127.0.0.1/feed")
     reversed_columns = ", ".join(reversed(RUN_COLUMNS.split(", ")))
@@ -46,7 +46,7 @@ async def test_records_are_built_by_column_name_whatever_the_order_of_the_select
 
 
 async def test_reads_in_one_loop_turn_share_a_snapshot_and_the_next_turn_sees_new_writes(
-    ledger: Ledger, database: Database
+    ledger: Ledger, database: SqliteDatabase
 ) -> None:
     first = await ledger.start_run("admin", None)
     await ledger.finish_run(first.id, "success")
@@ -63,7 +63,7 @@ async def test_reads_in_one_loop_turn_share_a_snapshot_and_the_next_turn_sees_ne
     assert next_turn is not None and next_turn.id == first.id + 1 and next_turn.owner == "raw-client"
 
 
-async def test_our_own_commit_is_seen_by_the_next_read(ledger: Ledger, database: Database) -> None:
+async def test_our_own_commit_is_seen_by_the_next_read(ledger: Ledger, database: SqliteDatabase) -> None:
     run = await ledger.start_run("admin", None)
     before = await ledger.latest_run()
     await ledger.record_progress(run.id, BatchCounts(created=3, processed=3), [])
@@ -92,7 +92,7 @@ class _BusyOnce:
 
 
 async def test_a_busy_answer_falls_back_to_the_threaded_reader(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, database: Database
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch, database: SqliteDatabase
 ) -> None:
     run = await ledger.start_run("admin", None)
     busy = _BusyOnce(database._inline_reader)
@@ -102,7 +102,7 @@ async def test_a_busy_answer_falls_back_to_the_threaded_reader(
     assert latest is not None and latest.id == run.id and latest.is_running
 
 
-async def test_other_sqlite_errors_are_not_swallowed(ledger: Ledger, database: Database) -> None:
+async def test_other_sqlite_errors_are_not_swallowed(ledger: Ledger, database: SqliteDatabase) -> None:
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         await database.fetch_one("SELECT * FROM no_such_table")
 
@@ -130,7 +130,7 @@ async def test_the_status_body_is_the_documented_model_for_every_run_state(ledge
 
 
 async def test_the_status_body_cache_answers_the_same_body_while_the_latest_run_reads_the_same(
-    ledger: Ledger, database: Database
+    ledger: Ledger, database: SqliteDatabase
 ) -> None:
     cache = StatusBodyCache()
     assert cache.body(None) == status_body(None)
@@ -154,7 +154,7 @@ async def test_the_status_body_cache_answers_the_same_body_while_the_latest_run_
 
 
 async def test_an_unchanged_latest_run_is_the_same_record_and_any_change_makes_a_new_one(
-    ledger: Ledger, database: Database
+    ledger: Ledger, database: SqliteDatabase
 ) -> None:
     run = await ledger.start_run("admin", None)
     first = await ledger.latest_run()
@@ -190,7 +190,7 @@ async def test_status_bodies_are_rebuilt_exactly_when_the_latest_run_changes(led
 
 
 async def test_the_end_of_run_checkpoint_writes_the_run_into_the_database_file(
-    ledger: Ledger, database: Database
+    ledger: Ledger, database: SqliteDatabase
 ) -> None:
     run = await ledger.start_run("admin", None)
     for _ in range(20):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from service.database.sqlite import Database
+from service.database.sqlite import SqliteDatabase
 from service.domain.outcomes import BatchCounts
 from service.ledger.owner import OwnerLock
 from service.ledger.records import INTERRUPTED_MESSAGE, RunAlreadyRunning, RunNoLongerRunning
@@ -18,7 +18,7 @@ def _raw(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(path, isolation_level=None)
 
 
-async def test_only_one_running_row_even_for_a_raw_client(ledger: Ledger, database: Database) -> None:
+async def test_only_one_running_row_even_for_a_raw_client(ledger: Ledger, database: SqliteDatabase) -> None:
     await ledger.start_run("admin", None)
     with _raw(database.path) as conn, pytest.raises(sqlite3.IntegrityError, match="UNIQUE"):
         conn.execute(
@@ -35,7 +35,7 @@ async def test_second_start_names_the_running_run(ledger: Ledger) -> None:
     assert caught.value.running.started_at == first.started_at
 
 
-async def test_finished_rows_are_final(ledger: Ledger, database: Database) -> None:
+async def test_finished_rows_are_final(ledger: Ledger, database: SqliteDatabase) -> None:
     run = await ledger.start_run("admin", None)
     assert await ledger.finish_run(run.id, "success")
     # A duplicate or late finisher changes nothing...
@@ -49,7 +49,9 @@ async def test_finished_rows_are_final(ledger: Ledger, database: Database) -> No
         conn.execute("UPDATE runs SET status = 'error', error_message = 'x' WHERE id = ?", (run.id,))
 
 
-async def test_runs_start_as_running_and_states_are_consistent(ledger: Ledger, database: Database) -> None:
+async def test_runs_start_as_running_and_states_are_consistent(
+    ledger: Ledger, database: SqliteDatabase
+) -> None:
     with _raw(database.path) as conn:
         with pytest.raises(sqlite3.IntegrityError, match="start as running"):
             conn.execute(
@@ -80,7 +82,7 @@ async def test_counters_and_item_errors_move_together(ledger: Ledger) -> None:
 
 
 async def test_a_run_of_a_dead_owner_is_recovered_at_the_next_start(
-    ledger: Ledger, database: Database
+    ledger: Ledger, database: SqliteDatabase
 ) -> None:
     with _raw(database.path) as conn:
         conn.execute(
@@ -95,7 +97,7 @@ async def test_a_run_of_a_dead_owner_is_recovered_at_the_next_start(
 
 
 async def test_a_live_owner_with_a_stale_heartbeat_is_failed_as_stalled(
-    ledger: Ledger, tmp_path: Path, database: Database
+    ledger: Ledger, tmp_path: Path, database: SqliteDatabase
 ) -> None:
     other = OwnerLock(OwnerLock.lock_dir_for(database.path))
     other.acquire()  # alive: its lock is held
@@ -115,7 +117,7 @@ async def test_a_live_owner_with_a_stale_heartbeat_is_failed_as_stalled(
         other.release()
 
 
-async def test_a_live_progressing_owner_is_left_alone(ledger: Ledger, database: Database) -> None:
+async def test_a_live_progressing_owner_is_left_alone(ledger: Ledger, database: SqliteDatabase) -> None:
     other = OwnerLock(OwnerLock.lock_dir_for(database.path))
     other.acquire()
     try:

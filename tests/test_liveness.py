@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.app import create_app
-from tests.conftest import AUTH, AiohttpClient, finished, make_settings, wait_for_status
+from tests.conftest import AUTH, BOTH_BACKENDS, AiohttpClient, finished, make_settings, wait_for_status
 from tests.upstream import FeedControl
+
+pytestmark = BOTH_BACKENDS
 
 Client = TestClient[web.Request, web.Application]
 
@@ -30,13 +32,22 @@ async def test_fifty_concurrent_triggers_yield_exactly_one_run(client: Client, f
 
 
 async def test_a_hung_run_is_failed_after_the_stall_timeout(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, feed: FeedControl
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    upstream_url: str,
+    feed: FeedControl,
+    store_settings: dict[str, Any],
 ) -> None:
     # The upstream stops answering after the first page; the read timeout is far away, so only the
     # stall detector can free the ledger.
     feed.gate = asyncio.Event()
     settings = make_settings(
-        tmp_path, source_url=upstream_url, page_size=50, stall_timeout_s=0.5, read_timeout_s=60
+        tmp_path,
+        source_url=upstream_url,
+        page_size=50,
+        stall_timeout_s=0.5,
+        read_timeout_s=60,
+        **store_settings,
     )
     client = await aiohttp_client(create_app(settings))
     await client.post("/admin/sync/trigger", headers=AUTH)
@@ -76,12 +87,16 @@ async def test_cancel_with_nothing_running_is_409(client: Client) -> None:
     assert await response.json() == {"status": "error", "message": "No sync is running"}
 
 
-async def test_cancel_from_another_process_on_the_same_file(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, feed: FeedControl
+async def test_cancel_from_another_process_on_the_same_database(
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    upstream_url: str,
+    feed: FeedControl,
+    store_settings: dict[str, Any],
 ) -> None:
     """Two apps with their own connections and owner locks: the cancel travels through the ledger."""
     feed.gate = asyncio.Event()
-    settings = make_settings(tmp_path, source_url=upstream_url, page_size=50)
+    settings = make_settings(tmp_path, source_url=upstream_url, page_size=50, **store_settings)
     owner = await aiohttp_client(create_app(settings))
     other = await aiohttp_client(create_app(settings))
     await owner.post("/admin/sync/trigger", headers=AUTH)
@@ -90,5 +105,5 @@ async def test_cancel_from_another_process_on_the_same_file(
     assert response.status == 200
     data = await wait_for_status(owner, finished, timeout_s=1.0)
     assert data["lastStatus"] == "cancelled" and data["cancelledBy"] == "admin"
-    with sqlite3.connect(settings.db_path) as conn:
-        assert conn.execute("SELECT count(*) FROM runs WHERE status = 'running'").fetchone()[0] == 0
+    seen_by_other = await wait_for_status(other, finished, timeout_s=1.0)
+    assert seen_by_other["lastStatus"] == "cancelled" and seen_by_other["runId"] == data["runId"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.database.migrations import MigrationError, load_migrations
-from service.database.sqlite import Database
+from service.database.sqlite import SqliteDatabase
 from service.settings import DEFAULT_MIGRATIONS_DIR
 
 EXPECTED_TABLES = {"schema_migrations", "runs", "run_errors", "categories", "products"}
@@ -21,7 +21,7 @@ def _schema(path: Path) -> list[tuple[str, str, str]]:
 
 async def test_all_migrations_apply_to_an_empty_database(tmp_path: Path) -> None:
     db_path = tmp_path / "fresh.db"
-    database = await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)
+    database = await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR)
     await database.close()
     names = {name for kind, name, _ in _schema(db_path) if kind == "table"}
     assert names >= EXPECTED_TABLES
@@ -30,16 +30,16 @@ async def test_all_migrations_apply_to_an_empty_database(tmp_path: Path) -> None
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert versions == [m.version for m in load_migrations(DEFAULT_MIGRATIONS_DIR)]
-    assert database.schema_version == len(versions)
+    assert database.known_version == len(versions)
 
 
 async def test_applying_twice_changes_nothing(tmp_path: Path) -> None:
     db_path = tmp_path / "twice.db"
-    await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+    await (await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
     before = _schema(db_path)
     with sqlite3.connect(db_path) as conn:
         recorded = conn.execute("SELECT * FROM schema_migrations").fetchall()
-    await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+    await (await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
     assert _schema(db_path) == before
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT * FROM schema_migrations").fetchall() == recorded
@@ -49,10 +49,10 @@ async def test_an_edited_applied_migration_is_refused(tmp_path: Path) -> None:
     migrations = tmp_path / "migrations"
     migrations.mkdir()
     (migrations / "0001_one.sql").write_text("CREATE TABLE one (id INTEGER PRIMARY KEY);\n")
-    await (await Database.open(tmp_path / "a.db", migrations)).close()
+    await (await SqliteDatabase.open(tmp_path / "a.db", migrations)).close()
     (migrations / "0001_one.sql").write_text("CREATE TABLE one (id INTEGER PRIMARY KEY, x TEXT);\n")
     with pytest.raises(MigrationError, match="changed after it was applied"):
-        await Database.open(tmp_path / "a.db", migrations)
+        await SqliteDatabase.open(tmp_path / "a.db", migrations)
 
 
 async def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -> None:
@@ -63,7 +63,7 @@ async def test_a_failing_migration_leaves_the_previous_version(tmp_path: Path) -
         "CREATE TABLE two (id INTEGER);\nINSERT INTO nowhere VALUES (1);\n"
     )
     with pytest.raises(MigrationError, match="0002_bad failed"):
-        await Database.open(tmp_path / "b.db", migrations)
+        await SqliteDatabase.open(tmp_path / "b.db", migrations)
     with sqlite3.connect(tmp_path / "b.db") as conn:
         assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -82,7 +82,7 @@ async def test_a_cancel_while_begin_waits_leaves_no_transaction_open(tmp_path: P
     import asyncio
 
     db_path = tmp_path / "cancel.db"
-    database = await Database.open(db_path, DEFAULT_MIGRATIONS_DIR, busy_timeout_s=5)
+    database = await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR, busy_timeout_s=5)
     blocker = sqlite3.connect(db_path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: our BEGIN IMMEDIATE waits in SQLite
 
@@ -111,7 +111,7 @@ async def test_runs_started_from_the_cli_before_0007_are_recorded_as_cli(tmp_pat
         if int(migration.name[:4]) < 7:
             (before / migration.name).write_text(migration.read_text())
     db_path = tmp_path / "old.db"
-    await (await Database.open(db_path, before)).close()
+    await (await SqliteDatabase.open(db_path, before)).close()
     with sqlite3.connect(db_path) as conn:
         for who in ("cli:alice", "admin"):
             conn.execute(
@@ -123,7 +123,7 @@ async def test_runs_started_from_the_cli_before_0007_are_recorded_as_cli(tmp_pat
                 "UPDATE runs SET status = 'success', finished_at = '2026-01-07T13:33:13.000Z' "
                 "WHERE status = 'running'"
             )
-    await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+    await (await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("SELECT triggered_by, started_via FROM runs ORDER BY id").fetchall() == [
             ("cli:alice", "cli"),

@@ -14,8 +14,9 @@ import pytest
 
 from scripts.throwaway_medusa import free_port
 from scripts.throwaway_postgres import PostgresCluster
+from service.database.errors import DatabaseUnreachable
 from service.database.migrations import load_migrations
-from service.database.postgres import DatabaseUnreachable, PostgresDatabase
+from service.database.postgres import PostgresDatabase
 from service.database.postgres_migrations import POSTGRES_MIGRATIONS_DIR
 
 pytestmark = pytest.mark.postgres
@@ -34,7 +35,7 @@ async def database(postgres_url: str) -> AsyncIterator[PostgresDatabase]:
 
 
 async def test_open_migrates_and_a_transaction_commits_or_rolls_back(database: PostgresDatabase) -> None:
-    assert await database.schema_version() == len(load_migrations(POSTGRES_MIGRATIONS_DIR))
+    assert await database.applied_version() == len(load_migrations(POSTGRES_MIGRATIONS_DIR))
     async with database.transaction() as tx:
         (row,) = await tx.fetch_all(START, ("admin",))
         assert await tx.execute("UPDATE runs SET processed = 5 WHERE id = $1", (row["id"],)) == 1

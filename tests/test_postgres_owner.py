@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from service.database.postgres import PostgresDatabase
 from service.ledger.pg_owner import PostgresOwnerLock, lock_key
 from tests.service_process import REPO_ROOT
 
@@ -18,10 +19,11 @@ pytestmark = pytest.mark.postgres
 
 HOLDER = """
 import asyncio, sys
+from service.database.postgres import PostgresDatabase
 from service.ledger.pg_owner import PostgresOwnerLock
 
 async def main():
-    lock = PostgresOwnerLock(sys.argv[1])
+    lock = PostgresOwnerLock(await PostgresDatabase.open(sys.argv[1]))
     await lock.acquire()
     print(lock.owner_id, flush=True)
     await asyncio.sleep(3600)
@@ -31,7 +33,14 @@ asyncio.run(main())
 
 
 @pytest.fixture
-async def conn(postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
+async def database(postgres_url: str) -> AsyncIterator[PostgresDatabase]:
+    opened = await PostgresDatabase.open(postgres_url)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def conn(database: PostgresDatabase, postgres_url: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(postgres_url)
     yield connection
     await connection.close()
@@ -48,20 +57,20 @@ async def eventually(check: object, timeout_s: float = 2.0) -> float:
     raise AssertionError(f"not within {timeout_s} s")
 
 
-async def test_a_killed_owner_is_dead_at_once(postgres_url: str, conn: asyncpg.Connection) -> None:
+async def test_a_killed_owner_is_dead_at_once(postgres_url: str, database: PostgresDatabase) -> None:
     holder = await asyncio.create_subprocess_exec(
         sys.executable, "-c", HOLDER, postgres_url, cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE
     )
     try:
         assert holder.stdout is not None
         owner_id = (await asyncio.wait_for(holder.stdout.readline(), 20)).decode().strip()
-        observer = PostgresOwnerLock(postgres_url)
-        assert await observer.is_alive(owner_id, conn)
+        observer = PostgresOwnerLock(database)
+        assert await observer.is_alive(owner_id)
         holder.send_signal(signal.SIGKILL)
         await holder.wait()
 
         async def dead() -> bool:
-            return not await observer.is_alive(owner_id, conn)
+            return not await observer.is_alive(owner_id)
 
         await eventually(dead)  # the server ends the session as the socket closes: no timeout
     finally:
@@ -71,12 +80,12 @@ async def test_a_killed_owner_is_dead_at_once(postgres_url: str, conn: asyncpg.C
 
 
 async def test_a_session_cut_by_the_server_is_a_lost_lock(
-    postgres_url: str, conn: asyncpg.Connection
+    database: PostgresDatabase, conn: asyncpg.Connection
 ) -> None:
-    owner = PostgresOwnerLock(postgres_url)
+    owner = PostgresOwnerLock(database)
     await owner.acquire()
     try:
-        assert not await owner.is_lost() and await owner.is_alive(owner.owner_id, conn)
+        assert not await owner.is_lost() and await owner.is_alive(owner.owner_id)
         key = lock_key(owner.owner_id) & 0xFFFF_FFFF_FFFF_FFFF
         pid = await conn.fetchval(
             "SELECT pid FROM pg_locks"
@@ -86,31 +95,34 @@ async def test_a_session_cut_by_the_server_is_a_lost_lock(
         )
         assert pid is not None
         assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
-        other = PostgresOwnerLock(postgres_url)
+        other = PostgresOwnerLock(database)
 
         async def dead() -> bool:
-            return not await other.is_alive(owner.owner_id, conn)
+            return not await other.is_alive(owner.owner_id)
 
         await eventually(dead)
         assert await owner.is_lost()  # the owner notices, and must stop writing
-        assert not await owner.is_alive(owner.owner_id, conn)
+        assert not await owner.is_alive(owner.owner_id)
     finally:
         await owner.release()
 
 
-async def test_owners_do_not_share_a_lock_and_release_frees_it(
-    postgres_url: str, conn: asyncpg.Connection
-) -> None:
-    first, second = PostgresOwnerLock(postgres_url), PostgresOwnerLock(postgres_url)
+async def test_owners_do_not_share_a_lock_and_release_frees_it(database: PostgresDatabase) -> None:
+    first, second = PostgresOwnerLock(database), PostgresOwnerLock(database)
     await first.acquire()
     await second.acquire()
     try:
         assert first.owner_id != second.owner_id
-        assert await first.is_alive(second.owner_id, conn) and await second.is_alive(first.owner_id, conn)
+        assert await first.is_alive(second.owner_id) and await second.is_alive(first.owner_id)
         await first.release()
-        assert not await second.is_alive(first.owner_id, conn)
+        assert not await second.is_alive(first.owner_id)
         assert await first.is_lost()
-        assert not await second.is_alive("some-host.1.deadbeef", conn)  # never seen: not alive
+        assert not await second.is_alive("some-host.1.deadbeef")  # never seen: not alive
     finally:
         await first.release()
         await second.release()
+
+
+async def test_the_schema_computes_the_same_lock_key(conn: asyncpg.Connection) -> None:
+    for owner_id in ("host.1.deadbeef", "a-much-longer_host.name.12345.0123abcd", "ü.2.x"):
+        assert await conn.fetchval("SELECT owner_lock_key($1)", owner_id) == lock_key(owner_id)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from service.database.migrations import load_migrations
-from service.database.sqlite import Database
+from service.database.sqlite import SqliteDatabase
 from service.settings import DEFAULT_MIGRATIONS_DIR
 from tests.ledger_rows import query
 from tests.service_process import REPO_ROOT, ServiceProcess
@@ -184,7 +184,7 @@ async def older_database(db_path: Path, tmp_path: Path, versions: int) -> None:
     older.mkdir()
     for migration in sorted(DEFAULT_MIGRATIONS_DIR.glob("*.sql"))[:versions]:
         shutil.copy(migration, older)
-    await (await Database.open(db_path, older)).close()
+    await (await SqliteDatabase.open(db_path, older)).close()
 
 
 def assert_refused(result: Result, db_path: Path, version: int) -> None:

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient
 
 from service.api.keys import RUNNER
 from service.app import create_app
-from service.database.sqlite import Database
+from service.database.sqlite import SqliteDatabase
 from service.settings import DEFAULT_MIGRATIONS_DIR
 from tests.conftest import AUTH, AiohttpClient, make_settings
 from tests.jobs import ScriptedJob
@@ -21,7 +21,7 @@ SOURCE = "http://127.0.0.1:9/"
 
 
 async def migrated(db_path: Path) -> None:
-    await (await Database.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
+    await (await SqliteDatabase.open(db_path, DEFAULT_MIGRATIONS_DIR)).close()
 
 
 def error_counts(db_path: Path) -> dict[int, int]:

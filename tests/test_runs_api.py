@@ -12,8 +12,10 @@ from aiohttp.test_utils import TestClient
 from service.api.keys import RUNNER
 from service.app import create_app
 from service.domain.outcomes import BatchCounts
-from tests.conftest import AUTH, AiohttpClient, make_settings
+from tests.conftest import AUTH, BOTH_BACKENDS, AiohttpClient, make_settings
 from tests.jobs import ScriptedJob
+
+pytestmark = BOTH_BACKENDS
 
 Client = TestClient[web.Request, web.Application]
 
@@ -24,8 +26,10 @@ def job() -> ScriptedJob:
 
 
 @pytest.fixture
-async def client(aiohttp_client: AiohttpClient, tmp_path: Path, job: ScriptedJob) -> Client:
-    settings = make_settings(tmp_path, source_url="http://127.0.0.1:9/")
+async def client(
+    aiohttp_client: AiohttpClient, tmp_path: Path, job: ScriptedJob, store_settings: dict[str, Any]
+) -> Client:
+    settings = make_settings(tmp_path, source_url="http://127.0.0.1:9/", **store_settings)
     return await aiohttp_client(create_app(settings, job=job))
 
 

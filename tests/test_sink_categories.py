@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from service.catalog.mapping import ProductRow, map_item
-from service.catalog.sqlite_sink import SqliteCatalogSink
+from service.catalog.tables_sink import CatalogTablesSink
 from service.ledger.records import RunNoLongerRunning
 from tests.engine_fixtures import harness
 from tests.upstream import make_product
@@ -22,7 +22,7 @@ def _row(product_id: int, category: str) -> ProductRow:
 
 async def test_a_rolled_back_batch_leaves_no_category_behind(tmp_path: Path) -> None:
     async with harness(tmp_path) as h:
-        sink = SqliteCatalogSink(h.ledger, h.db)
+        sink = CatalogTablesSink(h.ledger, h.db)
         first = await h.ledger.start_run("tester", None)
         written = await sink.write(first.id, [_row(1, "beauty")], [], 1, None)
         assert written.counts.categories_created == 1

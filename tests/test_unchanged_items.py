@@ -17,7 +17,7 @@ from pytest_aiohttp import AiohttpServer
 
 from service.catalog.mapping import ProductRow, map_item
 from service.catalog.sqlite_fingerprints import SqliteFingerprints
-from service.catalog.sqlite_sink import SqliteCatalogSink
+from service.catalog.tables_sink import CatalogTablesSink
 from service.demo_upstream.products import demo_product
 from service.domain.outcomes import ItemError
 from service.transport.offload import ChunkMapper, MappingPool
@@ -112,7 +112,7 @@ async def test_an_item_in_another_form_is_unchanged_and_gets_the_new_fingerprint
         assert after["8"][1] == before["8"][1]  # updated_run still names the run that wrote it
         assert {k: v for k, v in after.items() if k != "8"} == {k: v for k, v in before.items() if k != "8"}
         # The next run finds the new form unchanged without mapping it.
-        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.db.path))
+        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.settings.db_path))
         assert [key[4] for key in packed.keys] == [NOT_MAPPED] * COUNT
 
 
@@ -121,7 +121,7 @@ async def test_products_synced_before_fingerprints_get_them_on_their_next_sync(
 ) -> None:
     feed = Feed()
     async with synced(tmp_path, aiohttp_server, feed) as (h, url):
-        with sqlite3.connect(h.db.path) as conn:
+        with sqlite3.connect(h.settings.db_path) as conn:
             conn.execute("UPDATE products SET source_hash = NULL")
         first_run = await h.scalar("SELECT min(updated_run) FROM products")
         again = await h.sync(url)
@@ -138,7 +138,7 @@ async def test_the_worker_maps_only_items_not_received_exactly_as_last_time(
         feed.change(3, lambda item: item.update(stock=999))
         feed.lines.append(orjson.dumps(demo_product(COUNT)))  # new
         feed.lines.append(b'{"id": "broken"')  # an item error is reported as before
-        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.db.path))
+        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.settings.db_path))
         mapped_positions = [key[0] for key in packed.keys if key[4] != NOT_MAPPED]
         assert mapped_positions == [3, COUNT]
         assert (len(packed.payloads), packed.skipped) == (1, COUNT - 1)
@@ -161,7 +161,7 @@ async def test_a_small_feed_mapped_in_the_service_skips_unchanged_items_too(
         feed.change(3, lambda item: item.update(stock=999))
         pool = MappingPool()
         try:
-            mapper = ChunkMapper("USD", pool, lookup=SqliteFingerprints(h.db.path))
+            mapper = ChunkMapper("USD", pool, lookup=SqliteFingerprints(h.settings.db_path))
             mapped = await mapper.map(FeedChunk(list(feed.lines), 0, COUNT))  # a small total: on the loop
             assert not mapper.uses_process
         finally:
@@ -186,7 +186,7 @@ async def test_an_item_whose_id_is_given_twice_is_looked_up_by_the_id_that_count
         item = orjson.loads(feed.lines[4])
         feed.lines[4] = b'{"id":6,' + orjson.dumps({**item, "price": 77.5})[1:]
         assert orjson.loads(feed.lines[4])["id"] == 5
-        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.db.path))
+        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.settings.db_path))
         assert [key[:2] for key in packed.keys if key[4] != NOT_MAPPED] == [(4, "5")]
         again = await h.sync(url)
         assert (again.updated, again.unchanged, again.errors) == (1, COUNT - 1, 0)
@@ -207,16 +207,16 @@ async def test_a_product_changed_after_the_worker_skipped_its_item_is_mapped_in_
 ) -> None:
     feed = Feed()
     async with synced(tmp_path, aiohttp_server, feed) as (h, url):
-        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.db.path))
+        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.settings.db_path))
         assert all(key[4] == NOT_MAPPED for key in packed.keys)
         # Someone else changes product 10 between the worker's read and the sink's batch.
-        with sqlite3.connect(h.db.path) as conn:
+        with sqlite3.connect(h.settings.db_path) as conn:
             conn.execute("UPDATE products SET content_hash = 1, title = 'edited' WHERE external_id = '10'")
         chunk = await packed.unpack(feed.lines, 0, "USD")
         rows = [item for item in chunk.items if isinstance(item, LazyRow)]
         assert len(rows) == COUNT and not any(isinstance(item, ItemError) for item in chunk.items)
         run = await h.ledger.start_run("tester", url)
-        counts = (await SqliteCatalogSink(h.ledger, h.db).write(run.id, rows, [], COUNT, None)).counts
+        counts = (await CatalogTablesSink(h.ledger, h.db).write(run.id, rows, [], COUNT, None)).counts
         assert (counts.updated, counts.unchanged) == (1, COUNT - 1)
         restored = (await h.products())["10"]
         expected = map_item(feed.lines[9], 9, "USD")
@@ -228,9 +228,11 @@ async def test_the_catalog_is_offered_for_lookups_only_once_it_holds_products(
     tmp_path: Path, aiohttp_server: AiohttpServer
 ) -> None:
     async with harness(tmp_path / "empty") as h:
-        assert await SqliteCatalogSink(h.ledger, h.db).unchanged_lookup() is None
+        assert await CatalogTablesSink(h.ledger, h.db).unchanged_lookup() is None
     async with synced(tmp_path, aiohttp_server, Feed()) as (h, _):
-        assert await SqliteCatalogSink(h.ledger, h.db).unchanged_lookup() == SqliteFingerprints(h.db.path)
+        assert await CatalogTablesSink(h.ledger, h.db).unchanged_lookup() == SqliteFingerprints(
+            h.settings.db_path
+        )
 
 
 def test_the_lookup_id_is_read_from_a_plain_start_or_else_parsed() -> None:

@@ -42,7 +42,7 @@ class Progress(_Model):
 
 
 class SinkData(_Model):
-    kind: Literal["sqlite", "medusa"]
+    kind: Literal["sqlite", "postgres", "medusa"]
     target: str
 
 

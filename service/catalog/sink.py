@@ -44,8 +44,8 @@ class BatchWritten:
 class SinkInfo:
     """Where products go, as status and /ready show it (never with a secret)."""
 
-    kind: Literal["sqlite", "medusa"]
-    target: str  # the database file, or the shop's URL
+    kind: Literal["sqlite", "postgres", "medusa"]
+    target: str  # the database file or server (never with a password), or the shop's URL
 
 
 RemovalMode = Literal["archive", "delete"]

@@ -1,14 +1,10 @@
-"""The SQL of the catalog (products and categories), in one place. Parameters are always bound."""
+"""The SQL of the catalog (products and categories), in one place. Parameters are always bound.
 
-from collections.abc import Iterable
+The same statements run on SQLite and PostgreSQL, but for how a list parameter is unpacked: a statement
+that takes one is a dict by dialect.
+"""
 
-import orjson
-
-
-def json_array(values: Iterable[str]) -> str:
-    """A list parameter for ``IN (SELECT value FROM json_each(?))``: one bound value, any length."""
-    return orjson.dumps(list(values)).decode()
-
+from service.database.list_params import each_dialect
 
 # The catalog's stored fingerprints of some products, by external id (read by the mapping workers).
 # An archived product has no source fingerprint here, so its item is always mapped: it is restored.
@@ -19,44 +15,59 @@ WHERE external_id IN (SELECT value FROM json_each(?))
 """
 
 # The products of a batch already in the catalog.
-SELECT_EXISTING = """
+SELECT_EXISTING = each_dialect(
+    """
 SELECT external_id, content_hash, source_hash, archived_at IS NOT NULL
 FROM products
-WHERE external_id IN (SELECT value FROM json_each(?))
-"""
+WHERE external_id IN ({ids})
+""",
+    ids="?",
+)
 
 # The products on offer (not archived), in id order, a page at a time: compared with the feed.
 OFFERED_IDS = """
 SELECT external_id FROM products
-WHERE archived_at IS NULL AND (:after IS NULL OR external_id > :after)
+WHERE archived_at IS NULL AND (CAST(:after AS TEXT) IS NULL OR external_id > :after)
 ORDER BY external_id
 LIMIT :limit
 """
 
 # A dry run's removals: the products that would be archived or deleted, with their handles.
-OFFERED_OF = """
+OFFERED_OF = each_dialect(
+    """
 SELECT external_id, handle FROM products
-WHERE external_id IN (SELECT value FROM json_each(:ids)) AND archived_at IS NULL
-"""
+WHERE external_id IN ({ids}) AND archived_at IS NULL
+""",
+    ids=":ids",
+)
 
 # A dry run's updates: the stored fields, to say which ones would change.
-SELECT_STORED = """
+SELECT_STORED = each_dialect(
+    """
 SELECT p.external_id, p.handle, p.title, p.description, c.handle AS category_handle, p.price_minor,
        p.currency, p.brand, p.sku, p.stock, p.thumbnail, p.images, p.tags, p.metadata
 FROM products p LEFT JOIN categories c ON c.id = p.category_id
-WHERE p.external_id IN (SELECT value FROM json_each(?))
-"""
+WHERE p.external_id IN ({ids})
+""",
+    ids="?",
+)
 
-ARCHIVE_PRODUCTS = """
+ARCHIVE_PRODUCTS = each_dialect(
+    """
 UPDATE products SET archived_run = :run_id, archived_at = :now
-WHERE external_id IN (SELECT value FROM json_each(:ids)) AND archived_at IS NULL
+WHERE external_id IN ({ids}) AND archived_at IS NULL
 RETURNING external_id, handle
-"""
+""",
+    ids=":ids",
+)
 
-DELETE_PRODUCTS = """
-DELETE FROM products WHERE external_id IN (SELECT value FROM json_each(:ids))
+DELETE_PRODUCTS = each_dialect(
+    """
+DELETE FROM products WHERE external_id IN ({ids})
 RETURNING external_id, handle
-"""
+""",
+    ids=":ids",
+)
 
 SELECT_CATEGORIES = "SELECT handle, name FROM categories"
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service.catalog.sink import StoredFingerprints
-from service.catalog.sql import SELECT_FINGERPRINTS, json_array
+from service.catalog.sql import SELECT_FINGERPRINTS
+from service.database.list_params import json_array
 
 
 @dataclass(frozen=True, slots=True)

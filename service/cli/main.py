@@ -13,9 +13,9 @@ import getpass
 import logging
 import os
 import signal
-import sqlite3
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -24,13 +24,13 @@ from service.api.schemas import RunList, run_model
 from service.catalog.medusa.shop import ShopUnusable
 from service.cli.progress import ProgressReporter, logs_above_the_bar, summary_lines
 from service.cli.runs_table import format_runs_table
-from service.database.errors import DatabaseError
+from service.database.access import Row
+from service.database.errors import STORAGE_FAULTS
 from service.database.migrations import MigrationError
 from service.database.readonly import query_read_only
-from service.database.sqlite import Database
 from service.ledger import queries
 from service.ledger.records import NoRunRunning, RunAlreadyRunning, RunRecord
-from service.resources import open_sync_stack
+from service.resources import open_migrated, open_sync_stack
 from service.settings import Settings
 from service.support.logs import configure_logging
 from service.support.tuning import freeze_start_up_objects, tune_process
@@ -44,7 +44,7 @@ EXIT_ALREADY_RUNNING = 3
 
 POLL_INTERVAL_S = 0.5
 # What a missing, unwritable, locked or corrupt database file raises: reported in one line, exit 1.
-_STORAGE_ERRORS = (DatabaseError, MigrationError, sqlite3.Error, OSError, ShopUnusable)
+_STORAGE_ERRORS = (*STORAGE_FAULTS, MigrationError, OSError, ShopUnusable)
 RUN_STATUSES = ("running", "success", "error", "cancelled")
 
 _SYNC_EPILOG = """exit codes:
@@ -86,7 +86,9 @@ def serve(settings: Settings) -> int:
         log.warning("no admin token configured; generated one for this process: %s", generated)
     app = create_app(settings)
     app.on_startup.append(_freeze_start_up_objects)  # after the resources' cleanup_ctx start-up
-    log.info("serving on http://%s:%s (database %s)", settings.host, settings.port, settings.db_path)
+    log.info(
+        "serving on http://%s:%s (database %s)", settings.host, settings.port, settings.database_target()
+    )
     try:
         web.run_app(
             app,
@@ -170,15 +172,15 @@ async def _sync(settings: Settings, quiet: bool, dry_run: bool) -> int:
 
 def runs(settings: Settings, limit: int, status: str | None, as_json: bool) -> int:
     # Read-only, for auditors who may not write the database or its directory: no migration, no WAL
-    # switch, no file created (see query_read_only).
+    # switch, no file created (see query_read_only); on PostgreSQL, no migration either.
+    params = {"limit": limit, "before_id": None, "status": status}
     try:
-        rows = query_read_only(
-            settings.db_path,
-            settings.migrations_dir,
-            queries.LIST_RUNS,
-            {"limit": limit, "before_id": None, "status": status},
-            settings.busy_timeout_s,
-        )
+        if settings.database_url is None:
+            rows: Sequence[Row] = query_read_only(
+                settings.db_path, settings.migrations_dir, queries.LIST_RUNS, params, settings.busy_timeout_s
+            )
+        else:
+            rows = asyncio.run(_read_runs(settings, params))
     except _STORAGE_ERRORS as exc:
         print(f"cannot read runs: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -190,12 +192,20 @@ def runs(settings: Settings, limit: int, status: str | None, as_json: bool) -> i
     return EXIT_OK
 
 
+async def _read_runs(settings: Settings, params: dict[str, Any]) -> Sequence[Row]:
+    database = await open_migrated(settings, migrate=False)
+    try:
+        return await database.fetch_all(queries.LIST_RUNS, params)
+    finally:
+        await database.close()
+
+
 # --- migrate -------------------------------------------------------------------------------------
 
 
 def migrate(settings: Settings) -> int:
-    async def _run() -> list[sqlite3.Row]:
-        database = await Database.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
+    async def _run() -> Sequence[Row]:
+        database = await open_migrated(settings)
         try:
             return await database.fetch_all(
                 "SELECT version, name, applied_at FROM schema_migrations ORDER BY version"
@@ -209,7 +219,7 @@ def migrate(settings: Settings) -> int:
         print(f"migration failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     version = applied[-1]["version"] if applied else 0
-    print(f"{settings.db_path}: schema at version {version}")
+    print(f"{settings.database_target()}: schema at version {version}")
     for row in applied:
         print(f"  {row['version']:04d}_{row['name']}  applied {row['applied_at']}")
     return EXIT_OK

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import asyncpg
+
 
 class DatabaseError(Exception):
     """The database could not be opened, migrated or written."""
@@ -24,12 +26,8 @@ class DatabaseFileGone(DatabaseError, sqlite3.OperationalError):
         self.path = path
 
 
-# What callers outside the database layer catch when storage fails, whichever backend is behind it:
-# the named errors above and the driver's own (sqlite3 today; PostgreSQL's driver joins them when the
-# service runs on it, issue 18). Catching these, a caller never names a driver.
-STORAGE_FAULTS = (DatabaseError, sqlite3.Error)
-# The faults worth trying again after a moment: a lock held past the busy timeout, a busy file.
-TRANSIENT_STORAGE_FAULTS = (sqlite3.OperationalError,)
+class DatabaseUnreachable(DatabaseError):
+    """PostgreSQL could not be reached, or dropped the session (a restart, a network cut)."""
 
 
 class DatabaseNotFound(DatabaseError):
@@ -38,3 +36,19 @@ class DatabaseNotFound(DatabaseError):
 
 class SchemaTooOld(DatabaseError):
     """The database's schema is older than this code expects (``product-sync migrate`` brings it up)."""
+
+
+# What callers outside the database layer catch when storage fails, whichever backend is behind it:
+# the named errors above and the drivers' own (sqlite3, asyncpg). Catching these, a caller never names
+# a driver.
+STORAGE_FAULTS = (DatabaseError, sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError)
+# The faults worth trying again after a moment: a lock held past the busy timeout, a busy file, a
+# PostgreSQL server restarting (the pool reconnects), a transaction that lost a deadlock.
+TRANSIENT_STORAGE_FAULTS = (
+    sqlite3.OperationalError,
+    DatabaseUnreachable,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+)
+# A rule of the schema refused a write (a second running run, a finished row changed).
+INTEGRITY_FAULTS = (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError)

@@ -1,23 +1,35 @@
-"""PostgreSQL access for replicated deployments (issue 18): a small asyncpg pool, migrated on open.
+"""PostgreSQL access for replicated deployments: a small asyncpg pool, migrated on open.
 
-The same shape as the SQLite layer (``fetch_one``, ``fetch_all``, ``transaction()`` handing out a
-:class:`PostgresTransaction` of statements only), so the ledger and the sinks can be given either. A
-server that cannot be reached, restarted, or cut a session is a named :class:`DatabaseUnreachable`;
-the pool replaces the broken connection, so the next call reconnects without a restart of ours.
+It implements the database seam (``access.Database``) as the SQLite layer does, so the ledger, the
+catalog and the outbox are given either. A server that cannot be reached, restarted, or cut a session
+is a named :class:`DatabaseUnreachable`; the pool replaces the broken connection, so the next call
+reconnects without a restart of ours.
+
+Two things make the layers' SQL run here unchanged where it can:
+
+- Parameters: statements are written with ``:name``, ``?1`` or ``?`` placeholders (SQLite's styles);
+  they are rewritten once per statement text into PostgreSQL's ``$1``.
+- Timestamps: the schema keeps them as ``timestamptz``; on the wire they are the contract's text
+  (``2026-01-07T13:33:12.000Z``) both ways, as the SQLite layer stores them, so records read the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from service.database.errors import DatabaseError
+from service.database.access import Params
+from service.database.errors import DatabaseUnreachable
+from service.database.migrations import load_migrations
 from service.database.postgres_migrations import POSTGRES_MIGRATIONS_DIR, apply_postgres_migrations
+from service.support.timeutil import to_iso
 from service.upstream.urls import redact_url
 
 # The faults that mean "no working session to the server" (rather than a statement's own error).
@@ -34,8 +46,63 @@ if TYPE_CHECKING:  # asyncpg's classes are generic only in its stubs
     Session = asyncpg.Connection | PoolConnectionProxy[asyncpg.Record]
 
 
-class DatabaseUnreachable(DatabaseError):
-    """PostgreSQL could not be reached, or dropped the session (a restart, a network cut)."""
+# Every write transaction takes this lock first, so writers queue as they do on SQLite's one write lock:
+# the ledger's read-then-write steps (recover a dead run, then start one; claim a tick) hold across
+# replicas. READ COMMITTED gives each statement after the lock the rows committed before it.
+WRITE_LOCK_KEY = 0x70726F647379_6E63  # "prodsync"
+_TAKE_WRITE_LOCK = "SELECT pg_advisory_xact_lock($1)"
+
+# :name (not ::type), ?N, or ?
+_PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)|\?(\d+)|\?")
+
+
+class Compiled:
+    """A statement rewritten for PostgreSQL, and how to order a call's parameters for it."""
+
+    __slots__ = ("names", "sql")
+
+    def __init__(self, sql: str) -> None:
+        names: list[str] = []
+        counter = 0
+
+        def number(match: re.Match[str]) -> str:
+            nonlocal counter
+            name, position = match.group(1), match.group(2)
+            if name is not None:
+                if name not in names:
+                    names.append(name)
+                return f"${names.index(name) + 1}"
+            if position is not None:
+                return f"${position}"
+            counter += 1
+            return f"${counter}"
+
+        self.sql = _PLACEHOLDER.sub(number, sql)
+        self.names = tuple(names)
+
+    def arguments(self, params: Params) -> Sequence[Any]:
+        if isinstance(params, Mapping):
+            return [params[name] for name in self.names]
+        return params
+
+
+def _encode_timestamp(value: str | datetime) -> str:
+    return value if isinstance(value, str) else to_iso(value)
+
+
+def _decode_timestamp(text: str) -> str:
+    # The server's text form in UTC ("2026-01-07 13:33:12.123+00"); infinity never occurs here.
+    return to_iso(datetime.fromisoformat(text))
+
+
+async def _prepare_session(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec(
+        "timestamptz",
+        schema="pg_catalog",
+        encoder=_encode_timestamp,
+        decoder=_decode_timestamp,
+        format="text",
+    )
 
 
 def _affected(status: str) -> int:
@@ -44,39 +111,77 @@ def _affected(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
+class Statements:
+    """The rewritten statements of this database, one rewrite per statement text."""
+
+    __slots__ = ("_compiled",)
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, Compiled] = {}
+
+    def get(self, sql: str) -> Compiled:
+        found = self._compiled.get(sql)
+        if found is None:
+            found = self._compiled[sql] = Compiled(sql)
+        return found
+
+
 class PostgresTransaction:
     """Statements inside one transaction; commit and rollback belong to the database's context."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_statements")
 
-    def __init__(self, conn: Session) -> None:
+    def __init__(self, conn: Session, statements: Statements) -> None:
         self._conn = conn
+        self._statements = statements
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
-        return list(await self._conn.fetch(sql, *params))
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
+        compiled = self._statements.get(sql)
+        return list(await self._conn.fetch(compiled.sql, *compiled.arguments(params)))
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return _affected(await self._conn.execute(sql, *params))
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        compiled = self._statements.get(sql)
+        return _affected(await self._conn.execute(compiled.sql, *compiled.arguments(params)))
 
-    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(sql, rows)
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
+        compiled = self._statements.get(sql)
+        await self._conn.executemany(compiled.sql, [compiled.arguments(row) for row in rows])
 
 
 class PostgresDatabase:
-    def __init__(self, pool: asyncpg.Pool, url: str) -> None:
+    dialect: Literal["postgres"] = "postgres"
+
+    def __init__(self, pool: asyncpg.Pool, url: str, known_version: int) -> None:
         self._pool = pool
+        self.url = url  # for the owner lock's own session, and the workers' lookups
         self.target = redact_url(url)  # shown in logs and answers, never with a password
+        self.known_version = known_version
+        self._statements = Statements()
 
     @classmethod
     async def open(
-        cls, url: str, *, pool_size: int = 4, migrations_dir: Path = POSTGRES_MIGRATIONS_DIR
+        cls,
+        url: str,
+        *,
+        pool_size: int = 4,
+        migrations_dir: Path = POSTGRES_MIGRATIONS_DIR,
+        migrate: bool = True,
     ) -> PostgresDatabase:
-        """Connect (a pool of ``pool_size``), and apply the migrations not yet applied."""
+        """Connect (a pool of ``pool_size``), and apply the migrations not yet applied (``migrate``;
+        an auditor's read-only role reads without)."""
         try:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=pool_size)
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=pool_size,
+                init=_prepare_session,
+                server_settings={"timezone": "UTC", "application_name": "product-sync"},
+            )
         except _UNREACHABLE as exc:
             raise DatabaseUnreachable(f"cannot reach PostgreSQL at {redact_url(url)}: {exc}") from exc
-        database = cls(pool, url)
+        database = cls(pool, url, len(load_migrations(migrations_dir)))
+        if not migrate:
+            return database
         try:
             async with database._connection() as conn:
                 await apply_postgres_migrations(conn, migrations_dir)
@@ -89,29 +194,42 @@ class PostgresDatabase:
     async def _connection(self) -> AsyncIterator[Session]:
         try:
             async with self._pool.acquire() as conn:
-                yield conn
-        except _UNREACHABLE as exc:
+                try:
+                    yield conn
+                except asyncpg.InternalClientError:
+                    # The driver lost track of where the session's protocol is (an operation it thinks is
+                    # still in progress): the session is dropped, so the pool opens a clean one.
+                    conn.terminate()
+                    raise
+        except (*_UNREACHABLE, asyncpg.InternalClientError) as exc:
             raise DatabaseUnreachable(f"lost PostgreSQL at {self.target}: {exc}") from exc
 
-    async def fetch_one(self, sql: str, params: Sequence[Any] = ()) -> asyncpg.Record | None:
+    async def fetch_one(self, sql: str, params: Params = ()) -> asyncpg.Record | None:
+        compiled = self._statements.get(sql)
         async with self._connection() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(sql, *params)
+            row: asyncpg.Record | None = await conn.fetchrow(compiled.sql, *compiled.arguments(params))
             return row
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
+        compiled = self._statements.get(sql)
         async with self._connection() as conn:
-            return list(await conn.fetch(sql, *params))
+            return list(await conn.fetch(compiled.sql, *compiled.arguments(params)))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresTransaction]:
-        """One transaction on one pooled connection: committed when the block ends, rolled back if it
-        raises (the server rolls back by itself a transaction whose session it lost)."""
+        """One transaction on one pooled connection, after every earlier writer's (the write lock):
+        committed when the block ends, rolled back if it raises (the server rolls back by itself a
+        transaction whose session it lost)."""
         async with self._connection() as conn, conn.transaction():
-            yield PostgresTransaction(conn)
+            await conn.execute(_TAKE_WRITE_LOCK, WRITE_LOCK_KEY)
+            yield PostgresTransaction(conn, self._statements)
 
-    async def schema_version(self) -> int:
+    async def applied_version(self) -> int:
         version = await self.fetch_one("SELECT max(version) FROM schema_migrations")
         return int(version[0]) if version is not None and version[0] is not None else 0
+
+    async def checkpoint(self) -> None:
+        """Nothing to fold: PostgreSQL's own checkpointer does it in the background."""
 
     async def close(self) -> None:
         await self._pool.close()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiosqlite
 
+from service.database.access import Params
 from service.database.errors import DatabaseError, DatabaseFileGone
 from service.database.migrations import apply_migrations, load_migrations
 
@@ -95,7 +96,8 @@ async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aios
 
 
 class Transaction:
-    """The statements of one write transaction; commit and rollback belong to :meth:`Database.transaction`.
+    """The statements of one write transaction; commit and rollback belong to the database (its
+    :meth:`SqliteDatabase.transaction`).
 
     Callers get this, never the connection, so how a transaction runs stays inside this module.
     """
@@ -105,19 +107,18 @@ class Transaction:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         """The rows of a query, or of a statement's RETURNING clause (one hop to the writer's thread)."""
         return list(await self._conn.execute_fetchall(sql, params))
 
-    async def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> int:
+    async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement; return how many rows it changed."""
         cursor = await self._conn.execute(sql, params)
         return cursor.rowcount
 
-    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
-        """Run one statement per parameter row; return how many rows they changed."""
-        cursor = await self._conn.executemany(sql, rows)
-        return cursor.rowcount
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
+        """Run one statement per parameter row."""
+        await self._conn.executemany(sql, rows)
 
 
 class SameTurnRows:
@@ -151,8 +152,10 @@ class SameTurnRows:
         self._rows.clear()
 
 
-class Database:
+class SqliteDatabase:
     """Owns the connections to one SQLite file. Use :meth:`open` and :meth:`close` (or a cleanup_ctx)."""
+
+    dialect: Literal["sqlite"] = "sqlite"
 
     def __init__(
         self,
@@ -160,11 +163,11 @@ class Database:
         writer: aiosqlite.Connection,
         reader: aiosqlite.Connection,
         inline_reader: sqlite3.Connection,
-        schema_version: int,
+        known_version: int,
         identity: tuple[int, int],
     ) -> None:
         self.path = path
-        self.schema_version = schema_version  # the newest migration this code knows
+        self.known_version = known_version  # the newest migration this code knows
         self._identity = identity  # (st_dev, st_ino) of the file opened
         self._writer = writer
         self._reader = reader
@@ -173,7 +176,7 @@ class Database:
         self._write_lock = asyncio.Lock()
 
     @classmethod
-    async def open(cls, path: Path, migrations_dir: Path, busy_timeout_s: float = 5.0) -> Database:
+    async def open(cls, path: Path, migrations_dir: Path, busy_timeout_s: float = 5.0) -> SqliteDatabase:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             writer = await _connect(path, busy_timeout_s, readonly=False)
@@ -181,7 +184,7 @@ class Database:
             raise DatabaseError(f"cannot open database {path}: {exc}") from exc
         try:
             identity = _identity(path)
-            schema_version = len(load_migrations(migrations_dir))
+            known_version = len(load_migrations(migrations_dir))
             await apply_migrations(writer, migrations_dir)
             reader = await _connect(path, busy_timeout_s, readonly=True)
         except BaseException:
@@ -193,7 +196,18 @@ class Database:
             await reader.close()
             await writer.close()
             raise
-        return cls(path, writer, reader, inline_reader, schema_version, identity)
+        return cls(path, writer, reader, inline_reader, known_version, identity)
+
+    @property
+    def target(self) -> str:
+        return str(self.path)
+
+    async def applied_version(self) -> int:
+        # The same check every read and write makes (once per turn of the loop), here on every call: a
+        # deleted file keeps answering reads through the connections still open to it.
+        self.check_file()
+        row = await self.fetch_one("SELECT max(version) FROM schema_migrations")
+        return int(row[0]) if row and row[0] is not None else 0
 
     def check_file(self) -> None:
         """Raise DatabaseFileGone unless the path still leads to the file opened (one stat call)."""
@@ -253,7 +267,7 @@ class Database:
         self.check_file()
         await asyncio.to_thread(_checkpoint, self.path)
 
-    async def fetch_one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+    async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """The first row of an indexed single-row lookup (the latest run, a run by id, the running run).
 
         Run on the event loop: such a read takes a few microseconds from the page cache, less than the
@@ -263,7 +277,7 @@ class Database:
 
         Lookups made in the same turn of the event loop share one read (:class:`SameTurnRows`).
         """
-        key = (sql, params)
+        key = (sql, tuple(params.items()) if isinstance(params, Mapping) else tuple(params))
         found, shared = self._turn_rows.get(key)
         if found:
             return shared
@@ -283,7 +297,7 @@ class Database:
         self._turn_rows.put(key, row)
         return row
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+    async def fetch_all(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         self.check_file()
         try:
             # One hop to aiosqlite's thread instead of three (execute, fetch, close): status polls are

@@ -7,11 +7,10 @@ states exactly what the catalog holds from that run, whatever crashes or cancels
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
-from service.database.sqlite import Transaction
+from service.database.access import Dialect, Params, Row, Statements
 from service.domain.outcomes import BatchCounts, ItemError, ProductChange
 from service.ledger import queries
 from service.ledger.records import RunNoLongerRunning
@@ -27,17 +26,20 @@ class RunBatch:
 
     __slots__ = ("_changes", "_counts", "_errors", "_tx")
 
-    def __init__(self, tx: Transaction) -> None:
+    def __init__(self, tx: Statements) -> None:
         self._tx = tx
         self._counts: BatchCounts | None = None
         self._errors: Sequence[ItemError] = ()
         self._changes: Sequence[ProductChange] = ()
 
-    async def fetch_all(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+    async def fetch_all(self, sql: str, params: Params = ()) -> Sequence[Row]:
         return await self._tx.fetch_all(sql, params)
 
-    async def execute_many(self, sql: str, rows: Iterable[Sequence[Any] | Mapping[str, Any]]) -> int:
-        return await self._tx.execute_many(sql, rows)
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return await self._tx.execute(sql, params)
+
+    async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
+        await self._tx.execute_many(sql, rows)
 
     def record(
         self, counts: BatchCounts, errors: Sequence[ItemError], changes: Sequence[ProductChange] = ()
@@ -57,14 +59,18 @@ class Recorded(NamedTuple):
     changes: Sequence[ProductChange] = ()
 
 
-async def record_batch(tx: Transaction, run_id: int, recorded: Recorded) -> None:
-    """Inside the batch's transaction: add counters, item errors and changes, or raise RunNoLongerRunning."""
+async def record_batch(
+    tx: Statements, dialect: Dialect, run_id: int, owner_id: str, recorded: Recorded
+) -> None:
+    """Inside the batch's transaction: add counters, item errors and changes, or raise RunNoLongerRunning
+    (the run finished meanwhile, or this process no longer owns it)."""
     counts, errors, changes = recorded
     now = to_iso(utc_now())
     changed = await tx.execute(
-        queries.RECORD_PROGRESS,
+        queries.RECORD_PROGRESS[dialect],
         {
             "run_id": run_id,
+            "owner": owner_id,
             "now": now,
             "created": counts.created,
             "updated": counts.updated,

@@ -3,7 +3,7 @@
 Each service process holds an exclusive ``flock`` on its own lock file for as long as it lives. The kernel
 drops the lock the moment the process dies (SIGKILL included), so anyone sharing the database file can
 tell "owner alive" exactly, without waiting out a timeout. Hung-but-alive owners are caught by the
-heartbeat instead.
+heartbeat instead. On PostgreSQL, an advisory lock plays the part of the file (``pg_owner``).
 """
 
 from __future__ import annotations
@@ -15,8 +15,31 @@ import re
 import secrets
 import socket
 from pathlib import Path
+from typing import Protocol
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+class Owner(Protocol):
+    """This process's identity in the ledger, and how to tell whether another owner still lives."""
+
+    @property
+    def owner_id(self) -> str: ...
+
+    async def is_alive(self, owner_id: str) -> bool:
+        """True while the process that wrote ``owner_id`` into the ledger still runs (for this
+        process's own id: while it still holds its proof of life)."""
+        ...
+
+    async def is_lost(self) -> bool:
+        """Whether this process lost its proof of life while it runs (another process may then
+        recover its run, so it must stop writing)."""
+        ...
+
+    async def renew(self) -> None:
+        """After a loss, take a new identity with a new proof of life, for the runs started from now
+        on (the lost identity's runs stay dead)."""
+        ...
 
 
 class OwnerLock:
@@ -47,8 +70,15 @@ class OwnerLock:
         os.close(self._fd)
         self._fd = None
 
-    def is_alive(self, owner_id: str) -> bool:
-        """True while the process that wrote ``owner_id`` into the ledger still runs."""
+    async def is_lost(self) -> bool:
+        return False  # a lock file is held until the process dies
+
+    async def renew(self) -> None:
+        """Nothing to renew: the lock is never lost while the process lives."""
+
+    async def is_alive(self, owner_id: str) -> bool:
+        """True while the process that wrote ``owner_id`` into the ledger still runs (two system calls:
+        not worth a thread)."""
         if owner_id == self.owner_id:
             return True
         path = self._lock_dir / f"{_SAFE.sub('_', owner_id)}.lock"

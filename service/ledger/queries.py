@@ -1,5 +1,9 @@
-"""Every SQL statement of the ledger, in one place. All parameterised."""
+"""Every SQL statement of the ledger, in one place. All parameterised.
 
+Most run unchanged on both backends; a statement whose SQL differs is a dict by dialect.
+"""
+
+from service.database.access import Dialect
 from service.ledger.records import RUN_COLUMNS
 
 LATEST_RUN = f"SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT 1"
@@ -17,19 +21,34 @@ RETURNING {RUN_COLUMNS}
 # Every transition out of 'running' is guarded: a row that already finished (recovered, cancelled,
 # or finished by a duplicate finisher) matches nothing, and the runs_finished_are_final trigger
 # rejects any unguarded attempt.
-FINISH_RUN = f"""
+_FINISH_RUN = """
 UPDATE runs
 SET status = :status,
     finished_at = :now,
-    duration_s = round((julianday(:now) - julianday(started_at)) * 86400.0, 2),
+    duration_s = {duration},
     error_message = :error_message,
     cancelled_by = :cancelled_by
 WHERE id = :run_id AND status = 'running'
-RETURNING {RUN_COLUMNS}
+RETURNING {columns}
 """
+FINISH_RUN: dict[Dialect, str] = {
+    "sqlite": _FINISH_RUN.format(
+        duration="round((julianday(:now) - julianday(started_at)) * 86400.0, 2)", columns=RUN_COLUMNS
+    ),
+    "postgres": _FINISH_RUN.format(
+        duration="round(extract(epoch FROM :now::timestamptz - started_at)::numeric, 2)", columns=RUN_COLUMNS
+    ),
+}
+
+# A run's own writes are its owner's: on PostgreSQL also only while the owner holds its lock, so an owner
+# whose session the server cut (another replica may be recovering its run) writes nothing more.
+_OWNER_GUARD: dict[Dialect, str] = {
+    "sqlite": "owner = :owner",
+    "postgres": "owner = :owner AND owner_is_alive(:owner)",
+}
 
 # The batch counters move in the same transaction as the catalog rows they count.
-RECORD_PROGRESS = """
+_RECORD_PROGRESS = """
 UPDATE runs
 SET created = created + :created,
     updated = updated + :updated,
@@ -41,10 +60,16 @@ SET created = created + :created,
     removed = removed + :removed,
     restored = restored + :restored,
     heartbeat_at = :now
-WHERE id = :run_id AND status = 'running'
+WHERE id = :run_id AND status = 'running' AND {guard}
 """
+RECORD_PROGRESS: dict[Dialect, str] = {
+    dialect: _RECORD_PROGRESS.format(guard=guard) for dialect, guard in _OWNER_GUARD.items()
+}
 
-HEARTBEAT = "UPDATE runs SET heartbeat_at = :now WHERE id = :run_id AND status = 'running'"
+HEARTBEAT: dict[Dialect, str] = {
+    dialect: f"UPDATE runs SET heartbeat_at = :now WHERE id = :run_id AND status = 'running' AND {guard}"
+    for dialect, guard in _OWNER_GUARD.items()
+}
 
 REQUEST_CANCEL = """
 UPDATE runs SET cancel_requested_by = coalesce(cancel_requested_by, :by)
@@ -61,23 +86,26 @@ INSERT_RUN_CHANGE = """
 INSERT INTO run_changes (run_id, external_id, handle, kind, action, fields) VALUES (?, ?, ?, ?, ?, ?)
 """
 
+# An optional filter's parameter is CAST where it is only tested for NULL: PostgreSQL must know its type
+# there, and both backends read CAST the same way.
 LIST_RUN_CHANGES = """
 SELECT id, external_id, handle, kind, action, fields FROM run_changes
-WHERE run_id = :run_id AND (:after_id IS NULL OR id > :after_id)
+WHERE run_id = :run_id AND (CAST(:after_id AS BIGINT) IS NULL OR id > :after_id)
 ORDER BY id
 LIMIT :limit
 """
 
 LIST_RUNS = f"""
 SELECT {RUN_COLUMNS} FROM runs
-WHERE (:status IS NULL OR status = :status) AND (:before_id IS NULL OR id < :before_id)
+WHERE (CAST(:status AS TEXT) IS NULL OR status = :status)
+  AND (CAST(:before_id AS BIGINT) IS NULL OR id < :before_id)
 ORDER BY id DESC
 LIMIT :limit
 """
 
 LIST_RUN_ERRORS = """
 SELECT id, position, external_id, reason, recorded_at FROM run_errors
-WHERE run_id = :run_id AND (:after_id IS NULL OR id > :after_id)
+WHERE run_id = :run_id AND (CAST(:after_id AS BIGINT) IS NULL OR id > :after_id)
 ORDER BY id
 LIMIT :limit
 """
@@ -112,10 +140,10 @@ FROM runs WHERE status = 'running'
 UNION ALL
 SELECT 'last_finished', status, 1, created, updated, unchanged, errors, categories_created,
        duration_s, processed, total, started_at, finished_at
-FROM (SELECT * FROM runs WHERE status <> 'running' AND dry_run = 0 ORDER BY id DESC LIMIT 1)
+FROM (SELECT * FROM runs WHERE status <> 'running' AND NOT dry_run ORDER BY id DESC LIMIT 1) AS finished
 UNION ALL
 SELECT 'last_success', 'success', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, finished_at
-FROM (SELECT finished_at FROM runs WHERE status = 'success' AND dry_run = 0 ORDER BY id DESC LIMIT 1)
+FROM (SELECT finished_at FROM runs WHERE status = 'success' AND NOT dry_run ORDER BY id DESC LIMIT 1) AS ok
 """
 
 # --- the schedule: a tick is claimed by inserting its row, so one process claims each -----------------
@@ -136,5 +164,3 @@ WHERE due_at < :cutoff AND due_at <> (SELECT max(due_at) FROM schedule_ticks)
 LATEST_TICK = "SELECT max(due_at) FROM schedule_ticks"
 
 TICK_COUNTS = "SELECT outcome, count(*) FROM schedule_ticks GROUP BY outcome"
-
-SCHEMA_VERSION = "SELECT max(version) FROM schema_migrations"

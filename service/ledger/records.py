@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, fields
 from typing import Literal
+
+from service.database.access import Row
 
 RunStatus = Literal["running", "success", "error", "cancelled"]
 FinalStatus = Literal["success", "error", "cancelled"]
@@ -64,7 +65,7 @@ class RunRecord:
     dry_run: bool
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunRecord:
+    def from_row(cls, row: Row) -> RunRecord:
         """By column name: a query that selects a column this record lacks, or lacks one, fails here.
 
         The runs queries select ``RUN_COLUMNS``, whose names are the fields in order: that is checked by
@@ -90,7 +91,7 @@ class RunChangeRecord:
     fields: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunChangeRecord:
+    def from_row(cls, row: Row) -> RunChangeRecord:
         return cls(**{name: row[name] for name in row.keys()})  # noqa: SIM118
 
 
@@ -130,5 +131,5 @@ class RunErrorRecord:
     recorded_at: str
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> RunErrorRecord:
+    def from_row(cls, row: Row) -> RunErrorRecord:
         return cls(**{name: row[name] for name in row.keys()})  # noqa: SIM118

@@ -1,4 +1,4 @@
-"""The runs ledger: start, progress, finish and recover runs, with every rule checked by SQLite.
+"""The runs ledger: start, progress, finish and recover runs, with every rule checked by the database.
 
 The ledger owns its database handle and this process's owner lock: callers ask it questions (the
 current status, a run, the metrics snapshot) and hand it writes (a run's start, a batch, the outcome).
@@ -7,16 +7,16 @@ current status, a run, the metrics snapshot) and hand it writes (a run's start, 
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
-from service.database.sqlite import Database, Transaction
+from service.database.access import Database, Row, Statements
+from service.database.errors import INTEGRITY_FAULTS, STORAGE_FAULTS
 from service.domain.outcomes import BatchCounts, ItemError
 from service.ledger import queries
 from service.ledger.batch import RunBatch, record_batch
-from service.ledger.owner import OwnerLock
+from service.ledger.owner import Owner
 from service.ledger.records import (
     INTERRUPTED_MESSAGE,
     FinalStatus,
@@ -48,18 +48,19 @@ class LatestRunRecord:
     __slots__ = ("_record", "_row")
 
     def __init__(self) -> None:
-        self._row: sqlite3.Row | None = None
+        self._row: Row | None = None
         self._record: RunRecord | None = None
 
-    def record_of(self, row: sqlite3.Row) -> RunRecord:
-        if self._record is None or self._row != row:  # sqlite3.Row compares its values
+    def record_of(self, row: Row) -> RunRecord:
+        if self._record is None or self._row != row:  # both drivers' rows compare their values
             self._row, self._record = row, RunRecord.from_row(row)
         return self._record
 
 
 class Ledger:
-    def __init__(self, db: Database, owner: OwnerLock, stall_timeout_s: float) -> None:
+    def __init__(self, db: Database, owner: Owner, stall_timeout_s: float) -> None:
         self._db = db
+        self._dialect = db.dialect
         self._owner = owner
         self._stall_timeout = timedelta(seconds=stall_timeout_s)
         self._latest = LatestRunRecord()
@@ -82,18 +83,13 @@ class Ledger:
         try:
             if await self.recover_dead_runs() is not None:
                 return await self.latest_run()
-        except sqlite3.Error as exc:
+        except STORAGE_FAULTS as exc:
             log.warning("could not record the recovery of a dead run: %s", exc)
         return run
 
     async def schema_version(self) -> tuple[int, int]:
-        """(the newest migration applied to the file, the newest this code knows)."""
-        # The same check every read and write makes (once per turn of the loop), here on every call: a
-        # deleted file keeps answering reads through the connections still open to it.
-        self._db.check_file()
-        row = await self._db.fetch_one(queries.SCHEMA_VERSION)
-        applied = int(row[0]) if row and row[0] is not None else 0
-        return applied, self._db.schema_version
+        """(the newest migration applied to the database, the newest this code knows)."""
+        return await self._db.applied_version(), self._db.known_version
 
     async def snapshot(self) -> LedgerSnapshot:
         """Totals, the running run and the last finished one, for /metrics: one consistent read."""
@@ -123,12 +119,16 @@ class Ledger:
 
     # --- liveness -----------------------------------------------------------------------------
 
+    async def owner_lost(self) -> bool:
+        """Whether this process lost its proof of life: its runs may be recovered by another process."""
+        return await self._owner.is_lost()
+
     def is_stalled(self, run: RunRecord, now: datetime | None = None) -> bool:
         return (now or utc_now()) - from_iso(run.heartbeat_at) > self._stall_timeout
 
-    def _why_dead(self, run: RunRecord, now: datetime) -> str | None:
+    async def _why_dead(self, run: RunRecord, now: datetime) -> str | None:
         """Why ``run`` can no longer finish by itself, or None while its owner is alive and progressing."""
-        if not self._owner.is_alive(run.owner):
+        if not await self._owner.is_alive(run.owner):
             return INTERRUPTED_MESSAGE
         if self.is_stalled(run, now):
             return self.stall_message()
@@ -143,17 +143,17 @@ class Ledger:
         # Status polls call this while another process runs a sync: a live run is told apart on the
         # read connection, so the write lock (shared with that run's batches) is only taken to recover.
         running = await self._running_or_none()
-        if running is None or self._why_dead(running, utc_now()) is None:
+        if running is None or await self._why_dead(running, utc_now()) is None:
             return None
         async with self._db.transaction() as tx:
             return await self._recover_in(tx, utc_now())
 
-    async def _recover_in(self, tx: Transaction, now: datetime) -> RunRecord | None:
+    async def _recover_in(self, tx: Statements, now: datetime) -> RunRecord | None:
         rows = await tx.fetch_all(queries.RUNNING_RUN)  # one hop to the writer's thread
         if not rows:
             return None
         running = RunRecord.from_row(rows[0])
-        reason = self._why_dead(running, now)
+        reason = await self._why_dead(running, now)
         if reason is None:
             return None
         await self._finish_in(tx, running.id, "error", reason, None)
@@ -179,8 +179,9 @@ class Ledger:
         # Fast path for the common 409: a live run seen on the read connection needs no write lock, so a
         # trigger during a sync doesn't queue behind the sync's batch transactions.
         running = await self._running_or_none()
-        if running is not None and self._why_dead(running, now) is None:
+        if running is not None and await self._why_dead(running, now) is None:
             raise RunAlreadyRunning(running)
+        await self._owner.renew()  # a run is started only under a live identity
         try:
             # Each statement is a hop to the write connection's thread and back: three here (BEGIN, the
             # INSERT with its RETURNING row, COMMIT), which is most of a trigger's time on an idle service.
@@ -189,7 +190,7 @@ class Ledger:
                     # Only a row seen running can be a dead owner's; one started since is alive.
                     await self._recover_in(tx, now)
                 run = await self._insert_run(tx, now, triggered_by, source, started_via, dry_run)
-        except sqlite3.IntegrityError:
+        except INTEGRITY_FAULTS:
             running = await self._running_or_none()
             if running is None:  # finished between our insert attempt and this read: rare, say so plainly
                 raise
@@ -198,7 +199,7 @@ class Ledger:
 
     async def _insert_run(
         self,
-        tx: Transaction,
+        tx: Statements,
         now: datetime,
         triggered_by: str,
         source: str | None,
@@ -213,7 +214,7 @@ class Ledger:
                 "owner": self._owner.owner_id,
                 "source": source,
                 "started_via": started_via,
-                "dry_run": int(dry_run),
+                "dry_run": dry_run,
             },
         )
         assert inserted, "INSERT ... RETURNING yields the new row"
@@ -230,6 +231,7 @@ class Ledger:
         """
         now = utc_now()
         due = to_iso(due_at)
+        await self._owner.renew()
         async with self._db.transaction() as tx:
             if await tx.fetch_all(queries.TICK_CLAIMED, {"due_at": due}):
                 return TickTaken()
@@ -240,7 +242,7 @@ class Ledger:
                 "schedule": schedule,
                 "now": to_iso(now),
                 "owner": self._owner.owner_id,
-                "catch_up": int(catch_up),
+                "catch_up": catch_up,
             }
             if running:
                 in_progress = RunRecord.from_row(running[0])
@@ -271,7 +273,7 @@ class Ledger:
         async with self._db.transaction() as tx:
             batch = RunBatch(tx)
             yield batch
-            await record_batch(tx, run_id, batch.recorded())
+            await record_batch(tx, self._dialect, run_id, self._owner.owner_id, batch.recorded())
 
     async def record_progress(self, run_id: int, counts: BatchCounts, errors: Sequence[ItemError]) -> None:
         """A batch that wrote nothing but counts (jobs without a catalog)."""
@@ -280,7 +282,10 @@ class Ledger:
 
     async def heartbeat(self, run_id: int) -> None:
         async with self._db.transaction() as tx:
-            changed = await tx.execute(queries.HEARTBEAT, {"run_id": run_id, "now": to_iso(utc_now())})
+            changed = await tx.execute(
+                queries.HEARTBEAT[self._dialect],
+                {"run_id": run_id, "now": to_iso(utc_now()), "owner": self._owner.owner_id},
+            )
             if changed != 1:
                 raise RunNoLongerRunning(run_id)
 
@@ -298,7 +303,7 @@ class Ledger:
 
     async def _finish_in(
         self,
-        tx: Transaction,
+        tx: Statements,
         run_id: int,
         status: FinalStatus,
         error_message: str | None,
@@ -312,7 +317,7 @@ class Ledger:
             "run_id": run_id,
         }
         # RETURNING hands back the row as written: no re-read through the other connection.
-        rows = await tx.fetch_all(queries.FINISH_RUN, params)
+        rows = await tx.fetch_all(queries.FINISH_RUN[self._dialect], params)
         return RunRecord.from_row(rows[0]) if rows else None
 
     async def request_cancel(self, requested_by: str) -> int:
@@ -339,5 +344,6 @@ class Ledger:
         return errors_deleted, runs_deleted
 
     async def checkpoint(self) -> None:
-        """Fold the WAL into the database file now, rather than in the next small commit (a trigger)."""
+        """Fold the run's writes into the main store now (SQLite's WAL into the file), rather than in
+        the next small commit (a trigger)."""
         await self._db.checkpoint()

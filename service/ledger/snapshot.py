@@ -8,9 +8,10 @@ runs never lowers a counter.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from service.database.access import Row
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,11 @@ class LedgerSnapshot:
     last_success_at: str | None
 
 
-def read_snapshot(rows: Sequence[sqlite3.Row]) -> LedgerSnapshot:
+def read_snapshot(rows: Sequence[Row]) -> LedgerSnapshot:
     """The snapshot from the rows of ``queries.LEDGER_METRICS`` (each tagged by ``kind``)."""
     totals: dict[str, OutcomeTotals] = {}
     running: CurrentRun | None = None
-    last: sqlite3.Row | None = None
+    last: Row | None = None
     last_success_at: str | None = None
     for row in rows:
         kind = row["kind"]

@@ -6,14 +6,13 @@ a dead process's delivery is taken over), and finished deliveries that cannot ch
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from service.catalog.sql import json_array
-from service.database.sqlite import Database
+from service.database.access import Database, Row
+from service.database.list_params import json_array
 from service.notify import sql
 from service.support.timeutil import to_iso
 
@@ -57,13 +56,14 @@ class DeliveryRecord:
     delivered_at: str | None
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> DeliveryRecord:
+    def from_row(cls, row: Row) -> DeliveryRecord:
         return cls(**{name: row[name] for name in row.keys()})  # noqa: SIM118
 
 
 class WebhookOutbox:
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._dialect = database.dialect
 
     async def add_targets(self, targets: Sequence[Target], now: datetime) -> None:
         async with self._db.transaction() as tx:
@@ -74,7 +74,9 @@ class WebhookOutbox:
 
     async def has_work(self, targets: Sequence[str], now: datetime) -> bool:
         """Whether a run is owed a delivery or one is due: a read, so an idle poll never takes the lock."""
-        rows = await self._db.fetch_all(sql.HAS_WORK, {"targets": json_array(targets), "now": to_iso(now)})
+        rows = await self._db.fetch_all(
+            sql.HAS_WORK[self._dialect], {"targets": json_array(targets), "now": to_iso(now)}
+        )
         return bool(rows and rows[0][0])
 
     async def claim_due(
@@ -83,10 +85,10 @@ class WebhookOutbox:
         """Make the deliveries owed to finished runs, then claim the due ones (up to ``limit``)."""
         keys = json_array(targets)
         async with self._db.transaction() as tx:
-            await tx.execute(sql.ENQUEUE, {"targets": keys, "now": to_iso(now)})
-            await tx.execute(sql.ADVANCE_MARKS, {"targets": keys})
+            await tx.execute(sql.ENQUEUE[self._dialect], {"targets": keys, "now": to_iso(now)})
+            await tx.execute(sql.ADVANCE_MARKS[self._dialect], {"targets": keys})
             rows = await tx.fetch_all(
-                sql.CLAIM_DUE,
+                sql.CLAIM_DUE[self._dialect],
                 {
                     "targets": keys,
                     "owner": owner,

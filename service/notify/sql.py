@@ -1,7 +1,11 @@
 """Every SQL statement of the webhook outbox, in one place. All parameterised.
 
-``:targets`` is a JSON array of target keys (one bound value, any length).
+``:targets`` is a JSON array of target keys (one bound value, any length); a statement that takes it is
+a dict by dialect.
 """
+
+from service.database.access import Dialect
+from service.database.list_params import each_dialect
 
 # A target added now gets the runs that finish from now on, the one in progress included: with one
 # running run at a time, runs finish in id order, so every id up to the newest finished one is done.
@@ -12,47 +16,61 @@ ON CONFLICT (target) DO UPDATE SET label = excluded.label
 """
 
 # On the read connection, once a second: whether there is anything to write at all.
-HAS_WORK = """
+HAS_WORK = each_dialect(
+    """
 SELECT EXISTS (
     SELECT 1 FROM webhook_targets t JOIN runs r ON r.id > t.since_run_id AND r.status <> 'running'
-    WHERE t.target IN (SELECT value FROM json_each(:targets))
+    WHERE t.target IN ({targets})
 ) OR EXISTS (
     SELECT 1 FROM webhook_deliveries
     WHERE status = 'pending' AND next_attempt_at <= :now
-      AND target IN (SELECT value FROM json_each(:targets))
+      AND target IN ({targets})
       AND (claimed_until IS NULL OR claimed_until < :now)
 )
-"""
+""",
+    targets=":targets",
+)
 
 # One delivery per target for each run finished since the target's mark; the mark then moves on.
-ENQUEUE = """
+ENQUEUE = each_dialect(
+    """
 INSERT INTO webhook_deliveries (run_id, target, next_attempt_at, created_at)
 SELECT r.id, t.target, :now, :now
 FROM webhook_targets t JOIN runs r ON r.id > t.since_run_id AND r.status <> 'running'
-WHERE t.target IN (SELECT value FROM json_each(:targets))
+WHERE t.target IN ({targets})
 ON CONFLICT (run_id, target) DO NOTHING
-"""
+""",
+    targets=":targets",
+)
 
-ADVANCE_MARKS = """
+_ADVANCE_MARKS = """
 UPDATE webhook_targets
-SET since_run_id = max(since_run_id, (SELECT coalesce(max(id), 0) FROM runs WHERE status <> 'running'))
-WHERE target IN (SELECT value FROM json_each(:targets))
+SET since_run_id = {larger}(since_run_id, (SELECT coalesce(max(id), 0) FROM runs WHERE status <> 'running'))
+WHERE target IN ({{targets}})
 """
+# SQLite's two-argument max() is PostgreSQL's greatest().
+ADVANCE_MARKS: dict[Dialect, str] = {
+    "sqlite": each_dialect(_ADVANCE_MARKS.format(larger="max"), targets=":targets")["sqlite"],
+    "postgres": each_dialect(_ADVANCE_MARKS.format(larger="greatest"), targets=":targets")["postgres"],
+}
 
 # A claim is a lease: another process may take the delivery once it lapses (its claimer died).
-CLAIM_DUE = """
+CLAIM_DUE = each_dialect(
+    """
 UPDATE webhook_deliveries
 SET claimed_by = :owner, claimed_until = :until
 WHERE id IN (
     SELECT id FROM webhook_deliveries
     WHERE status = 'pending' AND next_attempt_at <= :now
-      AND target IN (SELECT value FROM json_each(:targets))
+      AND target IN ({targets})
       AND (claimed_until IS NULL OR claimed_until < :now)
     ORDER BY id
     LIMIT :limit
 )
 RETURNING id, run_id, target, attempts
-"""
+""",
+    targets=":targets",
+)
 
 # Guarded by the claim: a claimer whose lease lapsed and was taken over records nothing.
 RECORD_ATTEMPT = """

@@ -41,6 +41,10 @@ SUCCESS_LINE = "✅ Manual sync completed successfully"
 FAILURE_PREFIX = "❌ Manual sync failed: "
 FINISH_ATTEMPTS = 5
 CLOSED_ELSEWHERE_MESSAGE = "the run was closed by another process"
+OWNER_LOST_MESSAGE = (
+    "Sync stopped: this process lost its hold on the ledger (its database session was cut), so another"
+    " process may recover the run; nothing more of it is written"
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,7 @@ class SyncRunner:
         self._watchdog: asyncio.Task[None] | None = None
         self._stop_reason: StopReason | None = None
         self._closing = False
+        self._closed = asyncio.Event()  # set by close(): the watchdog ends after its current check
 
     @property
     def source_label(self) -> str:
@@ -165,7 +170,9 @@ class SyncRunner:
     async def _watch(self, run_id: int) -> None:
         """Notice cancel requests from other processes and hung runs, within one interval."""
         while self.current_run_id() == run_id:
-            await asyncio.sleep(self._settings.watchdog_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), self._settings.watchdog_interval_s)
+                return
             try:
                 await self._check(run_id)
             except STORAGE_FAULTS as exc:  # a busy or failing database must not kill the watchdog
@@ -180,6 +187,8 @@ class SyncRunner:
             self._stop_job(run_id, StopReason("cancelled", cancelled_by=run.cancel_requested_by))
         elif self._ledger.is_stalled(run):
             self._stop_job(run_id, StopReason("error", self._ledger.stall_message()))
+        elif await self._ledger.owner_lost():
+            self._stop_job(run_id, StopReason("error", OWNER_LOST_MESSAGE))
 
     async def _supervise(self, run: RunRecord, job: asyncio.Task[None]) -> RunRecord:
         status: FinalStatus = "error"
@@ -281,9 +290,10 @@ class SyncRunner:
         if self._run_id is not None:
             self._stop_job(self._run_id, StopReason("error", SHUTDOWN_MESSAGE))
         if self._watchdog is not None:
-            self._watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
+            # Told to end rather than cancelled: a cancel landing inside a query can leave a pooled
+            # PostgreSQL connection mid-protocol.
+            self._closed.set()
+            await self._watchdog
         if self._supervisor is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._supervisor), self._settings.shutdown_timeout_s)

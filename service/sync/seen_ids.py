@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 
-from service.catalog.sql import json_array
+from service.database.list_params import json_array
 
 _SCHEMA = (
     "CREATE TABLE seen (external_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",

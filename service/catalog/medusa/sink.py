@@ -17,6 +17,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
@@ -34,7 +35,7 @@ from service.catalog.medusa.payloads import (
 from service.catalog.medusa.shop import Shop
 from service.catalog.sink import BatchWritten, FingerprintLookup, RemovalMode, SinkInfo
 from service.catalog.sqlite_fingerprints import SqliteFingerprints
-from service.database.sqlite import Database
+from service.database.access import Database
 from service.domain.errors import SyncFailed
 from service.domain.outcomes import BatchCounts, ItemError, ProductChange
 from service.ledger.runs import Ledger
@@ -129,6 +130,7 @@ class MedusaSink:
     ) -> None:
         self._ledger = ledger
         self._database = database
+        self._dialect = database.dialect
         self._client = client
         self._shop = shop
         self._status = status
@@ -141,10 +143,12 @@ class MedusaSink:
         return SinkInfo("medusa", self._target)
 
     async def unchanged_lookup(self) -> FingerprintLookup | None:
+        if self._dialect != "sqlite":
+            return None  # as the catalog tables' sink: the links' content hashes still find them
         row = await self._database.fetch_one(sql.ANY_LINK, (self._target,))
         if row is None or not row[0]:
             return None
-        return SqliteFingerprints(self._database.path, sql.FINGERPRINTS, (self._target,))
+        return SqliteFingerprints(Path(self._database.target), sql.FINGERPRINTS, (self._target,))
 
     # --- one batch --------------------------------------------------------------------------------
 
@@ -355,8 +359,10 @@ class MedusaSink:
     async def _links(self, external_ids: Sequence[str]) -> dict[str, _Link]:
         if not external_ids:
             return {}
-        found = await self._database.fetch_all(sql.SELECT_LINKS, (self._target, sql.json_array(external_ids)))
-        return {row[0]: _Link(*row[1:]) for row in found}
+        found = await self._database.fetch_all(
+            sql.SELECT_LINKS[self._dialect], (self._target, sql.json_array(external_ids))
+        )
+        return {external_id: _Link(*rest) for external_id, *rest in found}
 
     # --- categories -------------------------------------------------------------------------------
 
@@ -510,7 +516,7 @@ class MedusaSink:
 
     async def _linked_handles(self, handles: Sequence[str]) -> dict[str, str]:
         found = await self._database.fetch_all(
-            sql.SELECT_LINKED_HANDLES, (self._target, sql.json_array(handles))
+            sql.SELECT_LINKED_HANDLES[self._dialect], (self._target, sql.json_array(handles))
         )
         return {handle: external_id for handle, external_id in found}
 

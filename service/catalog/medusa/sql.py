@@ -1,13 +1,17 @@
-"""The Medusa sink's local knowledge (migration 0006), in one place. Parameters are always bound."""
+"""The Medusa sink's local knowledge (migration 0006), in one place. Parameters are always bound.
 
-from service.catalog.sql import json_array
+A statement that takes a list parameter is a dict by dialect; the rest run on SQLite and PostgreSQL alike.
+"""
+
+from service.database.list_params import each_dialect, json_array
 
 __all__ = ["json_array"]
 
 ANY_LINK = "SELECT EXISTS (SELECT 1 FROM medusa_products WHERE target = ?)"
 
-# The mapping workers' fingerprint lookup: the scope (?1, the shop) comes before the ids. An archived
-# product (a draft now) has no source fingerprint, so its item is mapped and sent: it is restored.
+# The mapping workers' fingerprint lookup (SQLite only): the scope (?1, the shop) comes before the ids.
+# An archived product (a draft now) has no source fingerprint, so its item is mapped and sent: it is
+# restored.
 FINGERPRINTS = """
 SELECT external_id, content_hash,
        CASE WHEN archived_run IS NULL AND removing_run IS NULL THEN source_hash END
@@ -15,18 +19,24 @@ FROM medusa_products
 WHERE target = ?1 AND external_id IN (SELECT value FROM json_each(?2))
 """
 
-SELECT_LINKS = """
+SELECT_LINKS = each_dialect(
+    """
 SELECT external_id, product_id, variant_id, price_id, handle, content_hash, source_hash,
        archived_run IS NOT NULL, removing_run IS NOT NULL
 FROM medusa_products
-WHERE target = ?1 AND external_id IN (SELECT value FROM json_each(?2))
-"""
+WHERE target = ?1 AND external_id IN ({ids})
+""",
+    ids="?2",
+)
 
 # Handles our links hold, for choosing a new product's handle.
-SELECT_LINKED_HANDLES = """
+SELECT_LINKED_HANDLES = each_dialect(
+    """
 SELECT handle, external_id FROM medusa_products
-WHERE target = ?1 AND handle IN (SELECT value FROM json_each(?2))
-"""
+WHERE target = ?1 AND handle IN ({handles})
+""",
+    handles="?2",
+)
 
 # A Medusa product is linked to one upstream id: a link it had to another id (an adoption moved it) goes.
 DROP_OTHER_LINKS = """
@@ -47,7 +57,7 @@ ON CONFLICT (target, external_id) DO UPDATE SET
 # The products this service published in the shop and still offers there, in id order, a page at a time.
 OFFERED_IDS = """
 SELECT external_id FROM medusa_products
-WHERE target = ?1 AND archived_run IS NULL AND (?2 IS NULL OR external_id > ?2)
+WHERE target = ?1 AND archived_run IS NULL AND (CAST(?2 AS TEXT) IS NULL OR external_id > ?2)
 ORDER BY external_id
 LIMIT ?3
 """

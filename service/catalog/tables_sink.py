@@ -1,4 +1,4 @@
-"""The default sink: products and categories in the service's own SQLite database.
+"""The default sink: products and categories in the service's own database (SQLite or PostgreSQL).
 
 Each batch is written inside the ledger's batch transaction, which also moves the run's counters, so
 the ledger always states exactly what the catalog holds from that run.
@@ -7,13 +7,15 @@ the ledger always states exactly what the catalog holds from that run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from service.catalog import sql
 from service.catalog.mapping import STATEMENT_VALUES, MappedRow, ProductRow
 from service.catalog.sink import BatchWritten, FingerprintLookup, RemovalMode, SinkInfo
 from service.catalog.sqlite_fingerprints import SqliteFingerprints
-from service.database.sqlite import Database
+from service.database.access import Database, Dialect
+from service.database.list_params import json_array
 from service.domain.outcomes import BatchCounts, ItemError, ProductChange
 from service.ledger.batch import RunBatch
 from service.ledger.runs import Ledger
@@ -65,8 +67,8 @@ class KnownCategories:
             self._by_handle.update(created)
 
 
-class SqliteCatalogSink:
-    """Products and categories in the service's own SQLite database (tables from migrations).
+class CatalogTablesSink:
+    """Products and categories in the service's own database (tables from migrations).
 
     Reads the catalog through ``database`` and writes each batch inside the ledger's batch transaction.
     """
@@ -74,10 +76,11 @@ class SqliteCatalogSink:
     def __init__(self, ledger: Ledger, database: Database) -> None:
         self._ledger = ledger
         self._database = database
+        self._dialect = database.dialect
         self._categories = KnownCategories()
 
     def describe(self) -> SinkInfo:
-        return SinkInfo("sqlite", str(self._database.path))
+        return SinkInfo(self._dialect, self._database.target)
 
     async def catalog_ids(self, after: str | None, limit: int) -> Sequence[str]:
         rows = await self._database.fetch_all(sql.OFFERED_IDS, {"after": after, "limit": limit})
@@ -86,23 +89,27 @@ class SqliteCatalogSink:
     async def remove(
         self, run_id: int, external_ids: Sequence[str], mode: RemovalMode, *, dry_run: bool = False
     ) -> BatchCounts:
-        ids = sql.json_array(external_ids)
+        ids = json_array(external_ids)
         async with self._ledger.batch(run_id) as batch:
             if dry_run:
-                gone = await batch.fetch_all(sql.OFFERED_OF, {"ids": ids})
+                gone = await batch.fetch_all(sql.OFFERED_OF[self._dialect], {"ids": ids})
             elif mode == "archive":
                 params = {"ids": ids, "run_id": run_id, "now": to_iso(utc_now())}
-                gone = await batch.fetch_all(sql.ARCHIVE_PRODUCTS, params)
+                gone = await batch.fetch_all(sql.ARCHIVE_PRODUCTS[self._dialect], params)
             else:
-                gone = await batch.fetch_all(sql.DELETE_PRODUCTS, {"ids": ids})
+                gone = await batch.fetch_all(sql.DELETE_PRODUCTS[self._dialect], {"ids": ids})
             changes = [ProductChange(external_id, handle, "remove", mode) for external_id, handle in gone]
             counts = BatchCounts(removed=len(changes))
             batch.record(counts, (), changes)
         return counts
 
     async def unchanged_lookup(self) -> FingerprintLookup | None:
+        if self._dialect != "sqlite":
+            # The workers read fingerprints with the standard library's sqlite3 only; on PostgreSQL
+            # every item is mapped, and the sink still finds the unchanged ones by their content hash.
+            return None
         row = await self._database.fetch_one(sql.ANY_PRODUCT)
-        return SqliteFingerprints(self._database.path) if row is not None and row[0] else None
+        return SqliteFingerprints(Path(self._database.target)) if row is not None and row[0] else None
 
     async def write(
         self,
@@ -120,7 +127,7 @@ class SqliteCatalogSink:
         run_values = (run_id, now)  # ?18 and ?19 of the product statements
         async with self._ledger.batch(run_id) as batch:
             known = await self._categories.read(batch)
-            existing = await _read_existing(batch, rows)
+            existing = await _read_existing(batch, self._dialect, rows)
             inserts: list[tuple[object, ...]] = []
             updates: list[tuple[object, ...]] = []
             new_fingerprints: list[tuple[int, str]] = []
@@ -161,7 +168,8 @@ class SqliteCatalogSink:
             if dry_run:
                 # Nothing is written: the counts, and each change with the fields it would make.
                 categories_created = len(new_categories)
-                changes = await _planned_changes(batch, planned, {c.external_id for c in restored})
+                restoring = {c.external_id for c in restored}
+                changes = await _planned_changes(batch, self._dialect, planned, restoring)
             else:
                 changes = restored
                 categories_created = await _create_categories(batch, run_id, now, new_categories)
@@ -189,11 +197,11 @@ class SqliteCatalogSink:
 
 async def _create_categories(batch: RunBatch, run_id: int, now: str, categories: Mapping[str, str]) -> int:
     """Create the categories that do not exist yet; return how many were created."""
-    if not categories:
-        return 0
-    return await batch.execute_many(
-        sql.INSERT_CATEGORY, [(handle, name, run_id, now) for handle, name in categories.items()]
-    )
+    # One statement each, for its count (a category already there is not created): a batch brings few.
+    created = 0
+    for handle, name in categories.items():
+        created += await batch.execute(sql.INSERT_CATEGORY, (handle, name, run_id, now))
+    return created
 
 
 # A dry run's changes name the fields an update would change (the catalog's columns, as the API says them).
@@ -214,12 +222,12 @@ _COMPARED_FIELDS = (
 
 
 async def _planned_changes(
-    batch: RunBatch, planned: Sequence[tuple[ProductRow, bool]], restoring: set[str]
+    batch: RunBatch, dialect: Dialect, planned: Sequence[tuple[ProductRow, bool]], restoring: set[str]
 ) -> list[ProductChange]:
     updated = [product.external_id for product, exists in planned if exists]
     stored = {}
     if updated:
-        found = await batch.fetch_all(sql.SELECT_STORED, (sql.json_array(updated),))
+        found = await batch.fetch_all(sql.SELECT_STORED[dialect], (json_array(updated),))
         stored = {row["external_id"]: row for row in found}
     changes: list[ProductChange] = []
     for product, exists in planned:
@@ -229,12 +237,15 @@ async def _planned_changes(
         row = stored[product.external_id]
         fields = [name for name, column in _COMPARED_FIELDS if row[column] != getattr(product, column)]
         kind = "restore" if product.external_id in restoring else "update"
-        changes.append(ProductChange(product.external_id, row["handle"], kind, fields=sql.json_array(fields)))
+        changes.append(ProductChange(product.external_id, row["handle"], kind, fields=json_array(fields)))
     return changes
 
 
-async def _read_existing(batch: RunBatch, rows: Sequence[MappedRow]) -> dict[str, _Existing]:
+async def _read_existing(
+    batch: RunBatch, dialect: Dialect, rows: Sequence[MappedRow]
+) -> dict[str, _Existing]:
     if not rows:
         return {}
-    found = await batch.fetch_all(sql.SELECT_EXISTING, (sql.json_array([row.external_id for row in rows]),))
+    ids = json_array([row.external_id for row in rows])
+    found = await batch.fetch_all(sql.SELECT_EXISTING[dialect], (ids,))
     return {external_id: _Existing(*rest) for external_id, *rest in found}

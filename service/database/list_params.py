@@ -1,0 +1,33 @@
+"""List parameters: a list of ids bound as one JSON text, unpacked by the statement, on either backend.
+
+One bound value of any length, where ``IN (?, ?, ...)`` would need a statement per list size (and
+SQLite caps the number of parameters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+
+from service.database.access import Dialect
+
+
+def json_array(values: Iterable[str]) -> str:
+    """A list parameter for ``IN ({ids})`` (see :func:`each_dialect`)."""
+    return orjson.dumps(list(values)).decode()
+
+
+# The rows of a JSON array of strings, as a one-column ``value`` relation.
+_UNPACK: dict[Dialect, str] = {
+    "sqlite": "SELECT value FROM json_each({})",
+    "postgres": "SELECT value FROM jsonb_array_elements_text({}::jsonb)",
+}
+
+
+def each_dialect(template: str, **lists: str) -> dict[Dialect, str]:
+    """``template`` for each dialect, each ``{name}`` in it the unpacking of the list parameter named."""
+    return {
+        dialect: template.format(**{name: unpack.format(param) for name, param in lists.items()})
+        for dialect, unpack in _UNPACK.items()
+    }
