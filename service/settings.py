@@ -49,7 +49,11 @@ _OPTIONAL_FIELDS = frozenset(
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(frozen=True, extra="forbid", env_prefix=ENV_PREFIX)
+    # hide_input_in_errors: a refused value may be a secret (a token, a URL with its password), and the
+    # errors are printed; each message names its variable instead.
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, hide_input_in_errors=True
+    )
 
     # HTTP server
     host: str = "127.0.0.1"

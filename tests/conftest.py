@@ -105,6 +105,13 @@ def store_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, An
 
 
 @pytest.fixture
+def aiohttp_client(store_settings: dict[str, Any], aiohttp_client: AiohttpClient) -> AiohttpClient:
+    """pytest-aiohttp's client factory, set up after the test's database (store_settings): fixtures are
+    torn down in reverse, so every app a test starts is closed before its PostgreSQL database is dropped."""
+    return aiohttp_client
+
+
+@pytest.fixture
 def settings(tmp_path: Path, upstream_url: str, store_settings: dict[str, Any]) -> Settings:
     return make_settings(tmp_path, source_url=upstream_url, page_size=50, **store_settings)
 
@@ -189,7 +196,7 @@ def _on_own_loop(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
         pool.submit(asyncio.run, work()).result()
 
 
-def _admin(cluster: PostgresCluster, statement: str) -> None:
+def admin_statement(cluster: PostgresCluster, statement: str) -> None:
     async def run() -> None:
         admin = await asyncpg.connect(cluster.url("postgres"))
         try:
@@ -204,9 +211,9 @@ def _admin(cluster: PostgresCluster, statement: str) -> None:
 def postgres_url(postgres_cluster: PostgresCluster) -> Iterator[str]:
     """A new, empty database on the session's cluster, dropped after the test."""
     name = f"t_{secrets.token_hex(6)}"
-    _admin(postgres_cluster, f'CREATE DATABASE "{name}"')
+    admin_statement(postgres_cluster, f'CREATE DATABASE "{name}"')
     yield postgres_cluster.url(name)
-    _admin(postgres_cluster, f'DROP DATABASE "{name}" WITH (FORCE)')
+    admin_statement(postgres_cluster, f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

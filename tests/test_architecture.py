@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import service
+from service.catalog.postgres_fingerprints import PostgresFingerprints
 from service.catalog.sqlite_fingerprints import SqliteFingerprints
 from service.transport.offload import WORKER_PRELOAD
 
@@ -97,7 +98,7 @@ def test_no_module_of_the_service_imports_itself_back() -> None:
 def test_the_mapping_workers_import_neither_the_drivers_nor_the_ledger() -> None:
     # What a worker process imports: the fork server's preload, then the fingerprint lookup it is sent.
     # Of the database layer, only the seam's protocols and the list parameter (plain functions).
-    modules = [*WORKER_PRELOAD, SqliteFingerprints.__module__]
+    modules = [*WORKER_PRELOAD, SqliteFingerprints.__module__, PostgresFingerprints.__module__]
     light = ("service.database", "service.database.access", "service.database.list_params")
     probe = (
         "import importlib, sys\n"

@@ -4,17 +4,18 @@ and stats equal to those of the real run that follows."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from service.api.keys import SETTINGS
 from service.app import create_app
-from tests.conftest import AUTH, AiohttpClient, finished, make_settings, wait_for_status
+from service.settings import Settings
+from tests.conftest import AUTH, BOTH_BACKENDS, AiohttpClient, finished, make_settings, wait_for_status
+from tests.ledger_rows import read
 from tests.test_cli import cli_env, run_cli
 from tests.upstream import FeedControl, make_product
 
@@ -22,11 +23,10 @@ Client = TestClient[web.Request, web.Application]
 COMPARED = ("created", "updated", "unchanged", "errors", "categoriesCreated", "removed", "restored")
 
 
-def catalog(db_path: Path) -> list[tuple[Any, ...]]:
-    """Everything the sink writes, as it stands."""
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        products = conn.execute("SELECT * FROM products ORDER BY id").fetchall()
-        categories = conn.execute("SELECT * FROM categories ORDER BY id").fetchall()
+def catalog(settings: Settings) -> list[tuple[Any, ...]]:
+    """Everything the sink writes, as it stands (the SQLite file, or PostgreSQL)."""
+    products = read(settings, "SELECT * FROM products ORDER BY id")
+    categories = read(settings, "SELECT * FROM categories ORDER BY id")
     return [*products, ("--",), *categories]
 
 
@@ -58,15 +58,16 @@ def stats(status: dict[str, Any]) -> dict[str, int]:
     return {key: status["stats"][key] for key in COMPARED}
 
 
+@BOTH_BACKENDS
 async def test_a_dry_run_of_a_new_catalog_writes_nothing_and_plans_what_the_sync_does(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str
+    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, store_settings: dict[str, Any]
 ) -> None:
-    settings = make_settings(tmp_path, source_url=upstream_url)
+    settings = make_settings(tmp_path, source_url=upstream_url, **store_settings)
     client = await aiohttp_client(create_app(settings))
     dry = await run(client, {"dryRun": True})
     assert dry["lastStatus"] == "success" and dry["dryRun"] is True
     assert dry["stats"]["created"] == 194 and dry["stats"]["categoriesCreated"] == 6
-    assert catalog(settings.db_path) == [("--",)]
+    assert catalog(settings) == [("--",)]
     planned = await all_changes(client, dry["runId"])
     assert len(planned) == 194 and {c["kind"] for c in planned} == {"create"}
     assert planned[0] == {
@@ -81,17 +82,22 @@ async def test_a_dry_run_of_a_new_catalog_writes_nothing_and_plans_what_the_sync
 
     real = await run(client)
     assert real["dryRun"] is False and stats(real) == stats(dry)
-    assert len(catalog(settings.db_path)) == 194 + 1 + 6
+    assert len(catalog(settings)) == 194 + 1 + 6
     assert await all_changes(client, real["runId"]) == []  # a real run lists only removals and restores
 
 
+@BOTH_BACKENDS
 async def test_a_dry_run_names_the_fields_each_update_changes_and_the_removals(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, feed: FeedControl
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    upstream_url: str,
+    feed: FeedControl,
+    store_settings: dict[str, Any],
 ) -> None:
-    settings = make_settings(tmp_path, source_url=upstream_url, removed_products="archive")
+    settings = make_settings(tmp_path, source_url=upstream_url, removed_products="archive", **store_settings)
     client = await aiohttp_client(create_app(settings))
     await run(client)
-    before = catalog(settings.db_path)
+    before = catalog(settings)
     products = {p["id"]: p for p in feed.products}
     products[3]["price"] = 1234.5
     products[4]["title"] = "A new title"
@@ -102,7 +108,7 @@ async def test_a_dry_run_names_the_fields_each_update_changes_and_the_removals(
     dry = await run(client, {"dryRun": True})
     assert dry["lastStatus"] == "success", dry
     assert (dry["stats"]["updated"], dry["stats"]["created"], dry["stats"]["removed"]) == (3, 1, 2)
-    assert catalog(settings.db_path) == before  # nothing written, not even a fingerprint
+    assert catalog(settings) == before  # nothing written, not even a fingerprint
     planned = {c["externalId"]: c for c in await all_changes(client, dry["runId"])}
     assert planned["3"]["fields"] == ["price"] and planned["3"]["kind"] == "update"
     assert planned["4"]["fields"] == ["title"]
@@ -117,10 +123,17 @@ async def test_a_dry_run_names_the_fields_each_update_changes_and_the_removals(
     assert again["stats"]["unchanged"] == 193 and again["stats"]["updated"] == 0
 
 
+@BOTH_BACKENDS
 async def test_the_trigger_body_is_checked_and_a_dry_run_is_one_run_like_another(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, feed: FeedControl
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    upstream_url: str,
+    feed: FeedControl,
+    store_settings: dict[str, Any],
 ) -> None:
-    client = await aiohttp_client(create_app(make_settings(tmp_path, source_url=upstream_url)))
+    client = await aiohttp_client(
+        create_app(make_settings(tmp_path, source_url=upstream_url, **store_settings))
+    )
     for body in (b'{"dryrun": true}', b'{"dryRun": "yes"}', b"not json", b"[true]"):
         response = await client.post("/admin/sync/trigger", headers=AUTH, data=body)
         assert response.status == 400, body
@@ -146,17 +159,20 @@ async def test_the_cli_dry_run_says_what_a_sync_would_do(tmp_path: Path, upstrea
     assert result.code == 0, result
     assert "dry run 1 success" in result.stdout and "created 194" in result.stdout
     assert "nothing was written" in result.stdout
-    assert catalog(db) == [("--",)]
+    assert catalog(make_settings(tmp_path, db_path=db)) == [("--",)]
     logged = [json.loads(line)["message"] for line in result.stderr.splitlines() if line.strip()]
     assert "✅ Dry run completed successfully" in logged
     table = await run_cli("runs", env=cli_env(db))
     assert table.code == 0 and "dry run (nothing written)" in table.stdout.splitlines()[1]
 
 
+@BOTH_BACKENDS
 async def test_dry_runs_stay_out_of_the_metrics_of_what_syncs_did(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str
+    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, store_settings: dict[str, Any]
 ) -> None:
-    client = await aiohttp_client(create_app(make_settings(tmp_path, source_url=upstream_url)))
+    client = await aiohttp_client(
+        create_app(make_settings(tmp_path, source_url=upstream_url, **store_settings))
+    )
     await run(client)
     first = await (await client.get("/metrics")).text()
     await run(client, {"dryRun": True})
@@ -171,8 +187,7 @@ async def test_dry_runs_stay_out_of_the_metrics_of_what_syncs_did(
         "product_sync_last_success_timestamp_seconds",
     ):
         assert line(after, name) == line(first, name)
-    with contextlib.closing(sqlite3.connect(tmp_path / "sync.db")) as conn:
-        assert conn.execute("SELECT dry_run, started_via FROM run_summary").fetchall() == [
-            (1, "manual"),
-            (0, "manual"),
-        ]
+    assert read(client.app[SETTINGS], "SELECT dry_run, started_via FROM run_summary") == [
+        (1, "manual"),
+        (0, "manual"),
+    ]

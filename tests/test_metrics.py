@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -15,7 +16,7 @@ from service.api.http_metrics import HttpMetrics
 from service.api.keys import RUNNER
 from service.app import create_app
 from service.domain.outcomes import BatchCounts
-from tests.conftest import AUTH, AiohttpClient, make_settings
+from tests.conftest import AUTH, BOTH_BACKENDS, AiohttpClient, make_settings
 from tests.jobs import ScriptedJob
 
 Client = TestClient[web.Request, web.Application]
@@ -44,11 +45,14 @@ async def run_once(client: Client) -> None:
     await client.app[RUNNER].wait()
 
 
+@BOTH_BACKENDS
 async def test_run_and_product_counts_come_from_the_ledger(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    aiohttp_client: AiohttpClient, tmp_path: Path, store_settings: dict[str, Any]
 ) -> None:
     job = ScriptedJob(counts=BatchCounts(created=5, updated=2, unchanged=1, errors=1, categories_created=2))
-    client = await aiohttp_client(create_app(make_settings(tmp_path, source_url=SOURCE), job=job))
+    client = await aiohttp_client(
+        create_app(make_settings(tmp_path, source_url=SOURCE, **store_settings), job=job)
+    )
     empty = await scrape(client)
     assert value(empty, "product_sync_runs_total", outcome="success") == 0
     assert value(empty, "product_sync_run_in_progress") == 0
@@ -75,11 +79,12 @@ async def test_run_and_product_counts_come_from_the_ledger(
     assert value(samples, "product_sync_last_success_timestamp_seconds") > 1.7e9
 
 
+@BOTH_BACKENDS
 async def test_current_run_progress_is_visible_from_another_process_on_the_file(
-    aiohttp_client: AiohttpClient, tmp_path: Path
+    aiohttp_client: AiohttpClient, tmp_path: Path, store_settings: dict[str, Any]
 ) -> None:
     job = ScriptedJob(counts=BatchCounts(created=3, processed=3, total=10), hold=asyncio.Event())
-    settings = make_settings(tmp_path, source_url=SOURCE)
+    settings = make_settings(tmp_path, source_url=SOURCE, **store_settings)
     owner = await aiohttp_client(create_app(settings, job=job))
     # Its own connections, owner lock and registry: like a second replica scraped separately.
     other = await aiohttp_client(create_app(settings, job=ScriptedJob()))

@@ -97,3 +97,61 @@ async def test_a_restarted_server_is_one_named_error_then_the_pool_reconnects() 
     finally:
         cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_simultaneous_identical_lookups_share_one_query_but_never_across_our_own_commit(
+    database: PostgresDatabase,
+) -> None:
+    async with database.transaction() as tx:
+        await tx.execute("CREATE SEQUENCE reads")
+    slow_read = "SELECT nextval('reads'), pg_sleep(0.3)"
+    # Fifty polls at once: one query answers them all (the sequence moved once).
+    rows = await asyncio.gather(*(database.fetch_one(slow_read) for _ in range(50)))
+    assert {row[0] for row in rows if row is not None} == {1}
+    # A lookup that starts after this process committed does not join a read begun before the commit.
+    before = asyncio.create_task(database.fetch_one(slow_read))
+    await asyncio.sleep(0.05)
+    async with database.transaction() as tx:
+        await tx.execute("SELECT 1")
+    after = await database.fetch_one(slow_read)
+    earlier = await before
+    assert earlier is not None and after is not None and (earlier[0], after[0]) == (2, 3)
+    # A caller that gives up does not take the others' answer with it.
+    first, second = (asyncio.create_task(database.fetch_one(slow_read)) for _ in range(2))
+    await asyncio.sleep(0.05)
+    first.cancel()
+    found = await second
+    assert found is not None and found[0] == 4
+
+
+async def test_the_workers_lookup_reads_the_stored_fingerprints_and_an_unreachable_server_answers_none(
+    database: PostgresDatabase,
+) -> None:
+    from service.catalog.fingerprints import fingerprint_lookup
+    from service.catalog.postgres_fingerprints import PostgresFingerprints
+    from service.catalog.sink import StoredFingerprints
+    from service.catalog.sql import SELECT_FINGERPRINTS
+
+    async with database.transaction() as tx:
+        (run,) = await tx.fetch_all(START, ("admin",))
+        (category,) = await tx.fetch_all(
+            "INSERT INTO categories (handle, name, created_run, created_at) VALUES ('c', 'C', $1, now())"
+            " RETURNING id",
+            (run[0],),
+        )
+        for external_id, archived in (("1", False), ("2", True)):
+            await tx.execute(
+                "INSERT INTO products (external_id, handle, title, description, category_id, price_minor,"
+                " currency, content_hash, source_hash, created_run, updated_run, created_at, updated_at,"
+                " archived_at) VALUES ($1, $1, 't', 'd', $2, 1, 'USD', 11, 22, $3, $3, now(), now(),"
+                " CASE WHEN $4 THEN now() END)",
+                (external_id, category[0], run[0], archived),
+            )
+    lookup = fingerprint_lookup(database, SELECT_FINGERPRINTS)
+    assert isinstance(lookup, PostgresFingerprints) and "@127.0.0.1" not in repr(lookup)  # no credentials
+    # As a worker calls it: no event loop of its own there, so from a plain thread here.
+    found = await asyncio.to_thread(lookup, ["1", "2", "3"])
+    # An archived product has no source fingerprint: its item is always mapped (it is restored).
+    assert found == {"1": StoredFingerprints(11, 22), "2": StoredFingerprints(11, None)}
+    gone = PostgresFingerprints(f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+    assert await asyncio.to_thread(gone, ["1"]) == {}

@@ -9,6 +9,7 @@ run that the service rides out without a restart of its own.
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import signal
 import tempfile
@@ -20,6 +21,7 @@ import asyncpg
 import pytest
 
 from scripts.throwaway_postgres import PostgresCluster
+from service.database.postgres import prepare_session
 from service.ledger.records import INTERRUPTED_MESSAGE
 from service.sync.runner import OWNER_LOST_MESSAGE
 from tests.service_process import ServiceProcess, free_port
@@ -39,6 +41,7 @@ async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
     """A query an auditor would run with psql: its own session, nothing of the service's."""
     conn = await asyncpg.connect(url)
     try:
+        await prepare_session(conn)  # timestamps as the contract's text, as the service reads them
         return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
@@ -185,6 +188,36 @@ async def test_an_owner_cut_off_by_the_server_is_recovered_elsewhere_and_writes_
     assert new_owner != owner_id
     await assert_ledger_matches_catalog(postgres_url, body["data"]["runId"])
     assert await scalar(postgres_url, "SELECT count(*) FROM products") == 194
+
+
+async def test_replicas_on_a_schedule_start_one_run_per_tick(spawn: Spawn, postgres_url: str) -> None:
+    env = {"SYNC_SCHEDULE": "* * * * * *", "SYNC_LOG_LEVEL": "DEBUG", "SYNC_SCHEDULE_CATCH_UP": "false"}
+    replicas = [await spawn(**env).start() for _ in range(3)]
+    deadline = asyncio.get_running_loop().time() + 30
+    while await scalar(postgres_url, "SELECT count(*) FROM schedule_ticks") < 6:
+        assert asyncio.get_running_loop().time() < deadline, "six ticks never came"
+        await asyncio.sleep(0.1)
+    for replica in replicas:
+        replica.send_signal(signal.SIGTERM)
+        await replica.wait_exit()
+
+    ticks = await query(postgres_url, "SELECT due_at, outcome, run_id, claimed_by FROM schedule_ticks")
+    started = sorted(tick["run_id"] for tick in ticks if tick["outcome"] == "started")
+    scheduled = await query(postgres_url, "SELECT id FROM runs WHERE started_via = 'schedule' ORDER BY id")
+    assert started == [row["id"] for row in scheduled]  # every scheduled run is one tick's, each tick one run
+    claimed_by = {tick["due_at"]: tick["claimed_by"] for tick in ticks}
+    # Every replica woke for the ticks: each one a replica found taken was claimed by another one.
+    taken_elsewhere = 0
+    for replica in replicas:
+        assert replica.process is not None
+        pid = f".{replica.process.pid}."  # owner ids are host.pid.nonce
+        for line in replica.log_text().splitlines():
+            message = json.loads(line)["message"]
+            if message.startswith("scheduled tick due at ") and "claimed by another process" in message:
+                due = message.split()[4]
+                assert due in claimed_by and pid not in claimed_by[due], (message, claimed_by.get(due))
+                taken_elsewhere += 1
+    assert taken_elsewhere >= 6
 
 
 @pytest.fixture

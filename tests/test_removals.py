@@ -10,19 +10,27 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from service.api.keys import SETTINGS
 from service.app import create_app
-from tests.conftest import AUTH, AiohttpClient, finished, make_settings, wait_for_status
-from tests.ledger_rows import query
+from tests.conftest import AUTH, BOTH_BACKENDS, AiohttpClient, finished, make_settings, wait_for_status
+from tests.ledger_rows import read
 from tests.upstream import FeedControl, make_product
+
+pytestmark = BOTH_BACKENDS
 
 Client = TestClient[web.Request, web.Application]
 TEN = [make_product(i) for i in range(1, 11)]
 
 
-def archived(db_path: Path) -> list[str]:
+def rows(client: Client, sql: str) -> list[tuple[Any, ...]]:
+    """What an auditor reads in the client's database (the SQLite file, or PostgreSQL)."""
+    return read(client.app[SETTINGS], sql)
+
+
+def archived(client: Client) -> list[str]:
     return [
         r[0]
-        for r in query(db_path, "SELECT external_id FROM products WHERE archived_at IS NOT NULL ORDER BY id")
+        for r in rows(client, "SELECT external_id FROM products WHERE archived_at IS NOT NULL ORDER BY id")
     ]
 
 
@@ -46,29 +54,38 @@ async def app_for(
 
 
 async def test_by_default_products_gone_upstream_are_kept(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, feed: FeedControl
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    upstream_url: str,
+    feed: FeedControl,
+    store_settings: dict[str, Any],
 ) -> None:
-    client = await app_for(aiohttp_client, tmp_path, upstream_url, feed)
+    client = await app_for(aiohttp_client, tmp_path, upstream_url, feed, **store_settings)
     await sync(client)
     feed.products = TEN[:8]
     status = await sync(client)
     assert status["lastStatus"] == "success" and status["stats"]["removed"] == 0
-    assert query(tmp_path / "sync.db", "SELECT count(*) FROM products WHERE archived_at IS NULL") == [(10,)]
+    assert rows(client, "SELECT count(*) FROM products WHERE archived_at IS NULL") == [(10,)]
 
 
 async def test_archived_when_gone_and_restored_when_back(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, feed: FeedControl
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    upstream_url: str,
+    feed: FeedControl,
+    store_settings: dict[str, Any],
 ) -> None:
-    client = await app_for(aiohttp_client, tmp_path, upstream_url, feed, removed_products="archive")
-    db = tmp_path / "sync.db"
+    client = await app_for(
+        aiohttp_client, tmp_path, upstream_url, feed, removed_products="archive", **store_settings
+    )
     await sync(client)
     feed.products = [p for p in TEN if p["id"] not in (3, 7)]
     gone = await sync(client)
     assert gone["lastStatus"] == "success", gone
     assert gone["stats"]["removed"] == 2 and gone["stats"]["unchanged"] == 8
-    assert archived(db) == ["3", "7"]
-    assert query(db, "SELECT count(*) FROM products") == [(10,)]  # archived, not deleted
-    assert query(db, "SELECT DISTINCT archived_run FROM products WHERE archived_at IS NOT NULL") == [
+    assert archived(client) == ["3", "7"]
+    assert rows(client, "SELECT count(*) FROM products") == [(10,)]  # archived, not deleted
+    assert rows(client, "SELECT DISTINCT archived_run FROM products WHERE archived_at IS NOT NULL") == [
         (gone["runId"],)
     ]
     assert sorted(await changes(client, gone["runId"])) == [
@@ -82,22 +99,27 @@ async def test_archived_when_gone_and_restored_when_back(
     feed.products = list(TEN)  # they come back, exactly as they were
     back = await sync(client)
     assert back["stats"]["restored"] == 2 and back["stats"]["updated"] == 2, back
-    assert back["stats"]["unchanged"] == 8 and archived(db) == []
+    assert back["stats"]["unchanged"] == 8 and archived(client) == []
     assert sorted(await changes(client, back["runId"])) == [("3", "restore", None), ("7", "restore", None)]
     settled = await sync(client)
     assert settled["stats"]["unchanged"] == 10 and settled["stats"]["restored"] == 0
 
 
 async def test_deleted_when_gone_and_created_again_when_back(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, feed: FeedControl
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    upstream_url: str,
+    feed: FeedControl,
+    store_settings: dict[str, Any],
 ) -> None:
-    client = await app_for(aiohttp_client, tmp_path, upstream_url, feed, removed_products="delete")
-    db = tmp_path / "sync.db"
+    client = await app_for(
+        aiohttp_client, tmp_path, upstream_url, feed, removed_products="delete", **store_settings
+    )
     await sync(client)
     feed.products = TEN[:7]
     gone = await sync(client)
     assert gone["stats"]["removed"] == 3
-    assert query(db, "SELECT external_id FROM products ORDER BY id") == [(str(i),) for i in range(1, 8)]
+    assert rows(client, "SELECT external_id FROM products ORDER BY id") == [(str(i),) for i in range(1, 8)]
     assert len(await changes(client, gone["runId"])) == 3
     feed.products = list(TEN)
     back = await sync(client)
@@ -105,10 +127,15 @@ async def test_deleted_when_gone_and_created_again_when_back(
 
 
 async def test_an_empty_or_truncated_feed_removes_nothing_and_fails_saying_why(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, feed: FeedControl
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    upstream_url: str,
+    feed: FeedControl,
+    store_settings: dict[str, Any],
 ) -> None:
-    client = await app_for(aiohttp_client, tmp_path, upstream_url, feed, removed_products="delete")
-    db = tmp_path / "sync.db"
+    client = await app_for(
+        aiohttp_client, tmp_path, upstream_url, feed, removed_products="delete", **store_settings
+    )
     await sync(client)
     feed.products = []  # an upstream answering 200 with no products
     empty = await sync(client)
@@ -121,7 +148,7 @@ async def test_an_empty_or_truncated_feed_removes_nothing_and_fails_saying_why(
     feed.products = TEN[:4]  # cut short: 6 of 10 missing
     cut = await sync(client)
     assert cut["lastStatus"] == "error" and "Refusing to remove 6 of the 10" in cut["lastError"]
-    assert query(db, "SELECT count(*) FROM products") == [(10,)]
+    assert rows(client, "SELECT count(*) FROM products") == [(10,)]
     assert cut["stats"]["removed"] == 0
     feed.products = TEN[:5]  # exactly half missing is allowed: the rule is "more than"
     half = await sync(client)
@@ -129,7 +156,11 @@ async def test_an_empty_or_truncated_feed_removes_nothing_and_fails_saying_why(
 
 
 async def test_nothing_is_removed_after_a_cancelled_run(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, feed: FeedControl
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    upstream_url: str,
+    feed: FeedControl,
+    store_settings: dict[str, Any],
 ) -> None:
     client = await app_for(
         aiohttp_client, tmp_path, upstream_url, feed, removed_products="archive", page_size=3
@@ -143,23 +174,28 @@ async def test_nothing_is_removed_after_a_cancelled_run(
     status = await wait_for_status(client, finished)
     assert status["lastStatus"] == "cancelled"
     feed.gate.set()
-    assert archived(tmp_path / "sync.db") == [] and status["stats"]["removed"] == 0
+    assert archived(client) == [] and status["stats"]["removed"] == 0
 
 
 async def test_items_in_error_are_still_listed_and_an_unnamed_one_stops_removal(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, feed: FeedControl
+    aiohttp_client: AiohttpClient,
+    tmp_path: Path,
+    upstream_url: str,
+    feed: FeedControl,
+    store_settings: dict[str, Any],
 ) -> None:
-    client = await app_for(aiohttp_client, tmp_path, upstream_url, feed, removed_products="archive")
-    db = tmp_path / "sync.db"
+    client = await app_for(
+        aiohttp_client, tmp_path, upstream_url, feed, removed_products="archive", **store_settings
+    )
     await sync(client)
     # Product 2 is now invalid but still names its id; product 9 is gone.
     feed.products = [make_product(2, price=-1), *(p for p in TEN if p["id"] not in (2, 9))]
     status = await sync(client)
     assert status["lastStatus"] == "success" and status["stats"]["errors"] == 1
-    assert archived(db) == ["9"]  # not 2: the feed still lists it
+    assert archived(client) == ["9"]  # not 2: the feed still lists it
 
     # An item whose id cannot be read might be any product: nothing is taken for gone.
     feed.products = [{"title": "no id"}, *(p for p in TEN if p["id"] not in (5, 9))]
     unnamed = await sync(client)
     assert unnamed["lastStatus"] == "success" and unnamed["stats"]["removed"] == 0
-    assert archived(db) == ["9"]
+    assert archived(client) == ["9"]

@@ -222,7 +222,7 @@ async def test_two_processes_on_one_database_start_one_run_per_tick(
     taken_elsewhere = 0
     for service in services:
         assert service.process is not None
-        pid = f":{service.process.pid}:"  # owner ids are host:pid:nonce
+        pid = f".{service.process.pid}."  # owner ids are host.pid.nonce
         for line in service.log_text().splitlines():
             message = json.loads(line)["message"]
             if message.startswith("scheduled tick due at ") and "claimed by another process" in message:

@@ -4,11 +4,9 @@ or are down; deliveries recorded in the ledger, and runs never waiting for them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from service.app import create_app
 from service.settings import Settings
 from tests.conftest import (
     AUTH,
+    BOTH_BACKENDS,
     AiohttpClient,
     AiohttpServer,
     finished,
@@ -28,6 +27,7 @@ from tests.conftest import (
     wait_for_status,
     wait_until,
 )
+from tests.ledger_rows import read
 from tests.service_process import free_port
 from tests.test_cli import cli_env, run_cli
 
@@ -71,11 +71,11 @@ async def receiver_url(aiohttp_server: AiohttpServer, receiver: Receiver) -> str
     return str(server.make_url("/hook"))
 
 
-def deliveries(db_path: Path) -> list[tuple[Any, ...]]:
-    with contextlib.closing(sqlite3.connect(db_path)) as conn:
-        return conn.execute(
-            "SELECT run_id, status, attempts, last_status, last_error FROM webhook_deliveries ORDER BY id"
-        ).fetchall()
+def deliveries(settings: Settings) -> list[tuple[Any, ...]]:
+    return read(
+        settings,
+        "SELECT run_id, status, attempts, last_status, last_error FROM webhook_deliveries ORDER BY id",
+    )
 
 
 def hook_settings(tmp_path: Path, upstream_url: str, urls: list[str], **overrides: Any) -> Settings:
@@ -96,12 +96,17 @@ async def sync_once(client: TestClient[web.Request, web.Application]) -> dict[st
     return await wait_for_status(client, finished)
 
 
+@BOTH_BACKENDS
 async def test_every_receiver_gets_a_signed_event_and_the_run_shows_the_deliveries(
-    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, tmp_path: Path, upstream_url: str
+    aiohttp_client: AiohttpClient,
+    aiohttp_server: AiohttpServer,
+    tmp_path: Path,
+    upstream_url: str,
+    store_settings: dict[str, Any],
 ) -> None:
     first, second = Receiver(), Receiver()
     urls = [await receiver_url(aiohttp_server, first), await receiver_url(aiohttp_server, second) + "?key=s3"]
-    settings = hook_settings(tmp_path, upstream_url, urls)
+    settings = hook_settings(tmp_path, upstream_url, urls, **store_settings)
     client = await aiohttp_client(create_app(settings))
     status = await sync_once(client)
     await wait_until(lambda: len(first.received) == 1 and len(second.received) == 1, what="both deliveries")
@@ -119,7 +124,7 @@ async def test_every_receiver_gets_a_signed_event_and_the_run_shows_the_deliveri
         assert event["stats"] == status["stats"] and event["duration"] == status["lastDuration"]
         assert event["finishedAt"] == status["finishedAt"]
 
-    await wait_until(lambda: [d[1] for d in deliveries(settings.db_path)] == ["delivered", "delivered"])
+    await wait_until(lambda: [d[1] for d in deliveries(settings)] == ["delivered", "delivered"])
     detail = await (await client.get(f"/admin/sync/runs/{status['runId']}", headers=AUTH)).json()
     hooks = detail["data"]["webhooks"]
     assert [(h["status"], h["attempts"], h["lastStatus"]) for h in hooks] == [("delivered", 1, 200)] * 2
@@ -128,61 +133,81 @@ async def test_every_receiver_gets_a_signed_event_and_the_run_shows_the_deliveri
     assert all(h["deliveredAt"] and h["nextAttemptAt"] is None for h in hooks)
 
 
+@BOTH_BACKENDS
 async def test_a_failing_receiver_is_retried_with_the_same_event_and_the_run_does_not_wait(
-    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, tmp_path: Path, upstream_url: str
+    aiohttp_client: AiohttpClient,
+    aiohttp_server: AiohttpServer,
+    tmp_path: Path,
+    upstream_url: str,
+    store_settings: dict[str, Any],
 ) -> None:
     receiver = Receiver(answers=[500, 503, 200])
-    settings = hook_settings(tmp_path, upstream_url, [await receiver_url(aiohttp_server, receiver)])
+    settings = hook_settings(
+        tmp_path, upstream_url, [await receiver_url(aiohttp_server, receiver)], **store_settings
+    )
     client = await aiohttp_client(create_app(settings))
     status = await sync_once(client)
     assert status["lastStatus"] == "success"  # recorded before any delivery succeeded
-    await wait_until(lambda: deliveries(settings.db_path)[:1] == [(1, "delivered", 3, 200, None)])
+    await wait_until(lambda: deliveries(settings)[:1] == [(1, "delivered", 3, 200, None)])
     bodies = {body for _, body in receiver.received}
     assert len(receiver.received) == 3 and len(bodies) == 1  # every attempt sends the same event
     assert all(verify(headers, body) for headers, body in receiver.received)
     # A second run is told too, once.
     await sync_once(client)
-    await wait_until(lambda: len(deliveries(settings.db_path)) == 2 and len(receiver.received) == 4)
+    await wait_until(lambda: len(deliveries(settings)) == 2 and len(receiver.received) == 4)
     assert [e["runId"] for e in receiver.events()] == [1, 1, 1, 2]
 
 
+@BOTH_BACKENDS
 async def test_a_receiver_that_is_down_is_given_up_on_and_nothing_else_changes(
-    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str
+    aiohttp_client: AiohttpClient, tmp_path: Path, upstream_url: str, store_settings: dict[str, Any]
 ) -> None:
     down = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
-    settings = hook_settings(tmp_path, upstream_url, [down], webhook_attempts=3)
+    settings = hook_settings(tmp_path, upstream_url, [down], webhook_attempts=3, **store_settings)
     client = await aiohttp_client(create_app(settings))
     status = await sync_once(client)
     assert status["lastStatus"] == "success"
-    await wait_until(lambda: [d[1] for d in deliveries(settings.db_path)] == ["failed"])
-    ((run_id, state, attempts, last_status, last_error),) = deliveries(settings.db_path)
+    await wait_until(lambda: [d[1] for d in deliveries(settings)] == ["failed"])
+    ((run_id, state, attempts, last_status, last_error),) = deliveries(settings)
     assert (run_id, state, attempts, last_status) == (1, "failed", 3, None)
     assert "gave up after 3 attempts" in last_error and "Connect" in last_error
     again = await sync_once(client)
     assert again["lastStatus"] == "success" and again["runId"] == 2
 
 
+@BOTH_BACKENDS
 async def test_a_hanging_receiver_times_out_and_does_not_hold_back_another(
-    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, tmp_path: Path, upstream_url: str
+    aiohttp_client: AiohttpClient,
+    aiohttp_server: AiohttpServer,
+    tmp_path: Path,
+    upstream_url: str,
+    store_settings: dict[str, Any],
 ) -> None:
     hanging, healthy = Receiver(answers=[0, 200]), Receiver()
     urls = [await receiver_url(aiohttp_server, hanging), await receiver_url(aiohttp_server, healthy)]
-    settings = hook_settings(tmp_path, upstream_url, urls, webhook_timeout_s=0.5)
+    settings = hook_settings(tmp_path, upstream_url, urls, webhook_timeout_s=0.5, **store_settings)
     client = await aiohttp_client(create_app(settings))
     await sync_once(client)
     await wait_until(lambda: len(healthy.received) == 1, what="the healthy receiver's delivery")
-    await wait_until(lambda: [d[1] for d in deliveries(settings.db_path)] == ["delivered", "delivered"])
+    await wait_until(lambda: [d[1] for d in deliveries(settings)] == ["delivered", "delivered"])
     hung = await (await client.get("/admin/sync/runs/1", headers=AUTH)).json()
     (slow,) = [h for h in hung["data"]["webhooks"] if h["attempts"] == 2]
     assert slow["status"] == "delivered" and len(hanging.received) == 2
 
 
+@BOTH_BACKENDS
 async def test_a_failed_run_is_reported_with_its_error(
-    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, tmp_path: Path, upstream_url: str
+    aiohttp_client: AiohttpClient,
+    aiohttp_server: AiohttpServer,
+    tmp_path: Path,
+    upstream_url: str,
+    store_settings: dict[str, Any],
 ) -> None:
     receiver = Receiver()
     wrong = upstream_url.replace("/products", "/no-such-feed")
-    settings = hook_settings(tmp_path, wrong, [await receiver_url(aiohttp_server, receiver)])
+    settings = hook_settings(
+        tmp_path, wrong, [await receiver_url(aiohttp_server, receiver)], **store_settings
+    )
     client = await aiohttp_client(create_app(settings))
     status = await sync_once(client)
     assert status["lastStatus"] == "error"
@@ -191,22 +216,29 @@ async def test_a_failed_run_is_reported_with_its_error(
     assert event["outcome"] == "error" and event["error"] == status["lastError"]
 
 
+@BOTH_BACKENDS
 async def test_a_pending_delivery_survives_a_restart(
-    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, tmp_path: Path, upstream_url: str
+    aiohttp_client: AiohttpClient,
+    aiohttp_server: AiohttpServer,
+    tmp_path: Path,
+    upstream_url: str,
+    store_settings: dict[str, Any],
 ) -> None:
     receiver = Receiver(answers=[500])
-    settings = hook_settings(tmp_path, upstream_url, [await receiver_url(aiohttp_server, receiver)])
+    settings = hook_settings(
+        tmp_path, upstream_url, [await receiver_url(aiohttp_server, receiver)], **store_settings
+    )
     first = await aiohttp_client(create_app(settings))
     await sync_once(first)
-    await wait_until(lambda: deliveries(settings.db_path)[:1] and deliveries(settings.db_path)[0][2] >= 1)
+    await wait_until(lambda: deliveries(settings)[:1] and deliveries(settings)[0][2] >= 1)
     await first.close()
-    attempts_before = deliveries(settings.db_path)[0][2]
+    attempts_before = deliveries(settings)[0][2]
     receiver.answers = [200]
     receiver.received.clear()
 
     second = await aiohttp_client(create_app(settings))
-    await wait_until(lambda: deliveries(settings.db_path)[0][1] == "delivered")
-    assert deliveries(settings.db_path)[0][2] == attempts_before + 1
+    await wait_until(lambda: deliveries(settings)[0][1] == "delivered")
+    assert deliveries(settings)[0][2] == attempts_before + 1
     assert [e["runId"] for e in receiver.events()] == [1]
     await second.close()
 

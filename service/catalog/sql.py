@@ -8,11 +8,14 @@ from service.database.list_params import each_dialect
 
 # The catalog's stored fingerprints of some products, by external id (read by the mapping workers).
 # An archived product has no source fingerprint here, so its item is always mapped: it is restored.
-SELECT_FINGERPRINTS = """
+SELECT_FINGERPRINTS = each_dialect(
+    """
 SELECT external_id, content_hash, CASE WHEN archived_at IS NULL THEN source_hash END
 FROM products
-WHERE external_id IN (SELECT value FROM json_each(?))
-"""
+WHERE external_id IN ({ids})
+""",
+    ids="?",
+)
 
 # The products of a batch already in the catalog.
 SELECT_EXISTING = each_dialect(
@@ -112,6 +115,35 @@ INSERT INTO products (
     ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?18, ?19,
     ?19
 )
+"""
+
+# PostgreSQL: a batch's new products are COPYed into a table of the transaction's own, then inserted by
+# one statement in feed order, each with its title's slug; a product whose slug is taken by then (by a
+# product already there, or one earlier in the batch) is not inserted there but by INSERT_PRODUCT after
+# it, which picks a free handle as on SQLite. The columns are a row's statement values, then its place.
+STAGE_NEW_PRODUCTS = """
+CREATE TEMPORARY TABLE staged_products (
+    external_id text, handle_base text, handle_with_id text, title text, description text,
+    category_handle text, price_minor bigint, currency text, brand text, sku text, stock bigint,
+    thumbnail text, images json, tags json, metadata json, content_hash bigint, source_hash bigint,
+    run_id bigint, at text, place integer
+) ON COMMIT DROP
+"""
+STAGED_TABLE = "staged_products"
+
+INSERT_STAGED_PRODUCTS = """
+INSERT INTO products (
+    external_id, handle, title, description, category_id, price_minor, currency, brand, sku, stock,
+    thumbnail, images, tags, metadata, content_hash, source_hash, created_run, updated_run, created_at,
+    updated_at
+)
+SELECT s.external_id, s.handle_base, s.title, s.description, c.id, s.price_minor, s.currency, s.brand,
+       s.sku, s.stock, s.thumbnail, s.images, s.tags, s.metadata, s.content_hash, s.source_hash, s.run_id,
+       s.run_id, s.at::timestamptz, s.at::timestamptz
+FROM staged_products s JOIN categories c ON c.handle = s.category_handle
+ORDER BY s.place
+ON CONFLICT DO NOTHING
+RETURNING external_id
 """
 
 # A product whose title gives the handle it already has keeps it (links to it stay valid).

@@ -21,7 +21,7 @@ class SqliteFingerprints:
     """
 
     path: Path
-    query: str = SELECT_FINGERPRINTS
+    query: str = SELECT_FINGERPRINTS["sqlite"]
     scope: tuple[str, ...] = ()
 
     def __call__(self, external_ids: Sequence[str]) -> Mapping[str, StoredFingerprints]:

@@ -7,13 +7,12 @@ the ledger always states exactly what the catalog holds from that run.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from pathlib import Path
 from typing import NamedTuple, TypeVar
 
 from service.catalog import sql
+from service.catalog.fingerprints import fingerprint_lookup
 from service.catalog.mapping import STATEMENT_VALUES, MappedRow, ProductRow
 from service.catalog.sink import BatchWritten, FingerprintLookup, RemovalMode, SinkInfo
-from service.catalog.sqlite_fingerprints import SqliteFingerprints
 from service.database.access import Database, Dialect
 from service.database.list_params import json_array
 from service.domain.outcomes import BatchCounts, ItemError, ProductChange
@@ -103,13 +102,18 @@ class CatalogTablesSink:
             batch.record(counts, (), changes)
         return counts
 
+    async def _insert(self, batch: RunBatch, inserts: Sequence[tuple[object, ...]]) -> None:
+        # On PostgreSQL a statement per row costs a round of the server's planner and executor each:
+        # most of a batch goes in by COPY and one INSERT ... SELECT instead.
+        left = await _insert_staged(batch, inserts) if self._dialect == "postgres" else inserts
+        if left:
+            await batch.execute_many(sql.INSERT_PRODUCT, left)
+
     async def unchanged_lookup(self) -> FingerprintLookup | None:
-        if self._dialect != "sqlite":
-            # The workers read fingerprints with the standard library's sqlite3 only; on PostgreSQL
-            # every item is mapped, and the sink still finds the unchanged ones by their content hash.
-            return None
         row = await self._database.fetch_one(sql.ANY_PRODUCT)
-        return SqliteFingerprints(Path(self._database.target)) if row is not None and row[0] else None
+        if row is None or not row[0]:
+            return None
+        return fingerprint_lookup(self._database, sql.SELECT_FINGERPRINTS)
 
     async def write(
         self,
@@ -174,7 +178,7 @@ class CatalogTablesSink:
                 changes = restored
                 categories_created = await _create_categories(batch, run_id, now, new_categories)
                 if inserts:
-                    await batch.execute_many(sql.INSERT_PRODUCT, inserts)
+                    await self._insert(batch, inserts)
                 if updates:
                     await batch.execute_many(sql.UPDATE_PRODUCT, updates)
                 if new_fingerprints:
@@ -193,6 +197,15 @@ class CatalogTablesSink:
         if not dry_run:
             self._categories.committed(new_categories)
         return BatchWritten(counts, refused)
+
+
+async def _insert_staged(batch: RunBatch, inserts: Sequence[tuple[object, ...]]) -> list[tuple[object, ...]]:
+    """PostgreSQL: COPY the new products, insert those whose slug is free in one statement, and return
+    the others (in feed order) for the per-row statement, which picks their handles."""
+    await batch.execute(sql.STAGE_NEW_PRODUCTS)
+    await batch.copy_rows(sql.STAGED_TABLE, [(*values, place) for place, values in enumerate(inserts)])
+    inserted = {external_id for (external_id,) in await batch.fetch_all(sql.INSERT_STAGED_PRODUCTS)}
+    return [values for values in inserts if values[0] not in inserted]
 
 
 async def _create_categories(batch: RunBatch, run_id: int, now: str, categories: Mapping[str, str]) -> int:

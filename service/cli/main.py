@@ -98,7 +98,9 @@ def serve(settings: Settings) -> int:
             shutdown_timeout=settings.shutdown_timeout_s,
             access_log=logging.getLogger("aiohttp.access"),
         )
-    except ShopUnusable as exc:
+    except (ShopUnusable, *STORAGE_FAULTS, MigrationError, OSError) as exc:
+        # The database (a file that cannot be opened, a server out of reach), the shop, or the port (in
+        # use): said plainly, without a traceback.
         print(f"cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK

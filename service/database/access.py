@@ -42,6 +42,10 @@ class Statements(Protocol):
         """Run one statement per parameter row (a batch's products)."""
         ...
 
+    async def copy_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Append ``rows`` to ``table`` (all its columns, in order) the fastest way the backend has."""
+        ...
+
 
 class Database(Protocol):
     """One database this process opened: reads, write transactions, and what its schema is."""
@@ -52,6 +56,12 @@ class Database(Protocol):
     @property
     def target(self) -> str:
         """Where it is, as logs and answers show it: the file, or the server's URL without a password."""
+        ...
+
+    @property
+    def address(self) -> str:
+        """Where another process reaches it: the SQLite file's path, or the PostgreSQL URL with its
+        credentials (handed to the mapping workers; never shown)."""
         ...
 
     @property

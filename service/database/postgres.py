@@ -15,8 +15,9 @@ Two things make the layers' SQL run here unchanged where it can:
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -95,7 +96,8 @@ def _decode_timestamp(text: str) -> str:
     return to_iso(datetime.fromisoformat(text))
 
 
-async def _prepare_session(conn: asyncpg.Connection) -> None:
+async def prepare_session(conn: asyncpg.Connection) -> None:
+    """What every session of ours is set up with: timestamps as the contract's text, both ways."""
     await conn.set_type_codec(
         "timestamptz",
         schema="pg_catalog",
@@ -126,6 +128,39 @@ class Statements:
         return found
 
 
+class SharedReads:
+    """Identical single-row reads in flight at the same time share one query.
+
+    Under load dozens of status polls arrive together; each would otherwise wait for a pooled session
+    and make its own round trip. A caller joins a read in flight only if this process committed nothing
+    since that read began (``committed()``), so no caller sees a row older than its own write.
+    """
+
+    __slots__ = ("_generation", "_in_flight")
+
+    def __init__(self) -> None:
+        self._generation = 0
+        self._in_flight: dict[tuple[str, tuple[Any, ...]], tuple[int, asyncio.Future[Any]]] = {}
+
+    def committed(self) -> None:
+        self._generation += 1
+
+    async def read(self, key: tuple[str, tuple[Any, ...]], fetch: Callable[[], Awaitable[Any]]) -> Any:
+        found = self._in_flight.get(key)
+        if found is not None and found[0] == self._generation:
+            # Shielded: one caller given up (a cancelled request) must not cancel the others' read.
+            return await asyncio.shield(found[1])
+        shared = asyncio.ensure_future(fetch())
+        entry = (self._generation, shared)
+        self._in_flight[key] = entry
+        shared.add_done_callback(lambda _: self._forget(key, entry))
+        return await asyncio.shield(shared)
+
+    def _forget(self, key: tuple[str, tuple[Any, ...]], entry: tuple[int, asyncio.Future[Any]]) -> None:
+        if self._in_flight.get(key) is entry:
+            del self._in_flight[key]
+
+
 class PostgresTransaction:
     """Statements inside one transaction; commit and rollback belong to the database's context."""
 
@@ -147,16 +182,21 @@ class PostgresTransaction:
         compiled = self._statements.get(sql)
         await self._conn.executemany(compiled.sql, [compiled.arguments(row) for row in rows])
 
+    async def copy_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        """COPY (binary): one round trip for the whole batch, no statement per row."""
+        await self._conn.copy_records_to_table(table, records=rows)
+
 
 class PostgresDatabase:
     dialect: Literal["postgres"] = "postgres"
 
     def __init__(self, pool: asyncpg.Pool, url: str, known_version: int) -> None:
         self._pool = pool
-        self.url = url  # for the owner lock's own session, and the workers' lookups
+        self.url = self.address = url  # for the owner lock's own session, and the workers' lookups
         self.target = redact_url(url)  # shown in logs and answers, never with a password
         self.known_version = known_version
         self._statements = Statements()
+        self._shared = SharedReads()
 
     @classmethod
     async def open(
@@ -174,7 +214,7 @@ class PostgresDatabase:
                 url,
                 min_size=1,
                 max_size=pool_size,
-                init=_prepare_session,
+                init=prepare_session,
                 server_settings={"timezone": "UTC", "application_name": "product-sync"},
             )
         except _UNREACHABLE as exc:
@@ -205,10 +245,18 @@ class PostgresDatabase:
             raise DatabaseUnreachable(f"lost PostgreSQL at {self.target}: {exc}") from exc
 
     async def fetch_one(self, sql: str, params: Params = ()) -> asyncpg.Record | None:
+        """The first row of a single-row lookup (the latest run, a run by id); simultaneous identical
+        lookups share one query (:class:`SharedReads`)."""
         compiled = self._statements.get(sql)
-        async with self._connection() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(compiled.sql, *compiled.arguments(params))
-            return row
+        arguments = compiled.arguments(params)
+
+        async def fetch() -> asyncpg.Record | None:
+            async with self._connection() as conn:
+                row: asyncpg.Record | None = await conn.fetchrow(compiled.sql, *arguments)
+                return row
+
+        found: asyncpg.Record | None = await self._shared.read((sql, tuple(arguments)), fetch)
+        return found
 
     async def fetch_all(self, sql: str, params: Params = ()) -> list[asyncpg.Record]:
         compiled = self._statements.get(sql)
@@ -220,9 +268,13 @@ class PostgresDatabase:
         """One transaction on one pooled connection, after every earlier writer's (the write lock):
         committed when the block ends, rolled back if it raises (the server rolls back by itself a
         transaction whose session it lost)."""
-        async with self._connection() as conn, conn.transaction():
-            await conn.execute(_TAKE_WRITE_LOCK, WRITE_LOCK_KEY)
-            yield PostgresTransaction(conn, self._statements)
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    await conn.execute(_TAKE_WRITE_LOCK, WRITE_LOCK_KEY)
+                    yield PostgresTransaction(conn, self._statements)
+            finally:
+                self._shared.committed()  # reads begun before this commit (or rollback) are not joined
 
     async def applied_version(self) -> int:
         version = await self.fetch_one("SELECT max(version) FROM schema_migrations")

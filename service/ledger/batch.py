@@ -8,7 +8,7 @@ states exactly what the catalog holds from that run, whatever crashes or cancels
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from service.database.access import Dialect, Params, Row, Statements
 from service.domain.outcomes import BatchCounts, ItemError, ProductChange
@@ -40,6 +40,9 @@ class RunBatch:
 
     async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
         await self._tx.execute_many(sql, rows)
+
+    async def copy_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        await self._tx.copy_rows(table, rows)
 
     def record(
         self, counts: BatchCounts, errors: Sequence[ItemError], changes: Sequence[ProductChange] = ()

@@ -125,13 +125,15 @@ WHERE status <> 'running' AND started_at < :cutoff AND id <> (SELECT max(id) FRO
 
 # --- /metrics: read at scrape time, so they count runs of every process sharing the file -------------
 
+# The first part's empty times are typed, as PostgreSQL types a UNION's columns from its first parts.
 # Dry runs are left out (they changed nothing): an alert on the last success must see real syncs only.
 # One statement, so one consistent snapshot: totals per outcome (a small table kept by a trigger), the
 # running run, the last finished run and the last success, each row tagged by ``kind``. Every part is an
 # index lookup, so a scrape costs the same on a ledger of a million runs.
 LEDGER_METRICS = """
 SELECT 'total' AS kind, status, runs, created, updated, unchanged, errors, categories_created,
-       duration_s, NULL AS processed, NULL AS total, NULL AS started_at, NULL AS finished_at
+       duration_s, NULL AS processed, NULL AS total, CAST(NULL AS TIMESTAMPTZ) AS started_at,
+       CAST(NULL AS TIMESTAMPTZ) AS finished_at
 FROM run_totals
 UNION ALL
 SELECT 'running', status, 1, created, updated, unchanged, errors, categories_created,

@@ -111,6 +111,7 @@ class WebhookOutbox:
                     "last_status": attempt.http_status,
                     "last_error": attempt.error,
                     "now": to_iso(now),
+                    "delivered_at": to_iso(now) if attempt.status == "delivered" else None,
                     "next_attempt_at": (
                         to_iso(attempt.next_attempt_at) if attempt.next_attempt_at is not None else None
                     ),

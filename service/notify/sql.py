@@ -81,7 +81,7 @@ SET attempts = attempts + 1,
     last_error = :last_error,
     last_attempt_at = :now,
     next_attempt_at = coalesce(:next_attempt_at, next_attempt_at),
-    delivered_at = CASE WHEN :status = 'delivered' THEN :now END,
+    delivered_at = :delivered_at,
     claimed_by = NULL,
     claimed_until = NULL
 WHERE id = :id AND claimed_by = :owner AND status = 'pending'

@@ -23,7 +23,7 @@ from service.catalog.sink import FingerprintLookup
 from service.domain.errors import SyncFailed
 from service.domain.outcomes import ItemError
 from service.transport.pacing import give_way
-from service.transport.packing import PackedChunk, map_items_packed
+from service.transport.packing import PackedChunk, PrefetchedFingerprints, lookup_ids, map_items_packed
 from service.upstream.feed import FeedChunk
 
 # Feeds announcing fewer items than this are mapped on the loop; feeds with no announced total, or a
@@ -176,15 +176,21 @@ class ChunkMapper:
 
     async def _map_on_loop(self, chunk: FeedChunk) -> MappedChunk:
         items: list[MappedRow | ItemError] = []
+        lookup: FingerprintLookup | None = None
+        if self._lookup is not None:
+            # Read once for the chunk, in a thread: a lookup may wait on a database (a server's round
+            # trip), which the event loop must not.
+            found = await asyncio.to_thread(self._lookup, lookup_ids(chunk.items))
+            lookup = PrefetchedFingerprints(found)
         for start in range(0, len(chunk.items), LOOP_SLICE):
             part = chunk.items[start : start + LOOP_SLICE]
             first = chunk.first_position + start
-            if self._lookup is None:
+            if lookup is None:
                 items.extend(map_items(part, first, self._currency, chunk.total).items)
             else:
                 # As in the workers: an item received exactly as last time is not mapped again (most of
                 # an identical re-sync's time otherwise, for a feed of a few thousand products).
-                packed = map_items_packed(part, first, self._currency, chunk.total, self._lookup)
+                packed = map_items_packed(part, first, self._currency, chunk.total, lookup)
                 items.extend((await packed.unpack(part, first, self._currency)).items)
             await give_way()  # let status requests and network reads in between slices
         return MappedChunk(items, chunk.total)

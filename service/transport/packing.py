@@ -10,7 +10,7 @@ changed product).
 from __future__ import annotations
 
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -191,6 +191,23 @@ def _lookup_id(raw: RawItem) -> str | None:
         if 0 < len(digits) <= 18 and digits.isdigit() and (digits[:1] != b"0" or len(digits) == 1):
             return digits.decode()
     return upstream_id(raw)
+
+
+def lookup_ids(items: Sequence[RawItem]) -> list[str]:
+    """The ids a chunk's items are looked up by (those that have one)."""
+    return [external_id for raw in items if (external_id := _lookup_id(raw)) is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchedFingerprints:
+    """A lookup answered from fingerprints read beforehand (for a whole chunk, off the event loop)."""
+
+    found: Mapping[str, StoredFingerprints]
+
+    def __call__(self, external_ids: Sequence[str]) -> Mapping[str, StoredFingerprints]:
+        return {
+            external_id: self.found[external_id] for external_id in external_ids if external_id in self.found
+        }
 
 
 def _stored_fingerprints(

@@ -17,11 +17,11 @@ import asyncio
 import logging
 from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
+from service.catalog.fingerprints import fingerprint_lookup
 from service.catalog.mapping import MappedRow, ProductRow
 from service.catalog.medusa import sql
 from service.catalog.medusa.client import MedusaClient, MedusaNotFound, MedusaRejected
@@ -34,7 +34,6 @@ from service.catalog.medusa.payloads import (
 )
 from service.catalog.medusa.shop import Shop
 from service.catalog.sink import BatchWritten, FingerprintLookup, RemovalMode, SinkInfo
-from service.catalog.sqlite_fingerprints import SqliteFingerprints
 from service.database.access import Database
 from service.domain.errors import SyncFailed
 from service.domain.outcomes import BatchCounts, ItemError, ProductChange
@@ -143,12 +142,10 @@ class MedusaSink:
         return SinkInfo("medusa", self._target)
 
     async def unchanged_lookup(self) -> FingerprintLookup | None:
-        if self._dialect != "sqlite":
-            return None  # as the catalog tables' sink: the links' content hashes still find them
         row = await self._database.fetch_one(sql.ANY_LINK, (self._target,))
         if row is None or not row[0]:
             return None
-        return SqliteFingerprints(Path(self._database.target), sql.FINGERPRINTS, (self._target,))
+        return fingerprint_lookup(self._database, sql.FINGERPRINTS, (self._target,))
 
     # --- one batch --------------------------------------------------------------------------------
 

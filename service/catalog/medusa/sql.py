@@ -9,15 +9,18 @@ __all__ = ["json_array"]
 
 ANY_LINK = "SELECT EXISTS (SELECT 1 FROM medusa_products WHERE target = ?)"
 
-# The mapping workers' fingerprint lookup (SQLite only): the scope (?1, the shop) comes before the ids.
+# The mapping workers' fingerprint lookup: the scope (?1, the shop) comes before the ids.
 # An archived product (a draft now) has no source fingerprint, so its item is mapped and sent: it is
 # restored.
-FINGERPRINTS = """
+FINGERPRINTS = each_dialect(
+    """
 SELECT external_id, content_hash,
        CASE WHEN archived_run IS NULL AND removing_run IS NULL THEN source_hash END
 FROM medusa_products
-WHERE target = ?1 AND external_id IN (SELECT value FROM json_each(?2))
-"""
+WHERE target = ?1 AND external_id IN ({ids})
+""",
+    ids="?2",
+)
 
 SELECT_LINKS = each_dialect(
     """
