@@ -17,7 +17,10 @@ from pytest_aiohttp import AiohttpServer
 from service.demo_upstream.products import SyntheticCatalog, demo_product
 from service.demo_upstream.server import FEED_KEY, ProductList, build_demo_app, products_page
 from service.ledger.records import RunNoLongerRunning
+from tests.conftest import BOTH_BACKENDS
 from tests.engine_fixtures import Harness, harness
+
+pytestmark = BOTH_BACKENDS
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -88,9 +91,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_connection_refused_fails_after_the_retries(tmp_path: Path) -> None:
+async def test_connection_refused_fails_after_the_retries(
+    tmp_path: Path, store_settings: dict[str, Any]
+) -> None:
     port = free_port()
-    async with harness(tmp_path) as h:
+    async with harness(tmp_path, **store_settings) as h:
         run = await h.sync(f"http://127.0.0.1:{port}/products")
         assert run.status == "error"
         assert run.error_message is not None
@@ -99,39 +104,41 @@ async def test_connection_refused_fails_after_the_retries(tmp_path: Path) -> Non
 
 
 async def test_a_read_that_stalls_past_the_timeout_is_a_network_timeout(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     upstream = Upstream()
     upstream.faults = [stall] * 4
     url = await upstream.start(aiohttp_server)
-    async with harness(tmp_path, read_timeout_s=0.2) as h:
+    async with harness(tmp_path, **store_settings, read_timeout_s=0.2) as h:
         await assert_failed(h, url, "Network timeout after 4 attempts (page skip=0)")
     assert len(upstream.request_times) == 4
 
 
-async def test_503_then_success_is_retried(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+async def test_503_then_success_is_retried(
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
+) -> None:
     upstream = Upstream()
     upstream.faults = [status(503), status(502)]
     url = await upstream.start(aiohttp_server)
-    async with harness(tmp_path, page_size=10) as h:
+    async with harness(tmp_path, **store_settings, page_size=10) as h:
         run = await h.sync(url)
         assert (run.status, run.created, run.error_message) == ("success", 25, None)
     assert len(upstream.request_times) == 2 + 3
 
 
 async def test_503_forever_fails_with_the_status_and_attempts(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     upstream = Upstream()
     upstream.faults = [status(503)] * 10
     url = await upstream.start(aiohttp_server)
-    async with harness(tmp_path) as h:
+    async with harness(tmp_path, **store_settings) as h:
         await assert_failed(h, url, "Upstream answered 503 after 4 attempts (page skip=0)")
     assert len(upstream.request_times) == 4
 
 
 async def test_a_failure_on_a_later_page_keeps_the_committed_pages_counted(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     upstream = Upstream()
     url = await upstream.start(aiohttp_server)
@@ -141,7 +148,7 @@ async def test_a_failure_on_a_later_page_keeps_the_committed_pages_counted(
         return await products_page(request)
 
     upstream.faults = [first_page_then_fail]
-    async with harness(tmp_path, page_size=10, batch_size=10) as h:
+    async with harness(tmp_path, **store_settings, page_size=10, batch_size=10) as h:
         run = await h.sync(url)
         assert (run.status, run.error_message) == (
             "error",
@@ -151,22 +158,26 @@ async def test_a_failure_on_a_later_page_keeps_the_committed_pages_counted(
         await h.assert_ledger_matches_catalog(run.id)
 
 
-async def test_429_retry_after_is_honoured(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+async def test_429_retry_after_is_honoured(
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
+) -> None:
     upstream = Upstream()
     upstream.faults = [status(429, {"Retry-After": "1"})]
     url = await upstream.start(aiohttp_server)
-    async with harness(tmp_path, retry_max_delay_s=5.0) as h:
+    async with harness(tmp_path, **store_settings, retry_max_delay_s=5.0) as h:
         run = await h.sync(url)
         assert (run.status, run.created) == ("success", 25)
     first, second = upstream.request_times[:2]
     assert second - first >= 0.95  # waited as told, not the 10 ms backoff
 
 
-async def test_retry_after_is_capped_by_the_max_delay(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+async def test_retry_after_is_capped_by_the_max_delay(
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
+) -> None:
     upstream = Upstream()
     upstream.faults = [status(429, {"Retry-After": "3600"})]
     url = await upstream.start(aiohttp_server)
-    async with harness(tmp_path, retry_max_delay_s=0.05) as h:
+    async with harness(tmp_path, **store_settings, retry_max_delay_s=0.05) as h:
         run = await h.sync(url)
         assert (run.status, run.created) == ("success", 25)
     first, second = upstream.request_times[:2]
@@ -174,22 +185,22 @@ async def test_retry_after_is_capped_by_the_max_delay(tmp_path: Path, aiohttp_se
 
 
 async def test_a_body_cut_off_mid_json_is_retried_then_fails(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     upstream = Upstream()
     upstream.faults = [cut_off] * 4
     url = await upstream.start(aiohttp_server)
-    async with harness(tmp_path) as h:
+    async with harness(tmp_path, **store_settings) as h:
         await assert_failed(h, url, "Upstream connection closed mid-response after 4 attempts (page skip=0)")
 
 
 async def test_a_complete_body_that_is_broken_json_fails_without_retry(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     upstream = Upstream()
     upstream.faults = [body(b'{"products": [{"id": 1, "tit')]
     url = await upstream.start(aiohttp_server)
-    async with harness(tmp_path) as h:
+    async with harness(tmp_path, **store_settings) as h:
         run = await h.sync(url)
         assert run.status == "error"
         assert run.error_message is not None
@@ -215,17 +226,23 @@ async def test_a_complete_body_that_is_broken_json_fails_without_retry(
     ],
 )
 async def test_non_retryable_answers_fail_at_once(
-    tmp_path: Path, aiohttp_server: AiohttpServer, fault: Handler, message: str
+    tmp_path: Path,
+    store_settings: dict[str, Any],
+    aiohttp_server: AiohttpServer,
+    fault: Handler,
+    message: str,
 ) -> None:
     upstream = Upstream()
     upstream.faults = [fault]
     url = await upstream.start(aiohttp_server)
-    async with harness(tmp_path) as h:
+    async with harness(tmp_path, **store_settings) as h:
         await assert_failed(h, url, message)
     assert len(upstream.request_times) == 1
 
 
-async def test_a_total_that_changes_mid_run_fails(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+async def test_a_total_that_changes_mid_run_fails(
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
+) -> None:
     upstream = Upstream()
     page = orjson.dumps(
         {"products": [demo_product(i) for i in range(10, 20)], "total": 30, "skip": 10, "limit": 10}
@@ -236,11 +253,13 @@ async def test_a_total_that_changes_mid_run_fails(tmp_path: Path, aiohttp_server
         return await products_page(request)
 
     upstream.faults = [first_page, body(page)]
-    async with harness(tmp_path, page_size=10) as h:
+    async with harness(tmp_path, **store_settings, page_size=10) as h:
         await assert_failed(h, url, "Upstream total changed from 25 to 30 during the run (page skip=10)")
 
 
-async def test_an_upstream_that_ignores_skip_fails(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+async def test_an_upstream_that_ignores_skip_fails(
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
+) -> None:
     first = orjson.dumps(
         {"products": [demo_product(i) for i in range(10)], "total": 25, "skip": 0, "limit": 10}
     )
@@ -249,7 +268,7 @@ async def test_an_upstream_that_ignores_skip_fails(tmp_path: Path, aiohttp_serve
     )
     upstream = Upstream()
     url = await upstream.start(aiohttp_server)
-    async with harness(tmp_path, page_size=10) as h:
+    async with harness(tmp_path, **store_settings, page_size=10) as h:
         upstream.faults = [body(first), body(first)]
         await assert_failed(h, url, "Upstream answered skip=0 when asked for skip=10")
         upstream.faults = [body(first), body(same_page_claiming_skip_10)]
@@ -257,14 +276,14 @@ async def test_an_upstream_that_ignores_skip_fails(tmp_path: Path, aiohttp_serve
 
 
 async def test_a_feed_whose_page_repeats_the_ids_before_it_is_synced_with_item_errors(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     """Page 2 holds the ids of page 1, as a server ignoring skip would answer: but asked for the
     products either side of the boundary, this server answers them, so it pages honestly."""
     products = [demo_product(0), demo_product(1), demo_product(0), demo_product(1), demo_product(2)]
     upstream = Upstream(products)
     url = await upstream.start(aiohttp_server)
-    async with harness(tmp_path, page_size=2) as h:
+    async with harness(tmp_path, **store_settings, page_size=2) as h:
         run = await h.sync(url)
         assert (run.status, run.created, run.errors, run.processed) == ("success", 3, 2, 5)
         reasons = [reason for _, _, reason in await h.run_errors(run.id)]
@@ -272,7 +291,9 @@ async def test_a_feed_whose_page_repeats_the_ids_before_it_is_synced_with_item_e
         await h.assert_ledger_matches_catalog(run.id)
 
 
-async def test_auth_and_extra_headers_are_sent(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+async def test_auth_and_extra_headers_are_sent(
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
+) -> None:
     seen: list[tuple[str | None, str | None]] = []
     upstream = Upstream()
     url = await upstream.start(aiohttp_server)
@@ -291,7 +312,7 @@ async def test_auth_and_extra_headers_are_sent(tmp_path: Path, aiohttp_server: A
 
 
 async def test_bad_items_are_counted_recorded_and_skipped(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     products: list[dict[str, Any]] = [dict(p) for p in SyntheticCatalog(40)]
     del products[3]["title"]
@@ -300,7 +321,7 @@ async def test_bad_items_are_counted_recorded_and_skipped(
     products[30] = {**products[0]}  # the same id again, in a later batch
     products[33] = {**products[31]}  # and within one batch
     server = await aiohttp_server(build_demo_app(products))
-    async with harness(tmp_path, page_size=15) as h:
+    async with harness(tmp_path, **store_settings, page_size=15) as h:
         run = await h.sync(str(server.make_url("/products")))
         assert run.status == "success"
         assert (run.created, run.errors, run.processed, run.total) == (35, 5, 40, 40)
@@ -317,7 +338,9 @@ async def test_bad_items_are_counted_recorded_and_skipped(
         assert stored["1"]["title"] == products[0]["title"]
 
 
-async def test_ndjson_bad_lines_are_item_errors(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+async def test_ndjson_bad_lines_are_item_errors(
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
+) -> None:
     lines = [orjson.dumps(demo_product(i)) for i in range(12)]
     lines[2] = b'{"id": 3, "title": "Broken", "price": '
     lines[5] = orjson.dumps({**demo_product(5), "price": -1})
@@ -332,7 +355,7 @@ async def test_ndjson_bad_lines_are_item_errors(tmp_path: Path, aiohttp_server: 
     app = web.Application()
     app.router.add_get("/feed", ndjson)
     server = await aiohttp_server(app)
-    async with harness(tmp_path, source_format="ndjson") as h:
+    async with harness(tmp_path, **store_settings, source_format="ndjson") as h:
         run = await h.sync(str(server.make_url("/feed")))
         assert run.status == "success"
         assert (run.created, run.errors, run.processed, run.total) == (9, 3, 12, None)
@@ -347,7 +370,7 @@ async def test_ndjson_bad_lines_are_item_errors(tmp_path: Path, aiohttp_server: 
 
 
 async def test_ndjson_line_over_the_limit_is_an_item_error_naming_the_line(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     long_line = orjson.dumps({**demo_product(2), "description": "x" * 5000})
     lines = [orjson.dumps(demo_product(0)), b"", orjson.dumps(demo_product(1)), long_line, long_line]
@@ -359,7 +382,9 @@ async def test_ndjson_line_over_the_limit_is_an_item_error_naming_the_line(
     app = web.Application()
     app.router.add_get("/feed", ndjson)
     server = await aiohttp_server(app)
-    async with harness(tmp_path, source_format="ndjson", max_line_bytes=1024, max_error_fraction=1.0) as h:
+    async with harness(
+        tmp_path, **store_settings, source_format="ndjson", max_line_bytes=1024, max_error_fraction=1.0
+    ) as h:
         run = await h.sync(str(server.make_url("/feed")))
         assert run.status == "success" and (run.created, run.errors, run.processed) == (3, 2, 5)
         assert await h.run_errors(run.id) == [
@@ -406,10 +431,10 @@ async def ndjson_app(
 
 
 async def test_ndjson_stream_that_stalls_midway_fails_with_a_timeout(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     url = await ndjson_app(aiohttp_server, 7, None)
-    async with harness(tmp_path, source_format="ndjson", read_timeout_s=0.3) as h:
+    async with harness(tmp_path, **store_settings, source_format="ndjson", read_timeout_s=0.3) as h:
         run = await h.sync(url)
         assert (run.status, run.error_message) == (
             "error",
@@ -422,18 +447,24 @@ async def test_ndjson_stream_that_stalls_midway_fails_with_a_timeout(
         await h.assert_ledger_matches_catalog(run.id)
 
 
-async def test_ndjson_stream_cut_off_midway_fails(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+async def test_ndjson_stream_cut_off_midway_fails(
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
+) -> None:
     url = await ndjson_app(aiohttp_server, 5, None, cut=True)
-    async with harness(tmp_path, source_format="ndjson") as h:
+    async with harness(tmp_path, **store_settings, source_format="ndjson") as h:
         run = await h.sync(url)
         assert run.status == "error"
         assert run.error_message is not None
         assert run.error_message.startswith("Upstream connection broke while reading the feed after line 5")
 
 
-async def test_the_whole_run_timeout_fails_the_run(tmp_path: Path, aiohttp_server: AiohttpServer) -> None:
+async def test_the_whole_run_timeout_fails_the_run(
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
+) -> None:
     url = await ndjson_app(aiohttp_server, 3, None)
-    async with harness(tmp_path, source_format="ndjson", read_timeout_s=30, run_timeout_s=0.5) as h:
+    async with harness(
+        tmp_path, **store_settings, source_format="ndjson", read_timeout_s=30, run_timeout_s=0.5
+    ) as h:
         await assert_failed(h, url, "Sync timed out: the run took longer than 0.5 s")
 
 
@@ -448,10 +479,10 @@ async def wait_for_progress(h: Harness, run_id: int, processed: int) -> None:
 
 
 async def test_cancelling_mid_run_leaves_ledger_and_catalog_in_agreement(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     url = await ndjson_app(aiohttp_server, 2500, None)
-    async with harness(tmp_path, source_format="ndjson", batch_size=1000) as h:
+    async with harness(tmp_path, **store_settings, source_format="ndjson", batch_size=1000) as h:
         run, task = await h.start(url, source_format="ndjson")
         await wait_for_progress(h, run.id, 2000)
         task.cancel()
@@ -467,11 +498,11 @@ async def test_cancelling_mid_run_leaves_ledger_and_catalog_in_agreement(
 
 
 async def test_a_run_finished_by_someone_else_aborts_the_job_and_its_batch(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, store_settings: dict[str, Any], aiohttp_server: AiohttpServer
 ) -> None:
     release = asyncio.Event()
     url = await ndjson_app(aiohttp_server, 1000, release, rest=1000)
-    async with harness(tmp_path, source_format="ndjson", batch_size=1000) as h:
+    async with harness(tmp_path, **store_settings, source_format="ndjson", batch_size=1000) as h:
         run, task = await h.start(url, source_format="ndjson")
         await wait_for_progress(h, run.id, 1000)
         assert await h.ledger.finish_run(run.id, "error", error_message="recovered as stalled")

@@ -117,34 +117,35 @@ INSERT INTO products (
 )
 """
 
-# PostgreSQL: a batch's new products are COPYed into a table of the transaction's own, then inserted by
-# one statement in feed order, each with its title's slug; a product whose slug is taken by then (by a
-# product already there, or one earlier in the batch) is not inserted there but by INSERT_PRODUCT after
-# it, which picks a free handle as on SQLite. The columns are a row's statement values, then its place.
-STAGE_NEW_PRODUCTS = """
-CREATE TEMPORARY TABLE staged_products (
-    external_id text, handle_base text, handle_with_id text, title text, description text,
-    category_handle text, price_minor bigint, currency text, brand text, sku text, stock bigint,
-    thumbnail text, images json, tags json, metadata json, content_hash bigint, source_hash bigint,
-    run_id bigint, at text, place integer
-) ON COMMIT DROP
-"""
-STAGED_TABLE = "staged_products"
-
-INSERT_STAGED_PRODUCTS = """
-INSERT INTO products (
-    external_id, handle, title, description, category_id, price_minor, currency, brand, sku, stock,
-    thumbnail, images, tags, metadata, content_hash, source_hash, created_run, updated_run, created_at,
-    updated_at
+# PostgreSQL: a batch's new products whose title's slug is free (held by no product, and the first of the
+# batch's products sharing it, in feed order) are COPYed into the catalog: a statement per row would cost
+# a round of the server's executor each. The others are inserted by INSERT_PRODUCT after them, which
+# picks a free handle as on SQLite. Within the batch's transaction (the write lock held), what these
+# read is what the COPY finds.
+TAKEN_HANDLES = each_dialect("SELECT handle FROM products WHERE handle IN ({handles})", handles="?")
+CATEGORY_IDS = each_dialect("SELECT handle, id FROM categories WHERE handle IN ({handles})", handles="?")
+COPIED_PRODUCT_COLUMNS = (
+    "external_id",
+    "handle",
+    "title",
+    "description",
+    "category_id",
+    "price_minor",
+    "currency",
+    "brand",
+    "sku",
+    "stock",
+    "thumbnail",
+    "images",
+    "tags",
+    "metadata",
+    "content_hash",
+    "source_hash",
+    "created_run",
+    "updated_run",
+    "created_at",
+    "updated_at",
 )
-SELECT s.external_id, s.handle_base, s.title, s.description, c.id, s.price_minor, s.currency, s.brand,
-       s.sku, s.stock, s.thumbnail, s.images, s.tags, s.metadata, s.content_hash, s.source_hash, s.run_id,
-       s.run_id, s.at::timestamptz, s.at::timestamptz
-FROM staged_products s JOIN categories c ON c.handle = s.category_handle
-ORDER BY s.place
-ON CONFLICT DO NOTHING
-RETURNING external_id
-"""
 
 # A product whose title gives the handle it already has keeps it (links to it stay valid).
 UPDATE_PRODUCT = f"""

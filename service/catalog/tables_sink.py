@@ -25,6 +25,7 @@ from service.transport.pacing import give_way
 # building parameters) is several ms, and status polls would otherwise wait for all of it at once.
 # 100 rows take well under a millisecond even while polls keep both cores busy.
 _SLICE = 100
+_COPY_SLICE = 250
 
 _T = TypeVar("_T")
 
@@ -102,10 +103,16 @@ class CatalogTablesSink:
             batch.record(counts, (), changes)
         return counts
 
-    async def _insert(self, batch: RunBatch, inserts: Sequence[tuple[object, ...]]) -> None:
-        # On PostgreSQL a statement per row costs a round of the server's planner and executor each:
-        # most of a batch goes in by COPY and one INSERT ... SELECT instead.
-        left = await _insert_staged(batch, inserts) if self._dialect == "postgres" else inserts
+    async def _insert(
+        self, batch: RunBatch, inserts: Sequence[tuple[object, ...]], run_id: int, now: str
+    ) -> None:
+        # On PostgreSQL a statement per row costs a round of the server's executor each: most of a
+        # batch goes in by COPY instead.
+        left = (
+            await _copy_new(batch, self._dialect, inserts, run_id, now)
+            if self._dialect == "postgres"
+            else inserts
+        )
         if left:
             await batch.execute_many(sql.INSERT_PRODUCT, left)
 
@@ -178,7 +185,7 @@ class CatalogTablesSink:
                 changes = restored
                 categories_created = await _create_categories(batch, run_id, now, new_categories)
                 if inserts:
-                    await self._insert(batch, inserts)
+                    await self._insert(batch, inserts, run_id, now)
                 if updates:
                     await batch.execute_many(sql.UPDATE_PRODUCT, updates)
                 if new_fingerprints:
@@ -199,13 +206,47 @@ class CatalogTablesSink:
         return BatchWritten(counts, refused)
 
 
-async def _insert_staged(batch: RunBatch, inserts: Sequence[tuple[object, ...]]) -> list[tuple[object, ...]]:
-    """PostgreSQL: COPY the new products, insert those whose slug is free in one statement, and return
-    the others (in feed order) for the per-row statement, which picks their handles."""
-    await batch.execute(sql.STAGE_NEW_PRODUCTS)
-    await batch.copy_rows(sql.STAGED_TABLE, [(*values, place) for place, values in enumerate(inserts)])
-    inserted = {external_id for (external_id,) in await batch.fetch_all(sql.INSERT_STAGED_PRODUCTS)}
-    return [values for values in inserts if values[0] not in inserted]
+async def _copy_new(
+    batch: RunBatch, dialect: Dialect, inserts: Sequence[tuple[object, ...]], run_id: int, now: str
+) -> list[tuple[object, ...]]:
+    """COPY the new products whose title's slug is free into the catalog; return the others, in feed
+    order, for the per-row statement, which picks their handles."""
+    slugs = json_array(sorted({str(values[1]) for values in inserts}))
+    taken = {handle for (handle,) in await batch.fetch_all(sql.TAKEN_HANDLES[dialect], (slugs,))}
+    categories = json_array(sorted({str(values[5]) for values in inserts}))
+    category_ids = {
+        handle: id_ for handle, id_ in await batch.fetch_all(sql.CATEGORY_IDS[dialect], (categories,))
+    }
+    copied: list[tuple[object, ...]] = []
+    left: list[tuple[object, ...]] = []
+    for values in inserts:
+        slug = values[1]
+        if slug in taken:
+            left.append(values)
+            continue
+        taken.add(str(slug))  # a later product of the batch with this slug gets another handle
+        # The catalog's columns: the statement values without the handle with the id, the category by id.
+        category_id = category_ids[values[5]]
+        copied.append(
+            (
+                values[0],
+                slug,
+                *values[3:5],
+                category_id,
+                *values[6:STATEMENT_VALUES],
+                run_id,
+                run_id,
+                now,
+                now,
+            )
+        )
+    # In a few slices, yielding between them: encoding a COPY's rows runs on the event loop, but each
+    # COPY costs the server a statement's start too.
+    for start in range(0, len(copied), _COPY_SLICE):
+        if start:
+            await give_way()
+        await batch.copy_rows("products", sql.COPIED_PRODUCT_COLUMNS, copied[start : start + _COPY_SLICE])
+    return left
 
 
 async def _create_categories(batch: RunBatch, run_id: int, now: str, categories: Mapping[str, str]) -> int:

@@ -42,8 +42,8 @@ class Statements(Protocol):
         """Run one statement per parameter row (a batch's products)."""
         ...
 
-    async def copy_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Append ``rows`` to ``table`` (all its columns, in order) the fastest way the backend has."""
+    async def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Append ``rows`` (values of ``columns``, in order) to ``table``, the fastest way the backend has."""
         ...
 
 

@@ -19,7 +19,7 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,7 +30,7 @@ from service.database.access import Params
 from service.database.errors import DatabaseUnreachable
 from service.database.migrations import load_migrations
 from service.database.postgres_migrations import POSTGRES_MIGRATIONS_DIR, apply_postgres_migrations
-from service.support.timeutil import to_iso
+from service.support.timeutil import from_iso, to_iso
 from service.upstream.urls import redact_url
 
 # The faults that mean "no working session to the server" (rather than a statement's own error).
@@ -87,13 +87,18 @@ class Compiled:
         return params
 
 
-def _encode_timestamp(value: str | datetime) -> str:
-    return value if isinstance(value, str) else to_iso(value)
+# timestamptz on the wire (binary, so COPY can carry it too): microseconds since 2000-01-01 UTC.
+_POSTGRES_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def _decode_timestamp(text: str) -> str:
-    # The server's text form in UTC ("2026-01-07 13:33:12.123+00"); infinity never occurs here.
-    return to_iso(datetime.fromisoformat(text))
+def _encode_timestamp(value: str | datetime) -> bytes:
+    moment = from_iso(value) if isinstance(value, str) else value
+    return ((moment - _POSTGRES_EPOCH) // timedelta(microseconds=1)).to_bytes(8, "big", signed=True)
+
+
+def _decode_timestamp(data: bytes) -> str:
+    # Infinity (the largest and smallest values) never occurs in this schema.
+    return to_iso(_POSTGRES_EPOCH + timedelta(microseconds=int.from_bytes(data, "big", signed=True)))
 
 
 async def prepare_session(conn: asyncpg.Connection) -> None:
@@ -103,7 +108,7 @@ async def prepare_session(conn: asyncpg.Connection) -> None:
         schema="pg_catalog",
         encoder=_encode_timestamp,
         decoder=_decode_timestamp,
-        format="text",
+        format="binary",
     )
 
 
@@ -182,9 +187,9 @@ class PostgresTransaction:
         compiled = self._statements.get(sql)
         await self._conn.executemany(compiled.sql, [compiled.arguments(row) for row in rows])
 
-    async def copy_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+    async def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """COPY (binary): one round trip for the whole batch, no statement per row."""
-        await self._conn.copy_records_to_table(table, records=rows)
+        await self._conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
 
 class PostgresDatabase:

@@ -120,11 +120,10 @@ class Transaction:
         """Run one statement per parameter row."""
         await self._conn.executemany(sql, rows)
 
-    async def copy_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+    async def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """An INSERT per row, in one hop: SQLite binds parameters as fast as anything would."""
-        if rows:
-            marks = ", ".join("?" * len(rows[0]))
-            await self._conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+        marks = ", ".join("?" * len(columns))
+        await self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
 class SameTurnRows:

@@ -41,8 +41,8 @@ class RunBatch:
     async def execute_many(self, sql: str, rows: Iterable[Params]) -> None:
         await self._tx.execute_many(sql, rows)
 
-    async def copy_rows(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
-        await self._tx.copy_rows(table, rows)
+    async def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        await self._tx.copy_rows(table, columns, rows)
 
     def record(
         self, counts: BatchCounts, errors: Sequence[ItemError], changes: Sequence[ProductChange] = ()
