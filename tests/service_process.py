@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +108,19 @@ class ServiceProcess:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def ticks_taken_elsewhere(services: Sequence[ServiceProcess], claimed_by: Mapping[str, str]) -> int:
+    """How many schedule ticks the services' logs say were claimed by another process; each must be in
+    ``claimed_by`` (due time -> owner id, from ``schedule_ticks``) under another process's owner id."""
+    taken = 0
+    for service in services:
+        assert service.process is not None
+        pid = f".{service.process.pid}."  # owner ids are host.pid.nonce
+        for line in service.log_text().splitlines():
+            message = json.loads(line)["message"]
+            if message.startswith("scheduled tick due at ") and "claimed by another process" in message:
+                due = message.split()[4]
+                assert due in claimed_by and pid not in claimed_by[due], (message, claimed_by.get(due))
+                taken += 1
+    return taken

@@ -9,7 +9,6 @@ run that the service rides out without a restart of its own.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import signal
 import tempfile
@@ -24,7 +23,7 @@ from scripts.throwaway_postgres import PostgresCluster
 from service.database.postgres import prepare_session
 from service.ledger.records import INTERRUPTED_MESSAGE
 from service.sync.runner import OWNER_LOST_MESSAGE
-from tests.service_process import ServiceProcess, free_port
+from tests.service_process import ServiceProcess, free_port, ticks_taken_elsewhere
 from tests.upstream import FeedControl
 
 pytestmark = pytest.mark.postgres
@@ -207,17 +206,7 @@ async def test_replicas_on_a_schedule_start_one_run_per_tick(spawn: Spawn, postg
     assert started == [row["id"] for row in scheduled]  # every scheduled run is one tick's, each tick one run
     claimed_by = {tick["due_at"]: tick["claimed_by"] for tick in ticks}
     # Every replica woke for the ticks: each one a replica found taken was claimed by another one.
-    taken_elsewhere = 0
-    for replica in replicas:
-        assert replica.process is not None
-        pid = f".{replica.process.pid}."  # owner ids are host.pid.nonce
-        for line in replica.log_text().splitlines():
-            message = json.loads(line)["message"]
-            if message.startswith("scheduled tick due at ") and "claimed by another process" in message:
-                due = message.split()[4]
-                assert due in claimed_by and pid not in claimed_by[due], (message, claimed_by.get(due))
-                taken_elsewhere += 1
-    assert taken_elsewhere >= 6
+    assert ticks_taken_elsewhere(replicas, claimed_by) >= 6
 
 
 @pytest.fixture

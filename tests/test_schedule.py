@@ -4,7 +4,6 @@ skipped ticks recorded, one run per tick across processes, and one catch-up run 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from service.settings import Settings
 from service.support.timeutil import from_iso, utc_now
 from tests.conftest import AUTH, AiohttpClient, make_settings, wait_for_status, wait_until
 from tests.ledger_rows import query
-from tests.service_process import ServiceProcess
+from tests.service_process import ServiceProcess, ticks_taken_elsewhere
 from tests.test_cli import run_cli
 from tests.upstream import FeedControl
 
@@ -219,17 +218,7 @@ async def test_two_processes_on_one_database_start_one_run_per_tick(
     claimed_by = {due: owner for due, _, _, owner in ticks}
 
     # Both processes woke for the ticks: each one a process found taken was claimed by the other one.
-    taken_elsewhere = 0
-    for service in services:
-        assert service.process is not None
-        pid = f".{service.process.pid}."  # owner ids are host.pid.nonce
-        for line in service.log_text().splitlines():
-            message = json.loads(line)["message"]
-            if message.startswith("scheduled tick due at ") and "claimed by another process" in message:
-                due = message.split()[4]
-                assert due in claimed_by and pid not in claimed_by[due], (message, claimed_by.get(due))
-                taken_elsewhere += 1
-    assert taken_elsewhere >= 3
+    assert ticks_taken_elsewhere(services, claimed_by) >= 3
 
 
 async def test_one_catch_up_run_after_downtime_never_a_burst(
