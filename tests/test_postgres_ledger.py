@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from service.database.postgres import PostgresDatabase
-from service.domain.outcomes import BatchCounts
+from service.domain.outcomes import BatchCounts, ItemError
 from service.ledger.pg_owner import PostgresOwnerLock
 from service.ledger.records import INTERRUPTED_MESSAGE, RunAlreadyRunning, RunNoLongerRunning
 from service.ledger.runs import Ledger
@@ -98,3 +98,37 @@ async def test_a_live_replica_with_a_stale_heartbeat_is_failed_as_stalled(postgr
         row = await other.get_run(run.id)
         assert row is not None and row.status == "error"
         assert row.error_message is not None and row.error_message.startswith("Sync stalled")
+
+
+async def test_retention_prunes_old_runs_and_errors_but_never_the_newest_or_a_writer(
+    postgres_url: str,
+) -> None:
+    async with replica(postgres_url) as (ledger, _):
+        first = await ledger.start_run("admin", "feed")
+        await ledger.record_progress(
+            first.id, BatchCounts(errors=1, processed=1), [ItemError(0, "9", "price: must be >= 0")]
+        )
+        await ledger.finish_run(first.id, "success")
+        writer = await ledger.start_run("admin", "feed")
+        async with ledger.batch(writer.id) as batch:  # a run a product still names must stay
+            await batch.execute(
+                "INSERT INTO categories (handle, name, created_run, created_at) VALUES ('c', 'C', ?, ?)",
+                (writer.id, writer.started_at),
+            )
+            batch.record(BatchCounts(categories_created=1), [])
+        await ledger.finish_run(writer.id, "success")
+        newest = await ledger.start_run("admin", "feed")
+        await ledger.finish_run(newest.id, "success")
+        conn = await asyncpg.connect(postgres_url)
+        try:  # all of them ten days old, as an auditor's clock would see them
+            await conn.execute("UPDATE run_errors SET recorded_at = now() - interval '10 days'")
+            await conn.execute("ALTER TABLE runs DISABLE TRIGGER runs_finished_are_final")
+            await conn.execute("UPDATE runs SET started_at = started_at - interval '10 days'")
+            await conn.execute("ALTER TABLE runs ENABLE TRIGGER runs_finished_are_final")
+        finally:
+            await conn.close()
+
+        assert await ledger.prune(error_days=7, run_days=7) == (1, 1)
+        remaining = [run.id for run in await ledger.list_runs(10, None, None)]
+        assert remaining == [newest.id, writer.id]  # the newest and the one the catalog names stay
+        assert await ledger.list_run_errors(first.id, 10, None) == []
