@@ -20,8 +20,10 @@ from pydantic import SecretStr
 from scripts.throwaway_medusa import MedusaServer, free_port
 from scripts.throwaway_postgres import PostgresCluster
 from service.app import create_app
+from service.database.postgres import PostgresDatabase
 from service.database.sqlite import SqliteDatabase
 from service.ledger.owner import OwnerLock
+from service.ledger.pg_owner import PostgresOwnerLock
 from service.ledger.runs import Ledger
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
 from tests.medusa_shop import Shop
@@ -68,12 +70,23 @@ async def database(ledger_file: Path) -> AsyncIterator[SqliteDatabase]:
 
 
 @pytest.fixture
-async def ledger(database: SqliteDatabase) -> AsyncIterator[Ledger]:
-    """A ledger on a fresh file in tmp_path, owned by this process."""
-    owner = OwnerLock(OwnerLock.lock_dir_for(database.path))
-    owner.acquire()
-    yield Ledger(database, owner, stall_timeout_s=60)
-    owner.release()
+async def ledger(
+    backend: str, database: SqliteDatabase, request: pytest.FixtureRequest
+) -> AsyncIterator[Ledger]:
+    """A ledger owned by this process, on a fresh file in tmp_path (the ``database`` fixture's), or on
+    a new PostgreSQL database when the test runs on that backend."""
+    if backend == "sqlite":
+        owner = OwnerLock(OwnerLock.lock_dir_for(database.path))
+        owner.acquire()
+        yield Ledger(database, owner, stall_timeout_s=60)
+        owner.release()
+        return
+    postgres = await PostgresDatabase.open(request.getfixturevalue("postgres_url"))
+    lock = PostgresOwnerLock(postgres)
+    await lock.acquire()
+    yield Ledger(postgres, lock, stall_timeout_s=60)
+    await lock.release()
+    await postgres.close()
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from service.database.sqlite import SqliteDatabase
 from service.domain.outcomes import BatchCounts
 from service.ledger.records import RUN_COLUMNS, RunRecord
 from service.ledger.runs import Ledger
+from tests.conftest import BOTH_BACKENDS
 
 INSERT_FOREIGN_RUN = """
 INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)
@@ -107,6 +108,7 @@ async def test_other_sqlite_errors_are_not_swallowed(ledger: Ledger, database: S
         await database.fetch_one("SELECT * FROM no_such_table")
 
 
+@BOTH_BACKENDS
 async def test_the_status_body_is_the_documented_model_for_every_run_state(ledger: Ledger) -> None:
     bodies = [status_body(None)]
     running = await ledger.start_run("admin", None)
@@ -172,6 +174,7 @@ async def test_an_unchanged_latest_run_is_the_same_record_and_any_change_makes_a
     assert changed is not None and changed is not first and changed.processed == 7
 
 
+@BOTH_BACKENDS
 async def test_status_bodies_are_rebuilt_exactly_when_the_latest_run_changes(ledger: Ledger) -> None:
     cache = StatusBodyCache()
     assert cache.body(None) == status_body(None)

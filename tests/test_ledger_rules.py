@@ -12,6 +12,7 @@ from service.domain.outcomes import BatchCounts
 from service.ledger.owner import OwnerLock
 from service.ledger.records import INTERRUPTED_MESSAGE, RunAlreadyRunning, RunNoLongerRunning
 from service.ledger.runs import Ledger
+from tests.conftest import BOTH_BACKENDS
 
 
 def _raw(path: Path) -> sqlite3.Connection:
@@ -27,6 +28,7 @@ async def test_only_one_running_row_even_for_a_raw_client(ledger: Ledger, databa
         )
 
 
+@BOTH_BACKENDS
 async def test_second_start_names_the_running_run(ledger: Ledger) -> None:
     first = await ledger.start_run("admin", None)
     with pytest.raises(RunAlreadyRunning) as caught:
@@ -65,6 +67,7 @@ async def test_runs_start_as_running_and_states_are_consistent(
             conn.execute("UPDATE runs SET status = 'paused' WHERE id = ?", (run.id,))
 
 
+@BOTH_BACKENDS
 async def test_counters_and_item_errors_move_together(ledger: Ledger) -> None:
     from service.domain.outcomes import ItemError
 

@@ -20,7 +20,7 @@ from service.ledger.records import TickSkipped, TickStarted, TickTaken
 from service.ledger.runs import Ledger
 from service.settings import Settings
 from service.support.timeutil import from_iso, utc_now
-from tests.conftest import AUTH, AiohttpClient, make_settings, wait_for_status, wait_until
+from tests.conftest import AUTH, BOTH_BACKENDS, AiohttpClient, make_settings, wait_for_status, wait_until
 from tests.ledger_rows import query
 from tests.service_process import ServiceProcess, ticks_taken_elsewhere
 from tests.test_cli import run_cli
@@ -96,6 +96,7 @@ async def test_an_invalid_schedule_stops_the_service_at_start_up(tmp_path: Path)
 # --- the ledger's rules for a tick --------------------------------------------------------------
 
 
+@BOTH_BACKENDS
 async def test_a_tick_is_claimed_once_and_skips_while_a_run_is_in_progress(ledger: Ledger) -> None:
     due = at("2026-12-01T17:00:30Z")
     first = await ledger.claim_tick(due, "*/30 * * * * * (UTC)", "feed", catch_up=False)
