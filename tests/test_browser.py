@@ -760,3 +760,36 @@ async def test_preview_shows_the_plan_the_schedule_and_a_chart_of_recent_runs(
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "admin-preview.png"), full_page=True)
     watch.assert_clean()  # the chart is drawn under the page's strict CSP
+
+
+async def test_two_replicas_on_postgresql_show_the_one_run_wherever_it_was_started(
+    context: BrowserContext, start_service: StartService, feed: Feed, postgres_url: str
+) -> None:
+    feed.count, feed.page_delay_s = 80, 1.0  # longer than the idle page's look every 5 s
+    replicas = [await start_service(database_url=SecretStr(postgres_url)) for _ in range(2)]
+    first, first_watch = await signed_in_page(context, replicas[0])
+    # The session cookie is signed with a key derived from the token, which every replica holds: signed
+    # in at one replica, the browser is signed in at the other (same host, so the same cookie).
+    second, second_watch = await open_admin(context, replicas[1])
+    await expect(second.get_by_role("button", name="Sync products")).to_be_visible()
+    await expect(summary(second)).to_have_text("No sync has run yet.")
+    pages = [(first, first_watch), (second, second_watch)]
+    for page, _ in pages:
+        await expect(page.locator("#sink-target")).to_have_text(
+            re.compile(
+                r"^Products go to the PostgreSQL catalog postgresql://\*\*\*@127\.0\.0\.1:\d+/t_\w+\.$"
+            )
+        )
+
+    await first.get_by_role("button", name="Sync products").click()
+    await expect(summary(first)).to_contain_text("Sync running since")
+    # The other replica's page follows the run it did not start: its own button is held.
+    await expect(summary(second)).to_contain_text("Sync running since", timeout=10_000)
+    await expect(second.get_by_role("button", name="Sync products")).to_be_disabled()
+
+    for page, _ in pages:
+        await expect(summary(page)).to_contain_text("Last sync succeeded", timeout=RUN_TIMEOUT_MS)
+        await expect(summary(page)).to_contain_text(f"{feed.count} created")
+    assert [(await replica.status())["runId"] for replica in replicas] == [1, 1]
+    first_watch.assert_clean()
+    second_watch.assert_clean()

@@ -5,6 +5,9 @@
   'use strict';
 
   var POLL_INTERVAL_MS = 2000;
+  // While idle the page still looks now and then: a run may start elsewhere (the schedule, another
+  // replica, the command line), and the page should follow it as it follows its own.
+  var IDLE_POLL_INTERVAL_MS = 5000;
   var HISTORY_LIMIT = 20;
   var ERRORS_PAGE_SIZE = 50;
   var PLAN_PAGE_SIZE = 50;
@@ -231,7 +234,7 @@
 
   function schedulePoll() {
     stopPolling();
-    state.pollTimer = setTimeout(refreshStatus, POLL_INTERVAL_MS);
+    state.pollTimer = setTimeout(refreshStatus, state.running ? POLL_INTERVAL_MS : IDLE_POLL_INTERVAL_MS);
   }
 
   async function refreshStatus() {
@@ -243,7 +246,7 @@
     } catch (err) {
       if (generation !== state.generation) return;
       showNotice(el.syncMessage, err.message + ' Retrying…', 'error');
-      if (state.running) schedulePoll();
+      schedulePoll();
       return;
     }
     if (generation !== state.generation) return;
@@ -253,14 +256,13 @@
     }
     if (!result.ok || !result.body || !result.body.data) {
       showNotice(el.syncMessage, messageOf(result, 'Could not read the sync status.'), 'error');
-      if (state.running) schedulePoll();
+      schedulePoll();
       return;
     }
     var wasRunning = state.running;
     renderStatus(result.body.data);
-    if (state.running) {
-      schedulePoll();
-    } else if (wasRunning) {
+    schedulePoll();
+    if (!state.running && wasRunning) {
       // The run just ended: the summary now tells the outcome, and its final row belongs in the history.
       if (!el.syncMessage.classList.contains('notice-error')) hideNotice(el.syncMessage);
       loadRuns(true);
@@ -323,7 +325,8 @@
 
   function renderSink(sink) {
     if (!sink) { el.sinkTarget.hidden = true; return; }
-    var where = sink.kind === 'medusa' ? 'the Medusa shop at ' + sink.target : 'the SQLite catalog ' + sink.target;
+    var catalogs = { medusa: 'the Medusa shop at ', postgres: 'the PostgreSQL catalog ', sqlite: 'the SQLite catalog ' };
+    var where = (catalogs[sink.kind] || sink.kind + ' ') + sink.target;
     var text = 'Products go to ' + where + '.';
     if (el.sinkTarget.textContent !== text) el.sinkTarget.textContent = text;
     el.sinkTarget.hidden = false;
