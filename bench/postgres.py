@@ -28,15 +28,10 @@ from bench.feeds import feed_file
 from bench.load import load_tool, poll
 from bench.procs import LOOPBACK, free_port, tree_cpu_seconds, upstream
 from bench.service import service
-from scripts.throwaway_postgres import PostgresCluster
+from scripts.throwaway_postgres import running_cluster
+from service.catalog.sql import COPIED_PRODUCT_COLUMNS
 
 CEILING_BATCH = 1000
-# The catalog's columns our sync writes (the id is the table's own).
-_COLUMNS = (
-    "external_id, handle, title, description, category_id, price_minor, currency, brand, sku, stock,"
-    " thumbnail, images, tags, metadata, content_hash, source_hash, created_run, updated_run, created_at,"
-    " updated_at"
-)
 
 
 def _log(message: str) -> None:
@@ -46,7 +41,7 @@ def _log(message: str) -> None:
 async def _rows(url: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(url)
     try:
-        return list(await conn.fetch(f"SELECT {_COLUMNS} FROM products ORDER BY id"))
+        return list(await conn.fetch(f"SELECT {', '.join(COPIED_PRODUCT_COLUMNS)} FROM products ORDER BY id"))
     finally:
         await conn.close()
 
@@ -74,13 +69,12 @@ async def _copy_ceiling(url: str, rows: Sequence[asyncpg.Record], batch: int, *,
                 " ADD FOREIGN KEY (updated_run) REFERENCES runs (id),"
                 " ADD FOREIGN KEY (archived_run) REFERENCES runs (id) ON DELETE SET NULL"
             )
-        columns = [name.strip() for name in _COLUMNS.split(",")]
         records = [tuple(row) for row in rows]
         started = time.perf_counter()
         for start in range(0, len(records), batch):
             async with conn.transaction():
                 await conn.copy_records_to_table(
-                    "ceiling", records=records[start : start + batch], columns=columns
+                    "ceiling", records=records[start : start + batch], columns=list(COPIED_PRODUCT_COLUMNS)
                 )
         return time.perf_counter() - started
     finally:
@@ -111,51 +105,49 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     _log(f"preparing a feed of {count:,} products (cached in {args.work_dir})")
     feed = feed_file(args.work_dir, count, 0)
-    cluster_dir = Path(tempfile.mkdtemp(prefix="product-sync-pg-bench-"))
     run_dir = Path(tempfile.mkdtemp(prefix="product-sync-pg-run-"))
-    cluster = PostgresCluster(cluster_dir, free_port())
+    _log("starting a throwaway PostgreSQL cluster")
     try:
-        _log("starting a throwaway PostgreSQL cluster")
-        cluster.start()
-        admin = cluster.url("postgres")
-        for name in ("sync", "load"):
-            _create_database(admin, name)
-        url, load_url = cluster.url("sync"), cluster.url("load")
-        # The server's processes are the postmaster's children: their CPU is the database's share.
-        postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
-        port = free_port()
-        feed_url = f"http://{LOOPBACK}:{port}/products.ndjson"
-        logs = run_dir / "logs"
-        with upstream(feed, port, logs / "upstream.log"):
-            _log("our sync into PostgreSQL: fresh database")
-            server_before = tree_cpu_seconds(postmaster)
-            with service(run_dir / "unused.db", feed_url, logs / "fresh.log", database_url=url) as svc:
-                fresh = svc.sync()
-            fresh_server_cpu = tree_cpu_seconds(postmaster) - server_before
-            _log("our sync into PostgreSQL: identical re-sync")
-            server_before = tree_cpu_seconds(postmaster)
-            with service(run_dir / "unused.db", feed_url, logs / "same.log", database_url=url) as svc:
-                same = svc.sync()
-            same_server_cpu = tree_cpu_seconds(postmaster) - server_before
-            rewritten = asyncio.run(_rewritten(url, same.run_id))
-            _log("the ceiling: COPY of the same rows into a table of the same shape")
-            rows = asyncio.run(_rows(url))
-            batched = asyncio.run(_copy_ceiling(url, rows, CEILING_BATCH, foreign_keys=True))
-            batched_no_keys = asyncio.run(_copy_ceiling(url, rows, CEILING_BATCH, foreign_keys=False))
-            single = asyncio.run(_copy_ceiling(url, rows, len(rows), foreign_keys=False))
-            del rows
-            _log(f"status polled by {args.connections} connections while a {count:,}-product sync runs")
-            with service(run_dir / "unused.db", feed_url, logs / "load.log", database_url=load_url) as svc:
-                run_id = svc.client.trigger()
-                while not (svc.client.status()["progress"] or {}).get("processed"):
-                    time.sleep(0.02)
-                status_url = f"http://{LOOPBACK}:{svc.port}/admin/sync/status"
-                busy = poll(status_url, f"Bearer {svc.token}", args.connections, args.seconds)
-                still_running = bool(svc.client.status()["isRunning"])
-                svc.client.wait_finished(run_id, 1800)
+        with running_cluster(free_port()) as cluster:
+            admin = cluster.url("postgres")
+            for name in ("sync", "load"):
+                _create_database(admin, name)
+            url, load_url = cluster.url("sync"), cluster.url("load")
+            # The server's processes are the postmaster's children: their CPU is the database's share.
+            postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+            port = free_port()
+            feed_url = f"http://{LOOPBACK}:{port}/products.ndjson"
+            logs = run_dir / "logs"
+            with upstream(feed, port, logs / "upstream.log"):
+                _log("our sync into PostgreSQL: fresh database")
+                server_before = tree_cpu_seconds(postmaster)
+                with service(run_dir / "unused.db", feed_url, logs / "fresh.log", database_url=url) as svc:
+                    fresh = svc.sync()
+                fresh_server_cpu = tree_cpu_seconds(postmaster) - server_before
+                _log("our sync into PostgreSQL: identical re-sync")
+                server_before = tree_cpu_seconds(postmaster)
+                with service(run_dir / "unused.db", feed_url, logs / "same.log", database_url=url) as svc:
+                    same = svc.sync()
+                same_server_cpu = tree_cpu_seconds(postmaster) - server_before
+                rewritten = asyncio.run(_rewritten(url, same.run_id))
+                _log("the ceiling: COPY of the same rows into a table of the same shape")
+                rows = asyncio.run(_rows(url))
+                batched = asyncio.run(_copy_ceiling(url, rows, CEILING_BATCH, foreign_keys=True))
+                batched_no_keys = asyncio.run(_copy_ceiling(url, rows, CEILING_BATCH, foreign_keys=False))
+                single = asyncio.run(_copy_ceiling(url, rows, len(rows), foreign_keys=False))
+                del rows
+                _log(f"status polled by {args.connections} connections while a {count:,}-product sync runs")
+                with service(
+                    run_dir / "unused.db", feed_url, logs / "load.log", database_url=load_url
+                ) as svc:
+                    run_id = svc.client.trigger()
+                    while not (svc.client.status()["progress"] or {}).get("processed"):
+                        time.sleep(0.02)
+                    status_url = f"http://{LOOPBACK}:{svc.port}/admin/sync/status"
+                    busy = poll(status_url, f"Bearer {svc.token}", args.connections, args.seconds)
+                    still_running = bool(svc.client.status()["isRunning"])
+                    svc.client.wait_finished(run_id, 1800)
     finally:
-        cluster.stop()
-        shutil.rmtree(cluster_dir, ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
 
     ceiling_rate = count / batched

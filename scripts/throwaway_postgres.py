@@ -11,6 +11,9 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,3 +86,19 @@ class PostgresCluster:
     def stop(self) -> None:
         if (self.data_dir / "postmaster.pid").exists():
             self._run([find_binary("pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+
+
+@contextmanager
+def running_cluster(port: int) -> Iterator[PostgresCluster]:
+    """A new cluster started in a temporary directory of its own, then stopped and deleted.
+
+    Not under pytest's tmp_path: the cluster's unprivileged owner must reach its directory.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="product-sync-pg-"))
+    cluster = PostgresCluster(directory, port)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)

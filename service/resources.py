@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+from pydantic import SecretStr
 
 from service.catalog.medusa.client import MedusaClient
 from service.catalog.medusa.shop import check_shop
@@ -81,21 +82,29 @@ async def open_sink(settings: Settings, ledger: Ledger, database: Database) -> A
         )
 
 
+async def _open_sqlite(settings: Settings) -> SqliteDatabase:
+    return await SqliteDatabase.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
+
+
+async def _open_postgres(url: SecretStr, settings: Settings, *, migrate: bool = True) -> PostgresDatabase:
+    return await PostgresDatabase.open(
+        url.get_secret_value(), pool_size=settings.database_pool_size, migrate=migrate
+    )
+
+
 async def open_migrated(settings: Settings, *, migrate: bool = True) -> Database:
     """The database the settings choose, opened (and migrated, unless ``migrate`` is False on
     PostgreSQL, where an auditor's role may only read); the caller closes it."""
     if settings.database_url is None:
-        return await SqliteDatabase.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
-    return await PostgresDatabase.open(
-        settings.database_url.get_secret_value(), pool_size=settings.database_pool_size, migrate=migrate
-    )
+        return await _open_sqlite(settings)
+    return await _open_postgres(settings.database_url, settings, migrate=migrate)
 
 
 @asynccontextmanager
 async def open_database(settings: Settings) -> AsyncIterator[tuple[Database, Owner]]:
     """The database the settings choose, opened and migrated, and this process's owner lock on it."""
     if settings.database_url is None:
-        sqlite = await SqliteDatabase.open(settings.db_path, settings.migrations_dir, settings.busy_timeout_s)
+        sqlite = await _open_sqlite(settings)
         file_owner = OwnerLock(OwnerLock.lock_dir_for(settings.db_path))
         try:
             file_owner.acquire()
@@ -104,9 +113,7 @@ async def open_database(settings: Settings) -> AsyncIterator[tuple[Database, Own
             await sqlite.close()
             file_owner.release()
         return
-    postgres = await PostgresDatabase.open(
-        settings.database_url.get_secret_value(), pool_size=settings.database_pool_size
-    )
+    postgres = await _open_postgres(settings.database_url, settings)
     lock_owner = PostgresOwnerLock(postgres)
     try:
         await lock_owner.acquire()

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from scripts.throwaway_medusa import MedusaServer, free_port
-from scripts.throwaway_postgres import PostgresCluster
+from scripts.throwaway_postgres import PostgresCluster, running_cluster
 from service.app import create_app
 from service.database.postgres import PostgresDatabase
 from service.database.sqlite import SqliteDatabase
@@ -27,6 +24,7 @@ from service.ledger.pg_owner import PostgresOwnerLock
 from service.ledger.runs import Ledger
 from service.settings import DEFAULT_MIGRATIONS_DIR, Settings
 from tests.medusa_shop import Shop
+from tests.postgres_rows import on_own_loop
 from tests.upstream import FeedControl, dummyjson_app, make_product
 
 pytest_plugins = ["tests.reliability_report"]
@@ -192,21 +190,8 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
 
     When it cannot start, the tests that use it fail with the reason: they are never skipped.
     """
-    # Not under pytest's tmp_path: the cluster's unprivileged owner must reach its directory.
-    directory = Path(tempfile.mkdtemp(prefix="product-sync-pg-"))
-    cluster = PostgresCluster(directory, free_port())
-    try:
-        cluster.start()
+    with running_cluster(free_port()) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _on_own_loop(work: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    # A plain fixture may be set up while the test's loop runs: its own loop, in a thread of its own.
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, work()).result()
 
 
 def admin_statement(cluster: PostgresCluster, statement: str) -> None:
@@ -217,7 +202,7 @@ def admin_statement(cluster: PostgresCluster, statement: str) -> None:
         finally:
             await admin.close()
 
-    _on_own_loop(run)
+    on_own_loop(run())
 
 
 @pytest.fixture

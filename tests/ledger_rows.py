@@ -3,19 +3,16 @@ the ledger would have written them at some time in the past."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
-from service.database.postgres import Compiled, prepare_session
+from service.database.postgres import Compiled
 from service.settings import Settings
 from service.support.timeutil import to_iso, utc_now
+from tests.postgres_rows import on_own_loop, pg_query
 
 
 def read(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -23,19 +20,8 @@ def read(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tup
     what an auditor's ``sqlite3`` or ``psql`` would show (``?`` placeholders, either way)."""
     if settings.database_url is None:
         return query(settings.db_path, sql, params)
-    url = settings.database_url.get_secret_value()
-
-    async def fetch() -> list[tuple[Any, ...]]:
-        conn = await asyncpg.connect(url)
-        try:
-            await prepare_session(conn)
-            return [tuple(row) for row in await conn.fetch(Compiled(sql).sql, *params)]
-        finally:
-            await conn.close()
-
-    # Called from tests whose loop is running: a loop of its own, in a thread of its own.
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, fetch()).result()
+    rows = on_own_loop(pg_query(settings.database_url.get_secret_value(), Compiled(sql).sql, *params))
+    return [tuple(row) for row in rows]
 
 
 def query(db_path: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -12,8 +12,8 @@ from pytest_aiohttp import AiohttpServer
 
 from tests.conftest import admin_statement
 from tests.medusa_shop import Shop, run_sync, sync_env
+from tests.postgres_rows import pg_query
 from tests.test_medusa_sink import feed_url
-from tests.test_postgres_replicas import query
 from tests.upstream import FeedControl, make_product
 
 pytestmark = pytest.mark.medusa
@@ -39,13 +39,13 @@ async def test_a_shop_sync_with_its_ledger_on_postgresql_publishes_then_sends_no
     assert first.code == 0, first
     published = {p["external_id"] for p in shop.products("id,external_id") if p["external_id"]}
     assert published == {str(i) for i in range(1, 31)}
-    links = await query(ledger_url, "SELECT count(*) FROM medusa_products")
+    links = await pg_query(ledger_url, "SELECT count(*) FROM medusa_products")
     assert links[0][0] == 30
 
     mark = shop.log_mark()
     again = await run_sync(env)
     assert again.code == 0, again
     assert shop.write_requests_since(mark) == []  # nothing changed: nothing sent
-    runs = await query(ledger_url, "SELECT status, created, unchanged FROM runs ORDER BY id")
+    runs = await pg_query(ledger_url, "SELECT status, created, unchanged FROM runs ORDER BY id")
     assert [tuple(run) for run in runs] == [("success", 30, 0), ("success", 0, 30)]
     assert not (tmp_path / "unused.db").exists()

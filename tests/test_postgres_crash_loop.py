@@ -14,12 +14,12 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from service.ledger.records import INTERRUPTED_MESSAGE
 from tests.catalog_checks import expected_catalog
 from tests.faults import fault_upstream
+from tests.postgres_rows import assert_pg_ledger_matches_catalog, pg_query
 from tests.reliability_report import ReliabilityReport
 from tests.service_process import ServiceProcess
 from tests.test_crash_consistency import FEED_SIZE, KILLS, SEED, make_feed, run_to_end, wait_processed
@@ -27,37 +27,15 @@ from tests.test_crash_consistency import FEED_SIZE, KILLS, SEED, make_feed, run_
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 
-async def fetch(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(url)  # psql's view: a session of its own
-    try:
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
 async def assert_every_run_matches_the_catalog(url: str, reliability: ReliabilityReport) -> None:
-    runs = await fetch(url, "SELECT * FROM runs ORDER BY id")
-    for run in runs:
-        (counts,) = await fetch(
-            url,
-            """
-            SELECT (SELECT count(*) FROM products WHERE created_run = $1),
-                   (SELECT count(*) FROM products WHERE updated_run = $1 AND created_run <> $1),
-                   (SELECT count(*) FROM categories WHERE created_run = $1),
-                   (SELECT count(*) FROM run_errors WHERE run_id = $1)
-            """,
-            run["id"],
-        )
-        created, updated, categories, errors = counts
-        assert (run["created"], run["categories_created"], run["errors"]) == (created, categories, errors)
-        # A later run may update a product again, moving its updated_run: exact only for the newest.
-        assert run["updated"] == updated if run["id"] == runs[-1]["id"] else run["updated"] >= updated
-        assert run["processed"] == run["created"] + run["updated"] + run["unchanged"] + run["errors"]
+    ids = [row["id"] for row in await pg_query(url, "SELECT id FROM runs ORDER BY id")]
+    for run_id in ids:
+        await assert_pg_ledger_matches_catalog(url, run_id, latest_writer=run_id == ids[-1])
         reliability.ledger_catalog_checks_passed += 1
 
 
 async def catalog(url: str) -> dict[str, tuple[str, int, str]]:
-    rows = await fetch(url, "SELECT external_id, title, price_minor, description FROM products")
+    rows = await pg_query(url, "SELECT external_id, title, price_minor, description FROM products")
     return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
 
@@ -84,13 +62,13 @@ async def test_twenty_sigkills_across_a_100k_run_on_postgres_lose_nothing(
                 if killed_run is not None:
                     data = await service.status()  # the very first answer tells the truth
                     assert not data["isRunning"], data
-                    (row,) = await fetch(postgres_url, "SELECT * FROM runs WHERE id = $1", killed_run)
+                    (row,) = await pg_query(postgres_url, "SELECT * FROM runs WHERE id = $1", killed_run)
                     if row["status"] == "error":
                         assert row["error_message"] == INTERRUPTED_MESSAGE, dict(row)
                         reliability.runs_recovered += 1
                     else:  # the kill came after the run had finished: its outcome stands
                         assert row["status"] == "success", dict(row)
-                    (running,) = await fetch(
+                    (running,) = await pg_query(
                         postgres_url, "SELECT count(*) FROM runs WHERE status = 'running'"
                     )
                     assert running[0] == 0
@@ -121,5 +99,5 @@ async def test_twenty_sigkills_across_a_100k_run_on_postgres_lose_nothing(
     assert not lost
     assert stored == expected  # same ids, titles, prices, descriptions: nothing extra, nothing stale
     await assert_every_run_matches_the_catalog(postgres_url, reliability)
-    (created_total,) = await fetch(postgres_url, "SELECT sum(created) FROM runs")
+    (created_total,) = await pg_query(postgres_url, "SELECT sum(created) FROM runs")
     assert created_total[0] == FEED_SIZE  # each product created exactly once across all the crashes

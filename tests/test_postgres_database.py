@@ -4,16 +4,13 @@ back, the server's rules across sessions, and a server restart that is a named e
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scripts.throwaway_medusa import free_port
-from scripts.throwaway_postgres import PostgresCluster
+from scripts.throwaway_postgres import running_cluster
 from service.database.errors import DatabaseUnreachable
 from service.database.migrations import load_migrations
 from service.database.postgres import PostgresDatabase
@@ -72,10 +69,7 @@ async def test_unreachable_server_is_a_named_error_at_open() -> None:
 
 
 async def test_a_restarted_server_is_one_named_error_then_the_pool_reconnects() -> None:
-    directory = Path(tempfile.mkdtemp(prefix="product-sync-pg-"))
-    cluster = PostgresCluster(directory, free_port())
-    try:
-        cluster.start()
+    with running_cluster(free_port()) as cluster:
         database = await PostgresDatabase.open(cluster.url("postgres"), pool_size=1)
         try:
             assert await database.fetch_one("SELECT 1") is not None
@@ -94,9 +88,6 @@ async def test_a_restarted_server_is_one_named_error_then_the_pool_reconnects() 
             assert last is not None and not isinstance(last, Exception) and last[0] == 42, results
         finally:
             await database.close()
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def test_simultaneous_identical_lookups_share_one_query_but_never_across_our_own_commit(

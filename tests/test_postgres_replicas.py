@@ -9,20 +9,17 @@ run that the service rides out without a restart of its own.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import signal
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
-from scripts.throwaway_postgres import PostgresCluster
-from service.database.postgres import prepare_session
+from scripts.throwaway_postgres import PostgresCluster, running_cluster
 from service.ledger.records import INTERRUPTED_MESSAGE
 from service.sync.runner import OWNER_LOST_MESSAGE
+from tests.postgres_rows import assert_pg_ledger_matches_catalog, pg_query, pg_scalar
 from tests.service_process import ServiceProcess, free_port, ticks_taken_elsewhere
 from tests.upstream import FeedControl
 
@@ -34,38 +31,6 @@ Spawn = Callable[..., ServiceProcess]
 OWNER_SESSION = """
 SELECT pid FROM pg_stat_activity WHERE application_name = 'product-sync owner ' || $1
 """
-
-
-async def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
-    """A query an auditor would run with psql: its own session, nothing of the service's."""
-    conn = await asyncpg.connect(url)
-    try:
-        await prepare_session(conn)  # timestamps as the contract's text, as the service reads them
-        return list(await conn.fetch(sql, *args))
-    finally:
-        await conn.close()
-
-
-async def scalar(url: str, sql: str, *args: Any) -> Any:
-    return (await query(url, sql, *args))[0][0]
-
-
-async def assert_ledger_matches_catalog(url: str, run_id: int) -> None:
-    """The run's counters are exactly what the catalog holds from it (as for the SQLite file)."""
-    (run,) = await query(url, "SELECT * FROM runs WHERE id = $1", run_id)
-    created = await scalar(url, "SELECT count(*) FROM products WHERE created_run = $1", run_id)
-    updated = await scalar(
-        url, "SELECT count(*) FROM products WHERE updated_run = $1 AND created_run <> $1", run_id
-    )
-    categories = await scalar(url, "SELECT count(*) FROM categories WHERE created_run = $1", run_id)
-    errors = await scalar(url, "SELECT count(*) FROM run_errors WHERE run_id = $1", run_id)
-    assert (run["created"], run["updated"], run["categories_created"], run["errors"]) == (
-        created,
-        updated,
-        categories,
-        errors,
-    ), dict(run)
-    assert run["processed"] == run["created"] + run["updated"] + run["unchanged"] + run["errors"]
 
 
 @pytest.fixture
@@ -108,14 +73,14 @@ async def test_three_hundred_triggers_over_three_replicas_start_exactly_one_run(
     for code, body in results:
         if code == 409:  # the contract's 409 names the running run, whichever replica answered
             assert body["data"] == {"startedAt": winner["startedAt"], "runId": winner["runId"]}
-    assert await scalar(postgres_url, "SELECT count(*) FROM runs WHERE status = 'running'") == 1
+    assert await pg_scalar(postgres_url, "SELECT count(*) FROM runs WHERE status = 'running'") == 1
 
     feed.gate.set()
     for replica in replicas:  # every replica reports the one run's end
         data = await replica.wait_status(lambda d: d["isRunning"] is False)
         assert (data["runId"], data["lastStatus"]) == (winner["runId"], "success")
-    await assert_ledger_matches_catalog(postgres_url, winner["runId"])
-    assert await scalar(postgres_url, "SELECT count(*) FROM products") == 194
+    await assert_pg_ledger_matches_catalog(postgres_url, winner["runId"])
+    assert await pg_scalar(postgres_url, "SELECT count(*) FROM products") == 194
 
 
 async def test_a_sigkilled_owner_is_recovered_by_the_next_status_answer_of_another_replica(
@@ -143,8 +108,8 @@ async def test_a_sigkilled_owner_is_recovered_by_the_next_status_answer_of_anoth
     assert data["lastStatus"] == "success"
     assert (data["stats"]["created"], data["stats"]["unchanged"]) == (144, 50)
     for run_id in (killed, body["data"]["runId"]):
-        await assert_ledger_matches_catalog(postgres_url, run_id)
-    assert await scalar(postgres_url, "SELECT count(*) FROM products") == 194
+        await assert_pg_ledger_matches_catalog(postgres_url, run_id)
+    assert await pg_scalar(postgres_url, "SELECT count(*) FROM products") == 194
 
 
 async def test_an_owner_cut_off_by_the_server_is_recovered_elsewhere_and_writes_nothing_more(
@@ -158,9 +123,9 @@ async def test_an_owner_cut_off_by_the_server_is_recovered_elsewhere_and_writes_
     assert code == 200
     cut = body["data"]["runId"]
     await owner.wait_status(held)
-    owner_id = await scalar(postgres_url, "SELECT owner FROM runs WHERE id = $1", cut)
-    (session,) = await query(postgres_url, OWNER_SESSION, owner_id)
-    assert await scalar(postgres_url, "SELECT pg_terminate_backend($1)", session["pid"])
+    owner_id = await pg_scalar(postgres_url, "SELECT owner FROM runs WHERE id = $1", cut)
+    (session,) = await pg_query(postgres_url, OWNER_SESSION, owner_id)
+    assert await pg_scalar(postgres_url, "SELECT pg_terminate_backend($1)", session["pid"])
 
     # The process lives on, but its lock went with its session: another replica recovers the run.
     data = await other.wait_status(lambda d: d["isRunning"] is False, timeout_s=5)
@@ -168,41 +133,41 @@ async def test_an_owner_cut_off_by_the_server_is_recovered_elsewhere_and_writes_
 
     feed.gate.set()  # the cut-off owner's sync reads on and tries to write its next batches
     await asyncio.sleep(1.0)
-    (row,) = await query(postgres_url, "SELECT status, created, processed, error_message FROM runs")
+    (row,) = await pg_query(postgres_url, "SELECT status, created, processed, error_message FROM runs")
     assert dict(row) == {
         "status": "error",
         "created": 50,
         "processed": 50,
         "error_message": INTERRUPTED_MESSAGE,
     }
-    assert await scalar(postgres_url, "SELECT count(*) FROM products") == 50
-    await assert_ledger_matches_catalog(postgres_url, cut)
+    assert await pg_scalar(postgres_url, "SELECT count(*) FROM products") == 50
+    await assert_pg_ledger_matches_catalog(postgres_url, cut)
 
     # The cut-off process itself starts the next run, under a new identity with a new lock.
     code, body = await owner.request("POST", "/admin/sync/trigger")
     assert code == 200, body
     data = await owner.wait_status(lambda d: d["isRunning"] is False and d["runId"] == body["data"]["runId"])
     assert data["lastStatus"] == "success", data
-    new_owner = await scalar(postgres_url, "SELECT owner FROM runs WHERE id = $1", body["data"]["runId"])
+    new_owner = await pg_scalar(postgres_url, "SELECT owner FROM runs WHERE id = $1", body["data"]["runId"])
     assert new_owner != owner_id
-    await assert_ledger_matches_catalog(postgres_url, body["data"]["runId"])
-    assert await scalar(postgres_url, "SELECT count(*) FROM products") == 194
+    await assert_pg_ledger_matches_catalog(postgres_url, body["data"]["runId"])
+    assert await pg_scalar(postgres_url, "SELECT count(*) FROM products") == 194
 
 
 async def test_replicas_on_a_schedule_start_one_run_per_tick(spawn: Spawn, postgres_url: str) -> None:
     env = {"SYNC_SCHEDULE": "* * * * * *", "SYNC_LOG_LEVEL": "DEBUG", "SYNC_SCHEDULE_CATCH_UP": "false"}
     replicas = [await spawn(**env).start() for _ in range(3)]
     deadline = asyncio.get_running_loop().time() + 30
-    while await scalar(postgres_url, "SELECT count(*) FROM schedule_ticks") < 6:
+    while await pg_scalar(postgres_url, "SELECT count(*) FROM schedule_ticks") < 6:
         assert asyncio.get_running_loop().time() < deadline, "six ticks never came"
         await asyncio.sleep(0.1)
     for replica in replicas:
         replica.send_signal(signal.SIGTERM)
         await replica.wait_exit()
 
-    ticks = await query(postgres_url, "SELECT due_at, outcome, run_id, claimed_by FROM schedule_ticks")
+    ticks = await pg_query(postgres_url, "SELECT due_at, outcome, run_id, claimed_by FROM schedule_ticks")
     started = sorted(tick["run_id"] for tick in ticks if tick["outcome"] == "started")
-    scheduled = await query(postgres_url, "SELECT id FROM runs WHERE started_via = 'schedule' ORDER BY id")
+    scheduled = await pg_query(postgres_url, "SELECT id FROM runs WHERE started_via = 'schedule' ORDER BY id")
     assert started == [row["id"] for row in scheduled]  # every scheduled run is one tick's, each tick one run
     claimed_by = {tick["due_at"]: tick["claimed_by"] for tick in ticks}
     # Every replica woke for the ticks: each one a replica found taken was claimed by another one.
@@ -212,14 +177,8 @@ async def test_replicas_on_a_schedule_start_one_run_per_tick(spawn: Spawn, postg
 @pytest.fixture
 def own_cluster() -> Iterator[PostgresCluster]:
     """A cluster of this test's own, to restart under a running service."""
-    directory = Path(tempfile.mkdtemp(prefix="product-sync-pg-"))
-    cluster = PostgresCluster(directory, free_port())
-    try:
-        cluster.start()
+    with running_cluster(free_port()) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 async def test_a_server_restart_mid_run_is_a_named_error_and_the_next_run_succeeds(
@@ -257,5 +216,5 @@ async def test_a_server_restart_mid_run_is_a_named_error_and_the_next_run_succee
         lambda d: d["isRunning"] is False and d["runId"] == body["data"]["runId"]
     )
     assert data["lastStatus"] == "success", data
-    await assert_ledger_matches_catalog(url, body["data"]["runId"])
-    assert await scalar(url, "SELECT count(*) FROM products") == 194
+    await assert_pg_ledger_matches_catalog(url, body["data"]["runId"])
+    assert await pg_scalar(url, "SELECT count(*) FROM products") == 194

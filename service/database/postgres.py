@@ -9,8 +9,9 @@ Two things make the layers' SQL run here unchanged where it can:
 
 - Parameters: statements are written with ``:name``, ``?1`` or ``?`` placeholders (SQLite's styles);
   they are rewritten once per statement text into PostgreSQL's ``$1``.
-- Timestamps: the schema keeps them as ``timestamptz``; on the wire they are the contract's text
-  (``2026-01-07T13:33:12.000Z``) both ways, as the SQLite layer stores them, so records read the same.
+- Timestamps: the schema keeps them as ``timestamptz`` (binary on the wire, so COPY carries them too);
+  callers give and get the contract's text (``2026-01-07T13:33:12.000Z``), as the SQLite layer stores
+  them, so records read the same.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ class PostgresDatabase:
 
     def __init__(self, pool: asyncpg.Pool, url: str, known_version: int) -> None:
         self._pool = pool
-        self.url = self.address = url  # for the owner lock's own session, and the workers' lookups
+        self.address = url  # for the owner lock's own session, and the workers' lookups
         self.target = redact_url(url)  # shown in logs and answers, never with a password
         self.known_version = known_version
         self._statements = Statements()
@@ -256,13 +257,9 @@ class PostgresDatabase:
     async def _connection(self) -> AsyncIterator[Session]:
         try:
             async with self._pool.acquire() as conn:
-                try:
-                    yield conn
-                except asyncpg.InternalClientError:
-                    # The driver lost track of where the session's protocol is (an operation it thinks is
-                    # still in progress): the session is dropped, so the pool opens a clean one.
-                    conn.terminate()
-                    raise
+                yield conn
+        # InternalClientError: the driver found the session mid-protocol (a stray message on an idle
+        # session); it has closed that session itself, and the pool opens a clean one.
         except (*_UNREACHABLE, asyncpg.InternalClientError) as exc:
             raise DatabaseUnreachable(f"lost PostgreSQL at {self.target}: {exc}") from exc
 

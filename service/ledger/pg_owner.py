@@ -55,7 +55,8 @@ class PostgresOwnerLock:
     async def acquire(self) -> None:
         # Named, so an operator sees in pg_stat_activity which session proves which replica alive.
         session = await asyncpg.connect(
-            self._database.url, server_settings={"application_name": f"product-sync owner {self.owner_id}"}
+            self._database.address,
+            server_settings={"application_name": f"product-sync owner {self.owner_id}"},
         )
         try:
             taken = await session.fetchval(_TAKE, self.owner_id)
