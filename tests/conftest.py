@@ -168,6 +168,13 @@ def finished(data: dict[str, Any]) -> bool:
     return data["isRunning"] is False and data["lastStatus"] != "idle"
 
 
+async def sync_once(client: TestClient[web.Request, web.Application]) -> dict[str, Any]:
+    """Trigger a run (it must be accepted) and return the status once it has finished."""
+    response = await client.post("/admin/sync/trigger", headers=AUTH)
+    assert response.status == 200, await response.text()
+    return await wait_for_status(client, finished)
+
+
 @pytest.fixture(scope="session")
 def medusa_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MedusaServer]:
     """A real Medusa v2 (PostgreSQL + the pinned app in scripts/medusa), started once per session.

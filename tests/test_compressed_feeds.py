@@ -13,7 +13,7 @@ import orjson
 from aiohttp import web
 
 from service.app import create_app
-from tests.conftest import AUTH, AiohttpClient, AiohttpServer, finished, make_settings, wait_for_status
+from tests.conftest import AiohttpClient, AiohttpServer, make_settings, sync_once
 from tests.engine_fixtures import harness
 from tests.upstream import FeedControl, dummyjson_app, make_product
 
@@ -64,9 +64,7 @@ async def test_gzip_compressed_dummyjson_pages_sync_like_plain_ones(
     # Through the service itself, so its own HTTP client is the one that reads the compressed pages.
     settings = make_settings(tmp_path, source_url=str(server.make_url("/products")), page_size=10)
     client = await aiohttp_client(create_app(settings))
-    response = await client.post("/admin/sync/trigger", headers=AUTH)
-    assert response.status == 200
-    data = await wait_for_status(client, finished)
+    data = await sync_once(client)
     assert data["lastStatus"] == "success", data
     assert (data["stats"]["created"], data["stats"]["errors"]) == (25, 0)
     assert control.requests == 3

@@ -23,9 +23,8 @@ from tests.conftest import (
     AUTH,
     AiohttpClient,
     AiohttpServer,
-    finished,
     make_settings,
-    wait_for_status,
+    sync_once,
 )
 from tests.faults import FaultUpstream
 from tests.service_process import ServiceProcess
@@ -199,9 +198,7 @@ async def test_hostile_catalog_data_is_stored_faithfully_or_rejected_per_item(
     server = await aiohttp_server(dummyjson_app(feed), host="127.0.0.1")
     settings = make_settings(tmp_path, source_url=str(server.make_url("/products")), page_size=7)
     client = await aiohttp_client(create_app(settings))
-    response = await client.post("/admin/sync/trigger", headers=AUTH)
-    assert response.status == 200
-    data = await wait_for_status(client, finished)
+    data = await sync_once(client)
     assert data["lastStatus"] == "success", data
     assert data["stats"]["errors"] == 2 and data["stats"]["created"] == len(products) - 2
 

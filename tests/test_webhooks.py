@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 
 from service.app import create_app
 from service.settings import Settings
@@ -22,9 +21,8 @@ from tests.conftest import (
     BOTH_BACKENDS,
     AiohttpClient,
     AiohttpServer,
-    finished,
     make_settings,
-    wait_for_status,
+    sync_once,
     wait_until,
 )
 from tests.ledger_rows import read
@@ -88,12 +86,6 @@ def hook_settings(tmp_path: Path, upstream_url: str, urls: list[str], **override
         **overrides,
     }
     return make_settings(tmp_path, source_url=upstream_url, **values)
-
-
-async def sync_once(client: TestClient[web.Request, web.Application]) -> dict[str, Any]:
-    response = await client.post("/admin/sync/trigger", headers=AUTH)
-    assert response.status == 200, await response.text()
-    return await wait_for_status(client, finished)
 
 
 @BOTH_BACKENDS
