@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import os
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from bench.feeds import feed_file
 from bench.postgres import create_database
-from bench.procs import LOOPBACK, cpu_seconds, free_port, tree_cpu_seconds, upstream
+from bench.procs import LOOPBACK, cpu_seconds, free_port, own_cpu_seconds, tree_cpu_seconds, upstream
 from bench.service import service
 from scripts.throwaway_postgres import running_cluster
 from service.transport.packing import map_items_packed
@@ -56,12 +55,6 @@ def _log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _own_cpu_seconds(pid: int) -> float:
-    """The process's own CPU, without its children's (live or reaped)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return cpu_seconds(pid) - sum(int(value) for value in fields[13:15]) / os.sysconf("SC_CLK_TCK")
-
-
 @contextlib.contextmanager
 def _postgres(enabled: bool) -> Iterator[tuple[str | None, int | None]]:
     """A throwaway cluster's database URL and postmaster pid, or (None, None) without PostgreSQL."""
@@ -70,8 +63,7 @@ def _postgres(enabled: bool) -> Iterator[tuple[str | None, int | None]]:
         return
     with running_cluster(free_port()) as cluster:
         create_database(cluster.url("postgres"), "sync")
-        postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
-        yield cluster.url("sync"), postmaster
+        yield cluster.url("sync"), cluster.postmaster_pid
 
 
 def _fresh_sync(backend: str, feed: Path, run_dir: Path, number: int) -> CpuSplit:
@@ -84,11 +76,11 @@ def _fresh_sync(backend: str, feed: Path, run_dir: Path, number: int) -> CpuSpli
     ):
         settings = {"database_url": database_url} if database_url is not None else {}
         with service(run_dir / f"{backend}-{number}.db", feed_url, logs / "service.log", **settings) as svc:
-            own_before, tree_before = _own_cpu_seconds(svc.pid), tree_cpu_seconds(svc.pid)
+            own_before, tree_before = own_cpu_seconds(svc.pid), tree_cpu_seconds(svc.pid)
             server_before = tree_cpu_seconds(postmaster) if postmaster is not None else 0.0
             upstream_before = cpu_seconds(source.pid)
             result = svc.sync()
-            own = _own_cpu_seconds(svc.pid) - own_before
+            own = own_cpu_seconds(svc.pid) - own_before
             workers = tree_cpu_seconds(svc.pid) - tree_before - own
             server = tree_cpu_seconds(postmaster) - server_before if postmaster is not None else 0.0
             upstream_cpu = cpu_seconds(source.pid) - upstream_before

@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 create_database(admin, name)
             url, load_url = cluster.url("sync"), cluster.url("load")
             # The server's processes are the postmaster's children: their CPU is the database's share.
-            postmaster = int((cluster.data_dir / "postmaster.pid").read_text().split()[0])
+            postmaster = cluster.postmaster_pid
             port = free_port()
             feed_url = f"http://{LOOPBACK}:{port}/products.ndjson"
             logs = run_dir / "logs"

@@ -108,10 +108,20 @@ def peak_rss_mib(pid: int) -> float:
     return _status_kib(pid, "VmHWM") / 1024
 
 
+def _stat_seconds(pid: int, first: int, stop: int) -> float:
+    """The sum of fields ``first`` to ``stop`` of /proc/PID/stat (after the command name), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[first:stop]) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) of the process and of the children it has reaped."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return _stat_seconds(pid, 11, 15)
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of the process alone, without any child's."""
+    return _stat_seconds(pid, 11, 13)
 
 
 def tree_cpu_seconds(pid: int) -> float:

@@ -56,6 +56,11 @@ class PostgresCluster:
     def data_dir(self) -> Path:
         return self.directory / "data"
 
+    @property
+    def postmaster_pid(self) -> int:
+        """The server's first process; the others are its children."""
+        return int((self.data_dir / "postmaster.pid").read_text().split()[0])
+
     def url(self, database: str) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
