@@ -88,7 +88,10 @@ async def _open_sqlite(settings: Settings) -> SqliteDatabase:
 
 async def _open_postgres(url: SecretStr, settings: Settings, *, migrate: bool = True) -> PostgresDatabase:
     return await PostgresDatabase.open(
-        url.get_secret_value(), pool_size=settings.database_pool_size, migrate=migrate
+        url.get_secret_value(),
+        pool_size=settings.database_pool_size,
+        migrate=migrate,
+        hold_timeout_s=settings.database_hold_timeout_s,
     )
 
 

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     db_path: Path = Path("data/product-sync.db")
     database_url: SecretStr | None = Field(default=None, repr=False)
     database_pool_size: int = Field(default=4, ge=2, le=64)
+    # PostgreSQL: how long the server lets a transaction of ours wait on this process before it ends
+    # the session (a frozen or cut-off replica would otherwise keep the write lock from the others).
+    database_hold_timeout_s: float = Field(default=10.0, gt=0)
     migrations_dir: Path = DEFAULT_MIGRATIONS_DIR
     busy_timeout_s: float = Field(default=5.0, gt=0)
     error_retention_days: int | None = Field(default=None, ge=1)

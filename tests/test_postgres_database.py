@@ -4,17 +4,19 @@ back, the server's rules across sessions, and a server restart that is a named e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from scripts.throwaway_medusa import free_port
 from scripts.throwaway_postgres import running_cluster
-from service.database.errors import DatabaseUnreachable
+from service.database.errors import DatabaseBusy, DatabaseUnreachable
 from service.database.migrations import load_migrations
 from service.database.postgres import PostgresDatabase
-from service.database.postgres_migrations import POSTGRES_MIGRATIONS_DIR
+from service.database.postgres_migrations import MIGRATION_LOCK_KEY, POSTGRES_MIGRATIONS_DIR
 
 pytestmark = pytest.mark.postgres
 
@@ -146,3 +148,122 @@ async def test_the_workers_lookup_reads_the_stored_fingerprints_and_an_unreachab
     assert found == {"1": StoredFingerprints(11, 22), "2": StoredFingerprints(11, None)}
     gone = PostgresFingerprints(f"postgresql://postgres@127.0.0.1:{free_port()}/x")
     assert await asyncio.to_thread(gone, ["1"]) == {}
+
+
+FROZEN_S = 2.5
+
+
+def freeze() -> None:
+    """Stop this process's event loop for a while: none of its code runs, as under SIGSTOP."""
+    time.sleep(FROZEN_S)
+
+
+class FreezesMidway(list[tuple[str]]):
+    """Rows whose reading stops the whole process for a while, as SIGSTOP or a paused VM would: the
+    driver is then in the middle of sending them to the server. ``meanwhile`` runs as the freeze
+    begins, in a thread of its own (the one thing of this process that still runs)."""
+
+    def __init__(self, rows: list[tuple[str]], meanwhile: Callable[[], None] | None = None) -> None:
+        super().__init__(rows)
+        self._meanwhile = meanwhile
+
+    def __iter__(self) -> Iterator[tuple[str]]:
+        for index, row in enumerate(list.__iter__(self)):
+            if index == 10:
+                if self._meanwhile is not None:
+                    threading.Thread(target=self._meanwhile).start()
+                freeze()
+            yield row
+
+
+SESSION_ALIVE = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
+
+
+async def scalar(database: PostgresDatabase, sql: str, *params: Any) -> Any:
+    return (await database.fetch_all(sql, params))[0][0]
+
+
+@pytest.mark.parametrize("where", ["between statements", "sending an executemany's rows"])
+async def test_the_server_ends_a_transaction_whose_process_froze(postgres_url: str, where: str) -> None:
+    # Frozen with the write lock held, a replica would stop every other replica's writes for as long
+    # as it stays frozen: the server ends its session after the hold timeout, and the lock goes with it.
+    database = await PostgresDatabase.open(postgres_url, hold_timeout_s=0.5)
+    try:
+        await database.fetch_all("CREATE TABLE scratch (x text)")
+        with pytest.raises(DatabaseUnreachable):
+            async with database.transaction() as tx:
+                (session,) = await tx.fetch_all("SELECT pg_backend_pid()")
+                if where == "between statements":
+                    freeze()
+                    await tx.execute("INSERT INTO scratch VALUES ('late')")
+                else:
+                    rows = FreezesMidway([(f"row {n}",) for n in range(50)])
+                    await tx.execute_many("INSERT INTO scratch VALUES (?)", rows)
+        assert await scalar(database, SESSION_ALIVE, session[0]) == 0
+        assert await scalar(database, "SELECT count(*) FROM scratch") == 0
+        async with database.transaction() as tx:  # the pool gives a live session, and the lock is free
+            await tx.execute("INSERT INTO scratch VALUES ('next')")
+        assert [tuple(row) for row in await database.fetch_all("SELECT x FROM scratch")] == [("next",)]
+    finally:
+        await database.close()
+
+
+async def test_writers_give_up_with_a_named_error_on_a_process_frozen_in_the_middle_of_a_copy(
+    postgres_url: str,
+) -> None:
+    # The one frozen session the server cannot end: it waits to read the rest of a COPY's rows. The
+    # other replicas' writes then fail after the hold timeout (and are tried again) rather than wait.
+    outcome: list[BaseException | None] = []
+
+    def another_replica_writes() -> None:
+        async def write() -> None:
+            other = await PostgresDatabase.open(postgres_url, hold_timeout_s=0.5)
+            try:
+                async with other.transaction() as tx:
+                    await tx.execute("INSERT INTO scratch VALUES ('other')")
+            finally:
+                await other.close()
+
+        try:
+            asyncio.run(write())
+            outcome.append(None)
+        except BaseException as exc:  # handed to the test's own thread
+            outcome.append(exc)
+
+    database = await PostgresDatabase.open(postgres_url, hold_timeout_s=0.5)
+    try:
+        await database.fetch_all("CREATE TABLE scratch (x text)")
+        rows = FreezesMidway([(f"row {n}",) for n in range(50)], another_replica_writes)
+        async with database.transaction() as tx:
+            await tx.copy_rows("scratch", ["x"], rows)
+        # Woken, the frozen process finishes its COPY: nothing of its own was lost.
+        assert await scalar(database, "SELECT count(*) FROM scratch") == 50
+    finally:
+        await database.close()
+    (error,) = outcome
+    assert isinstance(error, DatabaseBusy), repr(error)
+    assert "held the write lock for over 0.5 s" in str(error)
+
+
+async def test_a_replica_starting_while_another_migrates_waits_past_the_hold_timeout(
+    postgres_url: str,
+) -> None:
+    # Writes give up on the write lock after the hold timeout; the migrations wait as long as it takes.
+    import asyncpg
+
+    migrating = await asyncpg.connect(postgres_url)
+    try:
+        held = migrating.transaction()
+        await held.start()
+        await migrating.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+        opening = asyncio.ensure_future(PostgresDatabase.open(postgres_url, hold_timeout_s=0.2))
+        await asyncio.sleep(1.0)
+        assert not opening.done()
+        await held.rollback()
+        database = await asyncio.wait_for(opening, 30)
+    finally:
+        await migrating.close()
+    try:
+        assert await database.applied_version() == len(load_migrations(POSTGRES_MIGRATIONS_DIR))
+    finally:
+        await database.close()

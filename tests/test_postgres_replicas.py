@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 
 from scripts.throwaway_postgres import PostgresCluster, running_cluster
+from service.database.postgres import WRITE_LOCK_KEY
 from service.ledger.records import INTERRUPTED_MESSAGE
 from service.sync.runner import OWNER_LOST_MESSAGE
 from tests.postgres_rows import assert_pg_ledger_matches_catalog, pg_query, pg_scalar
 from tests.service_process import ServiceProcess, free_port, ticks_taken_elsewhere
-from tests.upstream import FeedControl
+from tests.upstream import FeedControl, make_product
 
 pytestmark = pytest.mark.postgres
 
@@ -30,6 +31,15 @@ Spawn = Callable[..., ServiceProcess]
 # A lock session that the server ends shows in pg_locks no more; the owner id is its application name.
 OWNER_SESSION = """
 SELECT pid FROM pg_stat_activity WHERE application_name = 'product-sync owner ' || $1
+"""
+
+# The session holding the write lock (a bigint advisory lock: its high and low halves), if any.
+WRITE_LOCK_HOLDER = """
+SELECT (
+    SELECT pid FROM pg_locks JOIN pg_stat_activity USING (pid)
+    WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 1
+      AND state = $3
+)
 """
 
 
@@ -152,6 +162,67 @@ async def test_an_owner_cut_off_by_the_server_is_recovered_elsewhere_and_writes_
     assert new_owner != owner_id
     await assert_pg_ledger_matches_catalog(postgres_url, body["data"]["runId"])
     assert await pg_scalar(postgres_url, "SELECT count(*) FROM products") == 194
+
+
+async def freeze_inside_a_batch(process: ServiceProcess, url: str) -> int:
+    """SIGSTOP the process between two statements of a transaction that holds the write lock; return
+    that session. (Frozen in the middle of sending a COPY's rows is another case: the server cannot end
+    that session, see test_postgres_database.py.)"""
+    halves = (WRITE_LOCK_KEY >> 32, WRITE_LOCK_KEY & 0xFFFFFFFF)
+    for _ in range(500):
+        process.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(0.02)
+        holder = await pg_scalar(url, WRITE_LOCK_HOLDER, *halves, "idle in transaction")
+        if holder is not None:
+            await asyncio.sleep(0.2)  # not a commit that was already on its way: the lock stays held
+            if await pg_scalar(url, WRITE_LOCK_HOLDER, *halves, "idle in transaction") == holder:
+                return int(holder)
+        process.send_signal(signal.SIGCONT)
+        await asyncio.sleep(0.01)
+    raise AssertionError("the process was never stopped inside a batch")
+
+
+async def test_an_owner_frozen_inside_a_batch_keeps_no_replica_waiting_and_writes_nothing_more(
+    spawn: Spawn, feed: FeedControl, postgres_url: str
+) -> None:
+    # SIGSTOP, as a paused VM or a process swapped out: alive (its lock session stays), but silent
+    # with a transaction open and the write lock held. Left to itself, no replica could write again.
+    feed.products = [make_product(i) for i in range(1, 20_001)]
+    env = {"SYNC_STALL_TIMEOUT_S": "2", "SYNC_DATABASE_HOLD_TIMEOUT_S": "1"}
+    owner, other = await spawn(**env).start(), await spawn(**env).start()
+    code, body = await owner.request("POST", "/admin/sync/trigger")
+    assert code == 200
+    frozen = body["data"]["runId"]
+    await owner.wait_status(lambda d: d["stats"]["created"] > 0)
+    session = await freeze_inside_a_batch(owner, postgres_url)
+    try:
+        # The server ends the silent session (its batch rolls back, the lock is free), and once the
+        # run has made no progress for the stall timeout, the other replica's status recovers it.
+        data = await asyncio.wait_for(other.wait_status(lambda d: d["isRunning"] is False), 60)
+        assert (data["runId"], data["lastStatus"]) == (frozen, "error")
+        assert data["lastError"].startswith("Sync stalled"), data
+        gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
+        assert await pg_scalar(postgres_url, gone, session) == 0
+        await assert_pg_ledger_matches_catalog(postgres_url, frozen)
+
+        # Still frozen: another replica runs the next sync to the end.
+        code, body = await asyncio.wait_for(other.request("POST", "/admin/sync/trigger"), 30)
+        assert code == 200, body
+        after = body["data"]["runId"]
+        data = await other.wait_status(lambda d: d["isRunning"] is False and d["runId"] == after, 120)
+        assert data["lastStatus"] == "success", data
+    finally:
+        owner.send_signal(signal.SIGCONT)
+
+    # Woken, the old owner finds its session gone and its run finished: it writes nothing more.
+    (before,) = await pg_query(postgres_url, "SELECT * FROM runs WHERE id = $1", frozen)
+    await owner.wait_status(lambda d: d["runId"] == after)
+    await asyncio.sleep(1.0)
+    (row,) = await pg_query(postgres_url, "SELECT * FROM runs WHERE id = $1", frozen)
+    assert dict(row) == dict(before)
+    await assert_pg_ledger_matches_catalog(postgres_url, frozen, latest_writer=False)
+    await assert_pg_ledger_matches_catalog(postgres_url, after)
+    assert await pg_scalar(postgres_url, "SELECT count(*) FROM products") == 20_000
 
 
 async def test_replicas_on_a_schedule_start_one_run_per_tick(spawn: Spawn, postgres_url: str) -> None:

@@ -30,6 +30,10 @@ class DatabaseUnreachable(DatabaseError):
     """PostgreSQL could not be reached, or dropped the session (a restart, a network cut)."""
 
 
+class DatabaseBusy(DatabaseError):
+    """PostgreSQL: the write lock stayed held past the hold timeout (SQLite's "database is locked")."""
+
+
 class DatabaseNotFound(DatabaseError):
     """A read-only open found no database file at the path (and created none)."""
 
@@ -47,6 +51,7 @@ STORAGE_FAULTS = (DatabaseError, sqlite3.Error, asyncpg.PostgresError, asyncpg.I
 TRANSIENT_STORAGE_FAULTS = (
     sqlite3.OperationalError,
     DatabaseUnreachable,
+    DatabaseBusy,
     asyncpg.SerializationError,
     asyncpg.DeadlockDetectedError,
 )

@@ -28,7 +28,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from service.database.access import Params
-from service.database.errors import DatabaseUnreachable
+from service.database.errors import DatabaseBusy, DatabaseUnreachable
 from service.database.migrations import load_migrations
 from service.database.postgres_migrations import POSTGRES_MIGRATIONS_DIR, apply_postgres_migrations
 from service.support.timeutil import from_iso, to_iso
@@ -53,6 +53,9 @@ if TYPE_CHECKING:  # asyncpg's classes are generic only in its stubs
 # replicas. READ COMMITTED gives each statement after the lock the rows committed before it.
 WRITE_LOCK_KEY = 0x70726F647379_6E63  # "prodsync"
 _TAKE_WRITE_LOCK = "SELECT pg_advisory_xact_lock($1)"
+# Our transactions never wait on anything but this process (the shop's and the feed's requests happen
+# outside them), and a batch's statements follow each other within milliseconds.
+DEFAULT_HOLD_TIMEOUT_S = 10.0
 
 # :name (not ::type), ?N, or ?
 _PLACEHOLDER = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)|\?(\d+)|\?")
@@ -184,6 +187,10 @@ class SharedReads:
             del self._in_flight[key]
 
 
+def _milliseconds(seconds: float) -> str:
+    return f"{max(1, round(seconds * 1000))}ms"
+
+
 class PostgresTransaction:
     """Statements inside one transaction; commit and rollback belong to the database's context."""
 
@@ -213,8 +220,9 @@ class PostgresTransaction:
 class PostgresDatabase:
     dialect: Literal["postgres"] = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool, url: str, known_version: int) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str, known_version: int, hold_timeout_s: float) -> None:
         self._pool = pool
+        self._hold_timeout_s = hold_timeout_s
         self.address = url  # for the owner lock's own session, and the workers' lookups
         self.target = redact_url(url)  # shown in logs and answers, never with a password
         self.known_version = known_version
@@ -229,20 +237,34 @@ class PostgresDatabase:
         pool_size: int = 4,
         migrations_dir: Path = POSTGRES_MIGRATIONS_DIR,
         migrate: bool = True,
+        hold_timeout_s: float = DEFAULT_HOLD_TIMEOUT_S,
     ) -> PostgresDatabase:
         """Connect (a pool of ``pool_size``), and apply the migrations not yet applied (``migrate``;
-        an auditor's read-only role reads without)."""
+        an auditor's read-only role reads without).
+
+        ``hold_timeout_s`` bounds what a replica frozen in a write (SIGSTOP, a paused VM) or cut off
+        from the server does to the others. The server ends a session of ours that has kept a
+        transaction open that long without a word (the write lock goes with it), and a write waits
+        that long at most for the write lock (then DatabaseBusy): a session the server cannot end, one
+        frozen in the middle of sending a COPY's rows, then fails the others' writes instead of
+        holding them up until it wakes.
+        """
         try:
             pool = await asyncpg.create_pool(
                 url,
                 min_size=1,
                 max_size=pool_size,
                 init=prepare_session,
-                server_settings={"timezone": "UTC", "application_name": "product-sync"},
+                server_settings={
+                    "timezone": "UTC",
+                    "application_name": "product-sync",
+                    "idle_in_transaction_session_timeout": _milliseconds(hold_timeout_s),
+                    "lock_timeout": _milliseconds(hold_timeout_s),
+                },
             )
         except _UNREACHABLE as exc:
             raise DatabaseUnreachable(f"cannot reach PostgreSQL at {redact_url(url)}: {exc}") from exc
-        database = cls(pool, url, len(load_migrations(migrations_dir)))
+        database = cls(pool, url, len(load_migrations(migrations_dir)), hold_timeout_s)
         if not migrate:
             return database
         try:
@@ -290,7 +312,13 @@ class PostgresDatabase:
         async with self._connection() as conn:
             try:
                 async with conn.transaction():
-                    await conn.execute(_TAKE_WRITE_LOCK, WRITE_LOCK_KEY)
+                    try:
+                        await conn.execute(_TAKE_WRITE_LOCK, WRITE_LOCK_KEY)
+                    except asyncpg.LockNotAvailableError as exc:
+                        raise DatabaseBusy(
+                            f"another session has held the write lock for over {self._hold_timeout_s:g} s"
+                            " (a replica frozen in the middle of a write?); try again"
+                        ) from exc
                     yield PostgresTransaction(conn, self._statements)
             finally:
                 self._shared.committed()  # reads begun before this commit (or rollback) are not joined

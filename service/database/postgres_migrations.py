@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 _LOCK = "SELECT pg_advisory_xact_lock($1)"
+# Our sessions give up waiting for a lock after the hold timeout; a replica starting while another one
+# migrates (an index built on a large catalog, say) waits for as long as that takes instead.
+_WAIT_AS_LONG_AS_IT_TAKES = "SET LOCAL lock_timeout = 0"
 _RECORDED = "SELECT checksum FROM schema_migrations WHERE version = $1"
 _RECORD = "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)"
 
@@ -37,6 +40,7 @@ async def apply_postgres_migrations(
     """Apply the migrations not yet recorded; return the versions this call applied."""
     migrations = load_migrations(directory)
     async with conn.transaction():
+        await conn.execute(_WAIT_AS_LONG_AS_IT_TAKES)
         # Under the lock too: two CREATE TABLE IF NOT EXISTS at once can still collide in the catalog.
         await conn.execute(_LOCK, MIGRATION_LOCK_KEY)
         await conn.execute(_CREATE_TABLE)
@@ -45,6 +49,7 @@ async def apply_postgres_migrations(
         label = f"{migration.version:04d}_{migration.name}"
         try:
             async with conn.transaction():
+                await conn.execute(_WAIT_AS_LONG_AS_IT_TAKES)
                 await conn.execute(_LOCK, MIGRATION_LOCK_KEY)
                 recorded = await conn.fetchval(_RECORDED, migration.version)
                 if recorded is not None:
