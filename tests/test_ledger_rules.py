@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from service.domain.outcomes import BatchCounts
 from service.ledger.owner import OwnerLock
 from service.ledger.records import INTERRUPTED_MESSAGE, RunAlreadyRunning, RunNoLongerRunning
 from service.ledger.runs import Ledger
+from service.settings import DEFAULT_MIGRATIONS_DIR
 from tests.conftest import BOTH_BACKENDS
 
 
@@ -97,6 +99,33 @@ async def test_a_run_of_a_dead_owner_is_recovered_at_the_next_start(
     old = await ledger.get_run(run.id - 1)
     assert old is not None and old.status == "error" and old.error_message == INTERRUPTED_MESSAGE
     assert old.finished_at is not None and old.duration_s is not None
+
+
+async def test_a_status_read_recovers_a_dead_run_without_waiting_for_another_writer(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    database = await SqliteDatabase.open(path, DEFAULT_MIGRATIONS_DIR, busy_timeout_s=60)
+    owner = OwnerLock(OwnerLock.lock_dir_for(path))
+    owner.acquire()
+    try:
+        ledger = Ledger(database, owner, stall_timeout_s=60)
+        other_process = _raw(path)
+        other_process.execute(
+            "INSERT INTO runs (status, started_at, heartbeat_at, triggered_by, owner)"
+            " VALUES ('running', '2026-01-07T13:30:00.000Z', '2099-01-01T00:00:00.000Z',"
+            " 'admin', 'gone.1.dead')"
+        )
+        other_process.execute("BEGIN IMMEDIATE")  # in the middle of a write, for a while
+        # Answered as the row stands, not after the write (or the busy timeout, a minute here).
+        found = await asyncio.wait_for(ledger.current_status(), 10)
+        assert found is not None and found.status == "running"
+        other_process.execute("ROLLBACK")
+        other_process.close()
+        recovered = await ledger.current_status()  # the lock is free: the next status read recovers it
+        assert recovered is not None and recovered.status == "error"
+        assert recovered.error_message == INTERRUPTED_MESSAGE
+    finally:
+        owner.release()
+        await database.close()
 
 
 async def test_a_live_owner_with_a_stale_heartbeat_is_failed_as_stalled(

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import pytest
 
-from service.database.postgres import PostgresDatabase
+from service.database.postgres import WRITE_LOCK_KEY, PostgresDatabase
 from service.domain.outcomes import BatchCounts, ItemError
 from service.ledger.pg_owner import PostgresOwnerLock
 from service.ledger.records import INTERRUPTED_MESSAGE, RunAlreadyRunning, RunNoLongerRunning
@@ -21,8 +21,10 @@ pytestmark = pytest.mark.postgres
 
 
 @asynccontextmanager
-async def replica(url: str, stall_timeout_s: float = 60) -> AsyncIterator[tuple[Ledger, PostgresOwnerLock]]:
-    database = await PostgresDatabase.open(url)
+async def replica(
+    url: str, stall_timeout_s: float = 60, hold_timeout_s: float = 10
+) -> AsyncIterator[tuple[Ledger, PostgresOwnerLock]]:
+    database = await PostgresDatabase.open(url, hold_timeout_s=hold_timeout_s)
     owner = PostgresOwnerLock(database)
     await owner.acquire()
     try:
@@ -98,6 +100,27 @@ async def test_a_live_replica_with_a_stale_heartbeat_is_failed_as_stalled(postgr
         row = await other.get_run(run.id)
         assert row is not None and row.status == "error"
         assert row.error_message is not None and row.error_message.startswith("Sync stalled")
+
+
+async def test_a_status_read_recovers_a_dead_run_without_waiting_for_another_writer(
+    postgres_url: str,
+) -> None:
+    patient = replica(postgres_url, hold_timeout_s=60)
+    async with replica(postgres_url) as (dying, owner), patient as (other, _):
+        run = await dying.start_run("admin", "feed")
+        await cut_session_of(postgres_url, owner)  # its owner gone: the run is dead
+        writer = await asyncpg.connect(postgres_url)
+        try:
+            async with writer.transaction():  # another replica in the middle of a write, for a while
+                await writer.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK_KEY)
+                # Answered as the row stands, not after the write (or the hold timeout, a minute here).
+                found = await asyncio.wait_for(other.current_status(), 10)
+                assert found is not None and (found.id, found.status) == (run.id, "running")
+        finally:
+            await writer.close()
+        recovered = await other.current_status()  # the lock is free: the next status read recovers it
+        assert recovered is not None and (recovered.id, recovered.status) == (run.id, "error")
+        assert recovered.error_message == INTERRUPTED_MESSAGE
 
 
 async def test_retention_prunes_old_runs_and_errors_but_never_the_newest_or_a_writer(

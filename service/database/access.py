@@ -77,9 +77,13 @@ class Database(Protocol):
 
     async def fetch_all(self, sql: str, params: Params = ()) -> Sequence[Row]: ...
 
-    def transaction(self) -> AbstractAsyncContextManager[Statements]:
+    def transaction(self, *, wait: bool = True) -> AbstractAsyncContextManager[Statements]:
         """A write transaction, serialised with every other writer of the database (in any process):
-        committed when the block ends, rolled back if it raises."""
+        committed when the block ends, rolled back if it raises.
+
+        ``wait=False``: when another process is writing, raise DatabaseBusy at once rather than wait
+        for its write lock (an optional write, such as the recovery a status read attempts).
+        """
         ...
 
     async def checkpoint(self) -> None:

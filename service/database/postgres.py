@@ -53,6 +53,7 @@ if TYPE_CHECKING:  # asyncpg's classes are generic only in its stubs
 # replicas. READ COMMITTED gives each statement after the lock the rows committed before it.
 WRITE_LOCK_KEY = 0x70726F647379_6E63  # "prodsync"
 _TAKE_WRITE_LOCK = "SELECT pg_advisory_xact_lock($1)"
+_TRY_WRITE_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
 # Our transactions never wait on anything but this process (the shop's and the feed's requests happen
 # outside them), and a batch's statements follow each other within milliseconds.
 DEFAULT_HOLD_TIMEOUT_S = 10.0
@@ -305,23 +306,29 @@ class PostgresDatabase:
             return list(await conn.fetch(compiled.sql, *compiled.arguments(params)))
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
+    async def transaction(self, *, wait: bool = True) -> AsyncIterator[PostgresTransaction]:
         """One transaction on one pooled connection, after every earlier writer's (the write lock):
         committed when the block ends, rolled back if it raises (the server rolls back by itself a
-        transaction whose session it lost)."""
+        transaction whose session it lost). ``wait=False``: DatabaseBusy at once if the lock is held."""
         async with self._connection() as conn:
             try:
                 async with conn.transaction():
-                    try:
-                        await conn.execute(_TAKE_WRITE_LOCK, WRITE_LOCK_KEY)
-                    except asyncpg.LockNotAvailableError as exc:
-                        raise DatabaseBusy(
-                            f"another session has held the write lock for over {self._hold_timeout_s:g} s"
-                            " (a replica frozen in the middle of a write?); try again"
-                        ) from exc
+                    if wait:
+                        await self._take_write_lock(conn)
+                    elif not await conn.fetchval(_TRY_WRITE_LOCK, WRITE_LOCK_KEY):
+                        raise DatabaseBusy("another session holds the write lock")
                     yield PostgresTransaction(conn, self._statements)
             finally:
                 self._shared.committed()  # reads begun before this commit (or rollback) are not joined
+
+    async def _take_write_lock(self, conn: Session) -> None:
+        try:
+            await conn.execute(_TAKE_WRITE_LOCK, WRITE_LOCK_KEY)
+        except asyncpg.LockNotAvailableError as exc:
+            raise DatabaseBusy(
+                f"another session has held the write lock for over {self._hold_timeout_s:g} s"
+                " (a replica frozen in the middle of a write?); try again"
+            ) from exc
 
     async def applied_version(self) -> int:
         version = await self.fetch_one("SELECT max(version) FROM schema_migrations")

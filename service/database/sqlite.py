@@ -19,7 +19,7 @@ from typing import Any, Literal
 import aiosqlite
 
 from service.database.access import Params
-from service.database.errors import DatabaseError, DatabaseFileGone
+from service.database.errors import DatabaseBusy, DatabaseError, DatabaseFileGone
 from service.database.migrations import apply_migrations, load_migrations
 
 # The smallest cache that wrote a large catalog as fast as bigger ones (the OS caches the file too):
@@ -170,8 +170,10 @@ class SqliteDatabase:
         inline_reader: sqlite3.Connection,
         known_version: int,
         identity: tuple[int, int],
+        busy_timeout_s: float,
     ) -> None:
         self.path = path
+        self._busy_timeout_ms = int(busy_timeout_s * 1000)
         self.known_version = known_version  # the newest migration this code knows
         self._identity = identity  # (st_dev, st_ino) of the file opened
         self._writer = writer
@@ -201,7 +203,7 @@ class SqliteDatabase:
             await reader.close()
             await writer.close()
             raise
-        return cls(path, writer, reader, inline_reader, known_version, identity)
+        return cls(path, writer, reader, inline_reader, known_version, identity, busy_timeout_s)
 
     @property
     def target(self) -> str:
@@ -236,18 +238,22 @@ class SqliteDatabase:
             await self._writer.close()
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
+    async def transaction(self, *, wait: bool = True) -> AsyncIterator[Transaction]:
         """A write transaction on the single write connection.
 
         BEGIN IMMEDIATE takes SQLite's write lock up front, so a transaction that reads then writes
-        can't be invalidated by another process writing in between.
+        can't be invalidated by another process writing in between. ``wait=False``: DatabaseBusy at
+        once if another process holds that lock, instead of waiting up to the busy timeout.
         """
         async with self._write_lock:
             self.check_file()
             try:
                 # Inside the try: a cancel that lands while BEGIN is queued still lets BEGIN run in
                 # aiosqlite's thread, and the rollback below (queued after it) closes what it opened.
-                await self._writer.execute("BEGIN IMMEDIATE")
+                if wait:
+                    await self._writer.execute("BEGIN IMMEDIATE")
+                else:
+                    await self._begin_unless_busy()
                 yield Transaction(self._writer)
             except BaseException:
                 await self._rollback()
@@ -259,6 +265,19 @@ class SqliteDatabase:
                 raise
             finally:
                 self._turn_rows.clear()  # rows read before this commit must not answer after it
+
+    async def _begin_unless_busy(self) -> None:
+        # The write connection is this process's alone and used under _write_lock: its busy timeout
+        # may be lowered for one BEGIN and put back.
+        await self._writer.execute("PRAGMA busy_timeout = 0")
+        try:
+            await self._writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise DatabaseBusy("another process holds the database's write lock") from exc
+            raise
+        finally:
+            await self._writer.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
 
     async def _rollback(self) -> None:
         # sqlite3's rollback() is a no-op outside a transaction, so this is safe whatever state BEGIN,

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from service.database.access import Database, Row, Statements
-from service.database.errors import INTEGRITY_FAULTS, STORAGE_FAULTS
+from service.database.errors import INTEGRITY_FAULTS, STORAGE_FAULTS, DatabaseBusy
 from service.domain.outcomes import BatchCounts, ItemError
 from service.ledger import queries
 from service.ledger.batch import RunBatch, record_batch
@@ -81,8 +81,12 @@ class Ledger:
         if run is None or not run.is_running or run.owner == self._owner.owner_id:
             return run
         try:
-            if await self.recover_dead_runs() is not None:
+            # Never waiting for the write lock: a status answer must not hang on another process's
+            # write (one frozen in the middle of it, say); the next status read tries again.
+            if await self.recover_dead_runs(wait=False) is not None:
                 return await self.latest_run()
+        except DatabaseBusy:
+            log.debug("run %s looks dead, but another process is writing: not recovered yet", run.id)
         except STORAGE_FAULTS as exc:
             log.warning("could not record the recovery of a dead run: %s", exc)
         return run
@@ -138,14 +142,17 @@ class Ledger:
         seconds = self._stall_timeout.total_seconds()
         return f"Sync stalled: no progress for {seconds:g} s; the run was failed so new syncs can start"
 
-    async def recover_dead_runs(self) -> RunRecord | None:
-        """Fail a running row whose owner died or hung; return the recovered row, if any."""
+    async def recover_dead_runs(self, *, wait: bool = True) -> RunRecord | None:
+        """Fail a running row whose owner died or hung; return the recovered row, if any.
+
+        ``wait=False``: DatabaseBusy at once, rather than a wait, if another process is writing.
+        """
         # Status polls call this while another process runs a sync: a live run is told apart on the
         # read connection, so the write lock (shared with that run's batches) is only taken to recover.
         running = await self._running_or_none()
         if running is None or await self._why_dead(running, utc_now()) is None:
             return None
-        async with self._db.transaction() as tx:
+        async with self._db.transaction(wait=wait) as tx:
             return await self._recover_in(tx, utc_now())
 
     async def _recover_in(self, tx: Statements, now: datetime) -> RunRecord | None:
