@@ -24,7 +24,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +152,13 @@ def _fresh_round(
 
 
 def _load_round(
-    cluster: PostgresCluster, name: str, feed_url: str, logs: Path, run_dir: Path, args: argparse.Namespace
+    cluster: PostgresCluster,
+    name: str,
+    feed_url: str,
+    logs: Path,
+    run_dir: Path,
+    connections: int,
+    seconds: float,
 ) -> LoadRound:
     create_database(cluster.url("postgres"), name)
     with service(
@@ -162,10 +168,142 @@ def _load_round(
         while not (svc.client.status()["progress"] or {}).get("processed"):
             time.sleep(0.02)
         status_url = f"http://{LOOPBACK}:{svc.port}/admin/sync/status"
-        busy = poll(status_url, f"Bearer {svc.token}", args.connections, args.seconds)
+        busy = poll(status_url, f"Bearer {svc.token}", connections, seconds)
         still_running = bool(svc.client.status()["isRunning"])
         svc.client.wait_finished(run_id, 1800)
     return LoadRound(busy.p99_ms, still_running)
+
+
+@dataclass(frozen=True)
+class PostgresFigures:
+    count: int
+    fresh_rounds: list[FreshRound]
+    same: SyncResult
+    same_server_cpu_s: float
+    rewritten: int  # rows the identical re-sync wrote
+    ceiling_no_keys: CopyTimes
+    ceiling_one_statement: CopyTimes
+    load_rounds: list[LoadRound]
+
+    @property
+    def ratio(self) -> float:
+        """The fresh sync against its ceiling: the rounds' median."""
+        return statistics.median(measured.ratio for measured in self.fresh_rounds)
+
+    @property
+    def p99_ms(self) -> float:
+        return statistics.median(loaded.p99_ms for loaded in self.load_rounds)
+
+    def goals(self) -> list[tuple[str, bool, str]]:
+        """(goal, met, figures) for each of the PostgreSQL goals."""
+        ratios = ", ".join(f"{measured.ratio:.2f}x" for measured in self.fresh_rounds)
+        running = all(loaded.still_running for loaded in self.load_rounds)
+        p99s = ", ".join(f"{loaded.p99_ms:.2f}" for loaded in self.load_rounds)
+        return [
+            (
+                "PostgreSQL fresh sync >= 0.5x the COPY ceiling (median of the rounds)",
+                self.ratio >= 0.5,
+                f"{self.ratio:.2f}x of {ratios}",
+            ),
+            (
+                "PostgreSQL identical re-sync writes no row",
+                self.rewritten == 0,
+                f"{self.rewritten} rows rewritten, {self.same.stats['unchanged']:,} unchanged",
+            ),
+            (
+                "PostgreSQL status p99 < 25 ms during a sync (median of the rounds)",
+                self.p99_ms < 25 and running,
+                f"{self.p99_ms:.2f} ms of {p99s}" + ("" if running else "; a sync ended before its poll did"),
+            ),
+        ]
+
+
+def measure(
+    count: int, work_dir: Path, rounds: int, connections: int, seconds: float, log: Callable[[str], None]
+) -> PostgresFigures:
+    """Every PostgreSQL measurement, on a throwaway cluster started (and deleted) here."""
+    log(f"PostgreSQL: preparing a feed of {count:,} products (cached in {work_dir})")
+    feed = feed_file(work_dir, count, 0)
+    run_dir = Path(tempfile.mkdtemp(prefix="product-sync-pg-run-"))
+    log("PostgreSQL: starting a throwaway cluster")
+    fresh_rounds: list[FreshRound] = []
+    load_rounds: list[LoadRound] = []
+    try:
+        with running_cluster(free_port()) as cluster:
+            # The server's processes are the postmaster's children: their CPU is the database's share.
+            postmaster = cluster.postmaster_pid
+            port = free_port()
+            feed_url = f"http://{LOOPBACK}:{port}/products.ndjson"
+            logs = run_dir / "logs"
+            with upstream(feed, port, logs / "upstream.log"):
+                for index in range(rounds):
+                    # This machine's speed drifts by a fifth within minutes: each round pairs our sync
+                    # with the ceiling right after it, and the goal is judged on the rounds' median.
+                    log(f"round {index + 1}: our fresh sync, then the ceiling (COPY of the same rows)")
+                    measured, url = _fresh_round(cluster, f"sync{index}", feed_url, logs, run_dir, count)
+                    fresh_rounds.append(measured)
+                log("our sync into PostgreSQL: identical re-sync")
+                server_before = tree_cpu_seconds(postmaster)
+                with service(run_dir / "unused.db", feed_url, logs / "same.log", database_url=url) as svc:
+                    same = svc.sync()
+                same_server_cpu = tree_cpu_seconds(postmaster) - server_before
+                rewritten = asyncio.run(_rewritten(url, same.run_id))
+                log("for reference: COPY without the foreign keys, and in one statement")
+                rows = asyncio.run(_rows(url))
+                no_keys = _timed_ceiling(url, rows, CEILING_BATCH, postmaster, foreign_keys=False)
+                single = _timed_ceiling(url, rows, len(rows), postmaster, foreign_keys=False)
+                del rows
+                for index in range(rounds):
+                    log(
+                        f"round {index + 1}: status polled by {connections} connections while a"
+                        f" {count:,}-product sync runs"
+                    )
+                    load_rounds.append(
+                        _load_round(cluster, f"load{index}", feed_url, logs, run_dir, connections, seconds)
+                    )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return PostgresFigures(
+        count, fresh_rounds, same, same_server_cpu, rewritten, no_keys, single, load_rounds
+    )
+
+
+def print_figures(figures: PostgresFigures) -> None:
+    count = figures.count
+    print()
+    print(f"PostgreSQL, {count:,} products (NDJSON over loopback; a throwaway cluster with fsync=off)")
+    print(f"{'what':<48} {'seconds':>8} {'items/s':>9} {'CPU s':>7} {'server CPU s':>12}")
+    for index, measured in enumerate(figures.fresh_rounds, 1):
+        ours = measured.ours
+        print(
+            f"{f'round {index}: our sync, fresh database':<48} {ours.seconds:8.2f} {ours.per_second:9,.0f}"
+            f" {ours.cpu_seconds:7.2f} {measured.server_cpu_s:12.2f}"
+        )
+        times = measured.ceiling
+        print(
+            f"{f'round {index}: COPY, batches of 1,000 (the ceiling)':<48} {times.seconds:8.2f}"
+            f" {count / times.seconds:9,.0f} {times.client_cpu_s:7.2f} {times.server_cpu_s:12.2f}"
+        )
+    same = figures.same
+    print(
+        f"{'our sync, identical re-sync':<48} {same.seconds:8.2f} {same.per_second:9,.0f}"
+        f" {same.cpu_seconds:7.2f} {figures.same_server_cpu_s:12.2f}"
+    )
+    for label, times in (
+        ("COPY, batches of 1,000, no foreign keys", figures.ceiling_no_keys),
+        ("COPY, one statement, no foreign keys", figures.ceiling_one_statement),
+    ):
+        cells = (
+            f"{times.seconds:8.2f} {count / times.seconds:9,.0f} {times.client_cpu_s:7.2f}"
+            f" {times.server_cpu_s:12.2f}"
+        )
+        print(f"{label:<48} {cells}")
+    for index, loaded in enumerate(figures.load_rounds, 1):
+        label = f"round {index}: status p99 during a sync ({load_tool()})"
+        print(f"{label:<48} {loaded.p99_ms:8.2f} ms")
+    last = figures.fresh_rounds[-1].ours.per_second
+    no_keys_rate = count / figures.ceiling_no_keys.seconds
+    print(f"(the last round's fresh sync vs COPY without the foreign keys: {last / no_keys_rate:.2f}x)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,101 +318,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rounds", type=int, default=3, help="rounds of each measurement, alternating (the goals: medians)"
     )
     args = parser.parse_args(argv)
-    count: int = args.products
-
-    _log(f"preparing a feed of {count:,} products (cached in {args.work_dir})")
-    feed = feed_file(args.work_dir, count, 0)
-    run_dir = Path(tempfile.mkdtemp(prefix="product-sync-pg-run-"))
-    _log("starting a throwaway PostgreSQL cluster")
-    fresh_rounds: list[FreshRound] = []
-    load_rounds: list[LoadRound] = []
-    try:
-        with running_cluster(free_port()) as cluster:
-            # The server's processes are the postmaster's children: their CPU is the database's share.
-            postmaster = cluster.postmaster_pid
-            port = free_port()
-            feed_url = f"http://{LOOPBACK}:{port}/products.ndjson"
-            logs = run_dir / "logs"
-            with upstream(feed, port, logs / "upstream.log"):
-                for index in range(args.rounds):
-                    # This machine's speed drifts by a fifth within minutes: each round pairs our sync
-                    # with the ceiling right after it, and the goal is judged on the rounds' median.
-                    _log(f"round {index + 1}: our fresh sync, then the ceiling (COPY of the same rows)")
-                    measured, url = _fresh_round(cluster, f"sync{index}", feed_url, logs, run_dir, count)
-                    fresh_rounds.append(measured)
-                _log("our sync into PostgreSQL: identical re-sync")
-                server_before = tree_cpu_seconds(postmaster)
-                with service(run_dir / "unused.db", feed_url, logs / "same.log", database_url=url) as svc:
-                    same = svc.sync()
-                same_server_cpu = tree_cpu_seconds(postmaster) - server_before
-                rewritten = asyncio.run(_rewritten(url, same.run_id))
-                _log("for reference: COPY without the foreign keys, and in one statement")
-                rows = asyncio.run(_rows(url))
-                batched_no_keys = _timed_ceiling(url, rows, CEILING_BATCH, postmaster, foreign_keys=False)
-                single = _timed_ceiling(url, rows, len(rows), postmaster, foreign_keys=False)
-                del rows
-                for index in range(args.rounds):
-                    _log(
-                        f"round {index + 1}: status polled by {args.connections} connections while a"
-                        f" {count:,}-product sync runs"
-                    )
-                    load_rounds.append(_load_round(cluster, f"load{index}", feed_url, logs, run_dir, args))
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
+    figures = measure(args.products, args.work_dir, args.rounds, args.connections, args.seconds, _log)
+    print_figures(figures)
     print()
-    print(f"PostgreSQL, {count:,} products (NDJSON over loopback; a throwaway cluster with fsync=off)")
-    print(f"{'what':<48} {'seconds':>8} {'items/s':>9} {'CPU s':>7} {'server CPU s':>12}")
-    for index, measured in enumerate(fresh_rounds, 1):
-        ours = measured.ours
-        print(
-            f"{f'round {index}: our sync, fresh database':<48} {ours.seconds:8.2f} {ours.per_second:9,.0f}"
-            f" {ours.cpu_seconds:7.2f} {measured.server_cpu_s:12.2f}"
-        )
-        times = measured.ceiling
-        print(
-            f"{f'round {index}: COPY, batches of 1,000 (the ceiling)':<48} {times.seconds:8.2f}"
-            f" {count / times.seconds:9,.0f} {times.client_cpu_s:7.2f} {times.server_cpu_s:12.2f}"
-        )
-    print(
-        f"{'our sync, identical re-sync':<48} {same.seconds:8.2f} {same.per_second:9,.0f}"
-        f" {same.cpu_seconds:7.2f} {same_server_cpu:12.2f}"
-    )
-    for label, times in (
-        ("COPY, batches of 1,000, no foreign keys", batched_no_keys),
-        ("COPY, one statement, no foreign keys", single),
-    ):
-        cells = (
-            f"{times.seconds:8.2f} {count / times.seconds:9,.0f} {times.client_cpu_s:7.2f}"
-            f" {times.server_cpu_s:12.2f}"
-        )
-        print(f"{label:<48} {cells}")
-    for index, loaded in enumerate(load_rounds, 1):
-        label = f"round {index}: status p99 during a sync ({load_tool()})"
-        print(f"{label:<48} {loaded.p99_ms:8.2f} ms")
-    print()
-    ratios = [measured.ratio for measured in fresh_rounds]
-    ratio = statistics.median(ratios)
-    each = ", ".join(f"{r:.2f}x" for r in ratios)
-    print(
-        f"fresh sync vs COPY ceiling: median {ratio:.2f}x of {each} (goal >= 0.5x):"
-        f" {'met' if ratio >= 0.5 else 'NOT met'}"
-    )
-    no_keys_rate = count / batched_no_keys.seconds
-    last = fresh_rounds[-1].ours.per_second
-    print(f"  (the last round vs COPY without the foreign keys: {last / no_keys_rate:.2f}x)")
-    print(
-        f"identical re-sync rewrote {rewritten} rows, {same.stats['unchanged']:,} unchanged "
-        f"(goal 0): {'met' if rewritten == 0 else 'NOT met'}"
-    )
-    p99 = statistics.median(loaded.p99_ms for loaded in load_rounds)
-    running_throughout = all(loaded.still_running for loaded in load_rounds)
-    each_p99 = ", ".join(f"{loaded.p99_ms:.2f}" for loaded in load_rounds)
-    print(
-        f"status p99 while the sync ran: median {p99:.2f} ms of {each_p99} (goal < 25 ms; the sync still"
-        f" running at the end of every round: {'yes' if running_throughout else 'no'}):"
-        f" {'met' if p99 < 25 and running_throughout else 'NOT met'}"
-    )
+    for text, met, shown in figures.goals():
+        print(f"{text}: {shown}: {'met' if met else 'NOT met'}")
     return 0
 
 

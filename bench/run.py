@@ -1,8 +1,10 @@
-"""The benchmark harness: our sync against sqlite-utils and raw sqlite3, the API under load, and memory.
+"""The benchmark harness: our sync against sqlite-utils and raw sqlite3, the API under load, memory,
+the push into Medusa and the sync into PostgreSQL (bench.postgres).
 
     python -m bench.run                      # 200,000 products; load and memory parts with 1,000,000
     python -m bench.run --products 50000 --skip-load --skip-memory
     python -m bench.run --skip-throughput --skip-load --skip-memory   # the paged format only
+    python -m bench.run --skip-throughput --skip-paged --skip-load --skip-memory --skip-medusa  # PostgreSQL
 
 Everything runs on 127.0.0.1: the built-in upstream, the service and the baselines are separate
 processes. Figures are printed; nothing is asserted (goals are reported as met or not met).
@@ -22,6 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import postgres
 from bench.baselines import LoadResult, catalog_rows, sqlite3_ceiling, sqlite_utils
 from bench.feeds import feed_file
 from bench.load import LoadFigures, bare_server_args, ensure_loopback, load_tool, poll
@@ -584,6 +587,15 @@ def medusa_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None
     )
 
 
+def postgres_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None:
+    figures = postgres.measure(
+        args.products, args.work_dir, args.postgres_rounds, args.connections, args.seconds, _log
+    )
+    postgres.print_figures(figures)
+    for text, met, shown in figures.goals():
+        report.goal(text, met, shown)
+
+
 def remove_databases(run_dir: Path) -> list[Path]:
     """Delete the SQLite files a run left in its directory (WAL and owner files included); keep the logs."""
 
@@ -654,6 +666,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument(
+        "--skip-postgres", action="store_true", help="the PostgreSQL part needs its binaries (see README)"
+    )
+    parser.add_argument(
+        "--postgres-rounds", type=int, default=3, help="rounds of the PostgreSQL part (its goals: medians)"
+    )
     return parser
 
 
@@ -676,6 +694,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory_part(args, run_dir, report)
         if not args.skip_medusa:
             medusa_part(args, run_dir, report)
+        if not args.skip_postgres:
+            postgres_part(args, run_dir, report)
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1
