@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=4, ge=2, le=64)
     # PostgreSQL: how long the server lets a transaction of ours wait on this process before it ends
     # the session (a frozen or cut-off replica would otherwise keep the write lock from the others).
-    database_hold_timeout_s: float = Field(default=10.0, gt=0)
+    # At least a second: a busy event loop can pause that long between two statements of a batch.
+    database_hold_timeout_s: float = Field(default=10.0, ge=1)
     migrations_dir: Path = DEFAULT_MIGRATIONS_DIR
     busy_timeout_s: float = Field(default=5.0, gt=0)
     error_retention_days: int | None = Field(default=None, ge=1)
