@@ -31,7 +31,8 @@ class DatabaseUnreachable(DatabaseError):
 
 
 class DatabaseBusy(DatabaseError):
-    """PostgreSQL: the write lock stayed held past the hold timeout (SQLite's "database is locked")."""
+    """Another process holds the write lock: past PostgreSQL's hold timeout, or at all for a write
+    that would not wait (``transaction(wait=False)``, on either backend)."""
 
 
 class DatabaseNotFound(DatabaseError):
