@@ -17,6 +17,7 @@ from service.database.errors import DatabaseBusy, DatabaseUnreachable
 from service.database.migrations import load_migrations
 from service.database.postgres import PostgresDatabase
 from service.database.postgres_migrations import MIGRATION_LOCK_KEY, POSTGRES_MIGRATIONS_DIR
+from tests.postgres_rows import pg_scalar
 
 pytestmark = pytest.mark.postgres
 
@@ -179,10 +180,6 @@ class FreezesMidway(list[tuple[str]]):
 SESSION_ALIVE = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
 
 
-async def scalar(database: PostgresDatabase, sql: str, *params: Any) -> Any:
-    return (await database.fetch_all(sql, params))[0][0]
-
-
 @pytest.mark.parametrize("where", ["between statements", "sending an executemany's rows"])
 async def test_the_server_ends_a_transaction_whose_process_froze(postgres_url: str, where: str) -> None:
     # Frozen with the write lock held, a replica would stop every other replica's writes for as long
@@ -199,8 +196,8 @@ async def test_the_server_ends_a_transaction_whose_process_froze(postgres_url: s
                 else:
                     rows = FreezesMidway([(f"row {n}",) for n in range(50)])
                     await tx.execute_many("INSERT INTO scratch VALUES (?)", rows)
-        assert await scalar(database, SESSION_ALIVE, session[0]) == 0
-        assert await scalar(database, "SELECT count(*) FROM scratch") == 0
+        assert await pg_scalar(postgres_url, SESSION_ALIVE, session[0]) == 0
+        assert await pg_scalar(postgres_url, "SELECT count(*) FROM scratch") == 0
         async with database.transaction() as tx:  # the pool gives a live session, and the lock is free
             await tx.execute("INSERT INTO scratch VALUES ('next')")
         assert [tuple(row) for row in await database.fetch_all("SELECT x FROM scratch")] == [("next",)]
@@ -237,7 +234,7 @@ async def test_writers_give_up_with_a_named_error_on_a_process_frozen_in_the_mid
         async with database.transaction() as tx:
             await tx.copy_rows("scratch", ["x"], rows)
         # Woken, the frozen process finishes its COPY: nothing of its own was lost.
-        assert await scalar(database, "SELECT count(*) FROM scratch") == 50
+        assert await pg_scalar(postgres_url, "SELECT count(*) FROM scratch") == 50
     finally:
         await database.close()
     (error,) = outcome

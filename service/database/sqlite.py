@@ -71,12 +71,17 @@ def _connect_inline_reader(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _busy_timeout(seconds: float) -> str:
+    """The statement that makes a connection wait up to ``seconds`` for another's lock."""
+    return f"PRAGMA busy_timeout = {int(seconds * 1000)}"
+
+
 async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aiosqlite.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction is exactly what we say.
     conn = await aiosqlite.connect(path, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row
-        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+        await conn.execute(_busy_timeout(busy_timeout_s))
         await conn.execute("PRAGMA foreign_keys = ON")
         if readonly:
             await conn.execute("PRAGMA query_only = ON")
@@ -173,7 +178,8 @@ class SqliteDatabase:
         busy_timeout_s: float,
     ) -> None:
         self.path = path
-        self._busy_timeout_ms = int(busy_timeout_s * 1000)
+        # The writer's, put back after a BEGIN that would not wait.
+        self._busy_timeout = _busy_timeout(busy_timeout_s)
         self.known_version = known_version  # the newest migration this code knows
         self._identity = identity  # (st_dev, st_ino) of the file opened
         self._writer = writer
@@ -269,7 +275,7 @@ class SqliteDatabase:
     async def _begin_unless_busy(self) -> None:
         # The write connection is this process's alone and used under _write_lock: its busy timeout
         # may be lowered for one BEGIN and put back.
-        await self._writer.execute("PRAGMA busy_timeout = 0")
+        await self._writer.execute(_busy_timeout(0))
         try:
             await self._writer.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -277,7 +283,7 @@ class SqliteDatabase:
                 raise DatabaseBusy("another process holds the database's write lock") from exc
             raise
         finally:
-            await self._writer.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            await self._writer.execute(self._busy_timeout)
 
     async def _rollback(self) -> None:
         # sqlite3's rollback() is a no-op outside a transaction, so this is safe whatever state BEGIN,
