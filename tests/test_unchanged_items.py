@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
@@ -202,26 +203,56 @@ async def test_an_unreadable_catalog_only_means_every_item_is_mapped(tmp_path: P
     assert not (tmp_path / "missing.db").exists()  # read-only: never created
 
 
+# What someone else does to product 10 between the worker's read and the sink's batch, and the counts
+# the batch must then give: (created, updated, restored, unchanged).
+_CHANGED_AFTER_THE_READ = {
+    "edited": ("UPDATE products SET content_hash = 1, title = 'edited' WHERE external_id = '10'", (0, 1, 0)),
+    "archived": ("UPDATE products SET archived_at = updated_at WHERE external_id = '10'", (0, 1, 1)),
+    "deleted": ("DELETE FROM products WHERE external_id = '10'", (1, 0, 0)),
+    "fingerprint lost": ("UPDATE products SET source_hash = NULL WHERE external_id = '10'", (0, 0, 0)),
+}
+
+
+@pytest.mark.parametrize("change", list(_CHANGED_AFTER_THE_READ))
 async def test_a_product_changed_after_the_worker_skipped_its_item_is_mapped_in_the_service(
-    tmp_path: Path, aiohttp_server: AiohttpServer
+    tmp_path: Path, aiohttp_server: AiohttpServer, change: str
 ) -> None:
+    statement, (created, updated, restored) = _CHANGED_AFTER_THE_READ[change]
     feed = Feed()
     async with synced(tmp_path, aiohttp_server, feed) as (h, url):
         packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.settings.db_path))
         assert all(key[4] == NOT_MAPPED for key in packed.keys)
-        # Someone else changes product 10 between the worker's read and the sink's batch.
         with sqlite3.connect(h.settings.db_path) as conn:
-            conn.execute("UPDATE products SET content_hash = 1, title = 'edited' WHERE external_id = '10'")
+            conn.execute(statement)
         chunk = await packed.unpack(feed.lines, 0, "USD")
         rows = [item for item in chunk.items if isinstance(item, LazyRow)]
         assert len(rows) == COUNT and not any(isinstance(item, ItemError) for item in chunk.items)
         run = await h.ledger.start_run("tester", url)
         counts = (await CatalogTablesSink(h.ledger, h.db).write(run.id, rows, [], COUNT, None)).counts
-        assert (counts.updated, counts.unchanged) == (1, COUNT - 1)
-        restored = (await h.products())["10"]
+        assert (counts.created, counts.updated, counts.restored) == (created, updated, restored)
+        assert counts.unchanged == COUNT - created - updated
+        product = (await h.products())["10"]
         expected = map_item(feed.lines[9], 9, "USD")
         assert isinstance(expected, ProductRow)
-        assert (restored["title"], restored["content_hash"]) == (expected.title, expected.content_hash)
+        assert (product["title"], product["content_hash"]) == (expected.title, expected.content_hash)
+        assert (product["source_hash"], product["archived_at"]) == (expected.source_hash, None)
+
+
+async def test_a_batch_found_unchanged_by_the_worker_and_still_so_writes_nothing(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    feed = Feed()
+    async with synced(tmp_path, aiohttp_server, feed) as (h, url):
+        before = await h.products()
+        packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.settings.db_path))
+        rows = [
+            item for item in (await packed.unpack(feed.lines, 0, "USD")).items if isinstance(item, LazyRow)
+        ]
+        assert len(rows) == COUNT and all(row.unchanged_when_read for row in rows)
+        run = await h.ledger.start_run("tester", url)
+        counts = (await CatalogTablesSink(h.ledger, h.db).write(run.id, rows, [], COUNT, None)).counts
+        assert (counts.created, counts.updated, counts.unchanged, counts.processed) == (0, 0, COUNT, COUNT)
+        assert await h.products() == before
 
 
 async def test_the_catalog_is_offered_for_lookups_only_once_it_holds_products(

@@ -93,6 +93,10 @@ class ProductRow(NamedTuple):
     def full(self) -> ProductRow:
         return self
 
+    @property
+    def unchanged_when_read(self) -> bool:
+        return False  # made by mapping the item: it was new or changed, or not looked up
+
 
 STATEMENT_VALUES = 17
 
@@ -112,6 +116,11 @@ class MappedRow(Protocol):
     def content_hash(self) -> int: ...
     @property
     def source_hash(self) -> int: ...
+    @property
+    def unchanged_when_read(self) -> bool:
+        """Whether the mapping found the catalog holding this item as received (and made no row): the
+        sink still checks, inside its transaction, that the catalog holds it so."""
+
     def full(self) -> ProductRow: ...
 
 

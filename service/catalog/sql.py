@@ -4,6 +4,7 @@ The same statements run on SQLite and PostgreSQL, but for how a list parameter i
 that takes one is a dict by dialect.
 """
 
+from service.database.access import Dialect
 from service.database.list_params import each_dialect
 
 # The catalog's stored fingerprints of some products, by external id (read by the mapping workers).
@@ -26,6 +27,25 @@ WHERE external_id IN ({ids})
 """,
     ids="?",
 )
+
+# How many of a batch's products the catalog holds on offer with exactly the given fingerprints; the
+# parameter is a JSON array of [external id, content hash, source hash], one for each product.
+COUNT_STORED_AS_READ: dict[Dialect, str] = {
+    "sqlite": """
+SELECT count(*) FROM json_each(?) AS item
+JOIN products ON products.external_id = item.value ->> 0
+WHERE products.archived_at IS NULL
+  AND products.content_hash = item.value ->> 1
+  AND products.source_hash = item.value ->> 2
+""",
+    "postgres": """
+SELECT count(*) FROM jsonb_array_elements(?::jsonb) AS item
+JOIN products ON products.external_id = item ->> 0
+WHERE products.archived_at IS NULL
+  AND products.content_hash = (item ->> 1)::bigint
+  AND products.source_hash = (item ->> 2)::bigint
+""",
+}
 
 # The products on offer (not archived), in id order, a page at a time: compared with the feed.
 OFFERED_IDS = """

@@ -6,6 +6,7 @@ the ledger always states exactly what the catalog holds from that run.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
@@ -14,7 +15,7 @@ from service.catalog.fingerprints import fingerprint_lookup
 from service.catalog.mapping import STATEMENT_VALUES, MappedRow, ProductRow
 from service.catalog.sink import BatchWritten, FingerprintLookup, RemovalMode, SinkInfo
 from service.database.access import Database, Dialect
-from service.database.list_params import json_array
+from service.database.list_params import json_array, json_rows
 from service.domain.outcomes import BatchCounts, ItemError, ProductChange
 from service.ledger.batch import RunBatch
 from service.ledger.runs import Ledger
@@ -28,6 +29,7 @@ _SLICE = 100
 _COPY_SLICE = 250
 
 _T = TypeVar("_T")
+_UNCHANGED_WHEN_READ = operator.attrgetter("unchanged_when_read")  # C-level, for every row of a batch
 
 
 async def _slices(items: Sequence[_T]) -> AsyncIterator[Sequence[_T]]:
@@ -138,16 +140,23 @@ class CatalogTablesSink:
         run_values = (run_id, now)  # ?18 and ?19 of the product statements
         async with self._ledger.batch(run_id) as batch:
             known = await self._categories.read(batch)
-            existing = await _read_existing(batch, self._dialect, rows)
+            if await _all_stored_as_read(batch, self._dialect, rows):
+                # An identical re-sync's batch: no product to read, compare or write.
+                to_compare: Sequence[MappedRow] = ()
+                existing: dict[str, _Existing] = {}
+                unchanged = len(rows)
+            else:
+                to_compare = rows
+                existing = await _read_existing(batch, self._dialect, rows)
+                unchanged = 0
             inserts: list[tuple[object, ...]] = []
             updates: list[tuple[object, ...]] = []
             new_fingerprints: list[tuple[int, str]] = []
             new_categories: dict[str, str] = {}  # handle -> name
             restored: list[ProductChange] = []
             planned: list[tuple[ProductRow, bool]] = []  # a dry run's creates and updates (True)
-            unchanged = 0
             # Row by row only in slices: this runs on the event loop, between status polls.
-            async for part in _slices(rows):
+            async for part in _slices(to_compare):
                 for row in part:
                     found = existing.get(row.external_id)
                     if found is not None and found.content_hash == row.content_hash and not found.archived:
@@ -295,6 +304,17 @@ async def _planned_changes(
     return changes
 
 
+async def _all_stored_as_read(batch: RunBatch, dialect: Dialect, rows: Sequence[MappedRow]) -> bool:
+    """Whether the mapping found every product of the batch unchanged, and the catalog still holds each
+    so: then one count replaces reading and comparing each of them."""
+    if not rows or not all(map(_UNCHANGED_WHEN_READ, rows)):
+        return False
+    fingerprints = json_rows([(row.external_id, row.content_hash, row.source_hash) for row in rows])
+    [(count,)] = await batch.fetch_all(sql.COUNT_STORED_AS_READ[dialect], (fingerprints,))
+    # An external id is one catalog row at most: the count is the batch's length only if each matched.
+    return bool(count == len(rows))
+
+
 async def _read_existing(
     batch: RunBatch, dialect: Dialect, rows: Sequence[MappedRow]
 ) -> dict[str, _Existing]:
@@ -302,4 +322,5 @@ async def _read_existing(
         return {}
     ids = json_array([row.external_id for row in rows])
     found = await batch.fetch_all(sql.SELECT_EXISTING[dialect], (ids,))
-    return {external_id: _Existing(*rest) for external_id, *rest in found}
+    new = tuple.__new__  # not _Existing(...): its Python-level constructor is the slower, per row
+    return {row[0]: new(_Existing, (row[1], row[2], row[3])) for row in found}

@@ -18,6 +18,12 @@ def json_array(values: Iterable[str]) -> str:
     return orjson.dumps(list(values)).decode()
 
 
+def json_rows(rows: Iterable[tuple[str | int, ...]]) -> str:
+    """A list of rows (tuples of ids and integers) as one JSON array of arrays, for a statement that reads
+    their fields itself."""
+    return orjson.dumps(list(rows)).decode()
+
+
 # The rows of a JSON array of strings, as a one-column ``value`` relation.
 _UNPACK: dict[Dialect, str] = {
     "sqlite": "SELECT value FROM json_each({})",

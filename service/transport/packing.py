@@ -83,6 +83,8 @@ class LazyRow(NamedTuple):
     external_id: str
     content_hash: int
     source_hash: int
+    # A field, not a property computed from the slot: the sink reads it for every row of a batch.
+    unchanged_when_read: bool
     source: _ChunkRows
     slot: int  # its index in the chunk's pickled rows, or NOT_MAPPED
 
@@ -118,7 +120,7 @@ class PackedChunk:
             if start:
                 await give_way()
             keys = self.keys[start : start + UNPACK_SLICE]
-            mapped.extend([new(LazyRow, (*key[:4], source, key[4])) for key in keys])
+            mapped.extend([new(LazyRow, (*key[:4], key[4] == NOT_MAPPED, source, key[4])) for key in keys])
         if self.errors:
             mapped.extend(self.errors)
             mapped.sort(key=lambda item: item.position)
