@@ -12,7 +12,7 @@ import asyncio
 import sqlite3
 from collections.abc import Sequence
 
-from service.database.list_params import json_array
+from service.database.list_params import json_array, json_rows
 
 _SCHEMA = (
     "CREATE TABLE seen (external_id TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID",
@@ -30,7 +30,11 @@ WHERE NOT EXISTS (SELECT 1 FROM seen WHERE external_id = value)
 """
 _MISSING_AFTER = "SELECT external_id FROM missing WHERE external_id > ? ORDER BY external_id LIMIT ?"
 _EARLIER = "SELECT external_id, position FROM seen WHERE external_id IN (SELECT value FROM json_each(?))"
-_ADD = "INSERT INTO seen (external_id, position) VALUES (?, ?)"
+# In the array's order, so that of two items of a batch with one id the first takes it.
+_TAKE = """
+INSERT OR IGNORE INTO seen (external_id, position)
+SELECT value ->> 0, value ->> 1 FROM json_each(?) ORDER BY key
+"""
 _RELEASE = "DELETE FROM seen WHERE external_id = ? AND position = ?"
 # Pages of the temporary database kept in memory; the rest goes to its temporary file.
 _CACHE_KIB = 2048
@@ -94,17 +98,12 @@ class SeenIds:
         return [external_id for (external_id,) in rows]
 
     def _take(self, ids: Sequence[tuple[str, int]]) -> dict[int, int]:
+        # One statement takes every id not taken yet, its rows read by SQLite rather than bound one by
+        # one here while holding the GIL; positions are read back only when some id was taken already.
+        if self._conn.execute(_TAKE, (json_rows(ids),)).rowcount == len(ids):
+            return {}
         wanted = json_array(external_id for external_id, _ in ids)
         taken: dict[str, int] = dict(self._conn.execute(_EARLIER, (wanted,)).fetchall())
-        duplicates: dict[int, int] = {}
-        new: list[tuple[str, int]] = []
-        for external_id, position in ids:
-            first = taken.setdefault(external_id, position)
-            if first != position:
-                duplicates[position] = first
-            else:
-                new.append((external_id, position))
-        self._conn.execute("BEGIN")
-        self._conn.executemany(_ADD, new)
-        self._conn.execute("COMMIT")
-        return duplicates
+        return {
+            position: taken[external_id] for external_id, position in ids if taken[external_id] != position
+        }
