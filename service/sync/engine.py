@@ -134,7 +134,7 @@ def _first_repeat(batch: list[MappedRow | ItemError]) -> int:
     """The index of the first row whose id an earlier row of ``batch`` has (the batch's length if none)."""
     named = [item.external_id for item in batch if not isinstance(item, ItemError)]
     if len(set(named)) == len(named):
-        return len(batch)  # nearly every batch: no id twice, found without a Python step per row
+        return len(batch)  # nearly every batch: no id twice, found by one set rather than a loop
     ids: set[str] = set()
     for index, item in enumerate(batch):
         if isinstance(item, ItemError):
