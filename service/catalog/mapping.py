@@ -20,6 +20,7 @@ from service.domain.outcomes import ItemError
 from service.upstream import exact_json
 from service.upstream.feed import OversizeItem, RawItem, upstream_id
 from service.upstream.models import UpstreamProduct, describe_validation_error
+from service.upstream.plain_items import plain_product
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +258,39 @@ def _check_text(value: str | None, field: str) -> None:
             raise MappingError(f"{field}: the text holds a lone surrogate, which is not Unicode") from None
 
 
-def map_product(product: UpstreamProduct, position: int, currency: str, fingerprint: int) -> ProductRow:
-    """The catalog row of a valid product; ``fingerprint`` is its item's :func:`source_hash`.
+class ProductFields(Protocol):
+    """A valid product's fields, as the model gives them: an :class:`UpstreamProduct`, or the same
+    values read by the fast path (:func:`~service.upstream.plain_items.plain_product`)."""
+
+    @property
+    def external_id(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def category(self) -> str: ...
+    @property
+    def price(self) -> Decimal: ...
+    @property
+    def brand(self) -> str | None: ...
+    @property
+    def sku(self) -> str | None: ...
+    @property
+    def stock(self) -> int | None: ...
+    @property
+    def thumbnail(self) -> str | None: ...
+    @property
+    def images(self) -> list[str]: ...
+    @property
+    def tags(self) -> list[str]: ...
+
+
+def map_product(
+    product: ProductFields, extras: Mapping[str, Any], position: int, currency: str, fingerprint: int
+) -> ProductRow:
+    """The catalog row of a valid product with its extra fields; ``fingerprint`` is its item's
+    :func:`source_hash`.
 
     Every field of the row is checked here to be storable (Unicode text, 64-bit integers), so that a
     row, once made, can always be written: an item that cannot be stored fails here, as an item error.
@@ -273,7 +305,7 @@ def map_product(product: UpstreamProduct, position: int, currency: str, fingerpr
     price_minor = to_minor_units(product.price, currency)
     images = _json_text(product.images, "images")
     tags = _json_text(product.tags, "tags")
-    metadata = _json_text(product.extras, "extra fields")
+    metadata = _json_text(extras, "extra fields")
     content = content_hash(
         [
             product.title,
@@ -317,10 +349,10 @@ def map_product(product: UpstreamProduct, position: int, currency: str, fingerpr
     )
 
 
-def _validate(raw: bytes | Mapping[str, Any], may_need_exact: bool) -> UpstreamProduct:
+def _validate(raw: bytes | Mapping[str, Any], needs_exact: bool) -> UpstreamProduct:
     if not isinstance(raw, bytes):
         return UpstreamProduct.model_validate(raw)
-    if may_need_exact and exact_json.needs_exact_parse(raw):
+    if needs_exact:
         # pydantic's JSON parser reads numbers as doubles: a price with 17 digits would be rounded.
         try:
             parsed = exact_json.loads(raw)
@@ -351,12 +383,23 @@ def map_item(
     kept from failing the run, so every exception of validating and mapping it ends here.
     ``may_need_exact=False``: the caller found that no number of this item needs the exact parser
     (see :func:`exact_json.needs_exact_parse`), checked once for many items.
+
+    An item the model would take with no change is read by the fast path (see plain_items); the model
+    judges every other one, and words every item error.
     """
     if isinstance(raw, OversizeItem):
         return ItemError(position, None, raw.reason)
     try:
-        product = _validate(raw, may_need_exact)
-        return map_product(product, position, currency, source_hash(raw, currency))
+        fingerprint = source_hash(raw, currency)
+        needs_exact = may_need_exact and isinstance(raw, bytes) and exact_json.needs_exact_parse(raw)
+        plain = plain_product(raw) if isinstance(raw, bytes) and not needs_exact else None
+        if plain is not None:
+            try:
+                return map_product(*plain, position, currency, fingerprint)
+            except MappingError:
+                pass  # refused in the words of the model's reading (the price as it reads it, say)
+        product = _validate(raw, needs_exact)
+        return map_product(product, product.extras, position, currency, fingerprint)
     except ValidationError as exc:
         return ItemError(position, upstream_id(raw), _shorten(describe_validation_error(exc)))
     except MappingError as exc:
