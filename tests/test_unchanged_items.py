@@ -22,7 +22,7 @@ from service.catalog.tables_sink import CatalogTablesSink, _all_stored_as_read
 from service.demo_upstream.products import demo_product
 from service.domain.outcomes import BatchCounts, ItemError
 from service.transport.offload import ChunkMapper, MappingPool
-from service.transport.packing import NOT_MAPPED, LazyRow, map_items_packed
+from service.transport.packing import NOT_MAPPED, LazyRow, PackedChunk, map_items_packed
 from service.upstream.feed import FeedChunk
 from tests.engine_fixtures import Harness, harness
 
@@ -59,6 +59,12 @@ async def synced(tmp_path: Path, server_for: AiohttpServer, feed: Feed) -> Async
         first = await h.sync(url)
         assert (first.status, first.created, first.total) == ("success", COUNT, None)
         yield h, url
+
+
+def keys_of(packed: PackedChunk) -> list[tuple[int, str, int, int, int]]:
+    """The keys of a chunk mapped with a lookup (without one, there are none: every row is mapped)."""
+    assert packed.keys is not None
+    return packed.keys
 
 
 async def _fingerprints(h: Harness) -> dict[str, tuple[int | None, int]]:
@@ -114,7 +120,7 @@ async def test_an_item_in_another_form_is_unchanged_and_gets_the_new_fingerprint
         assert {k: v for k, v in after.items() if k != "8"} == {k: v for k, v in before.items() if k != "8"}
         # The next run finds the new form unchanged without mapping it.
         packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.settings.db_path))
-        assert [key[4] for key in packed.keys] == [NOT_MAPPED] * COUNT
+        assert [key[4] for key in keys_of(packed)] == [NOT_MAPPED] * COUNT
 
 
 async def test_products_synced_before_fingerprints_get_them_on_their_next_sync(
@@ -140,18 +146,24 @@ async def test_the_worker_maps_only_items_not_received_exactly_as_last_time(
         feed.lines.append(orjson.dumps(demo_product(COUNT)))  # new
         feed.lines.append(b'{"id": "broken"')  # an item error is reported as before
         packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.settings.db_path))
-        mapped_positions = [key[0] for key in packed.keys if key[4] != NOT_MAPPED]
+        mapped_positions = [key[0] for key in keys_of(packed) if key[4] != NOT_MAPPED]
         assert mapped_positions == [3, COUNT]
         assert (len(packed.payloads), packed.skipped) == (1, COUNT - 1)
         assert [error.position for error in packed.errors] == [COUNT + 1]
         # Unchanged rows carry the stored hashes, so the sink finds them unchanged.
         stored = await h.db.fetch_all("SELECT external_id, content_hash, source_hash FROM products")
         by_id = {row[0]: (row[1], row[2]) for row in stored}
-        for position, external_id, content, source, slot in packed.keys:
+        for position, external_id, content, source, slot in keys_of(packed):
             if slot == NOT_MAPPED:
                 assert by_id[external_id] == (content, source), position
-        # Without a catalog (a fresh sync), every item is mapped.
-        assert all(key[4] != NOT_MAPPED for key in map_items_packed(feed.lines, 0, "USD", None).keys)
+        # Without a catalog (a fresh sync), every item is mapped, and unpacked as full rows.
+        fresh = map_items_packed(feed.lines, 0, "USD", None)
+        assert (fresh.keys, fresh.skipped) == (None, 0)
+        chunk = await fresh.unpack(feed.lines, 0, "USD")
+        assert [item.position for item in chunk.items] == list(range(COUNT + 2))
+        assert [row.external_id for row in chunk.rows][3] == "4"
+        assert chunk.rows[3].stock == 999
+        assert [error.position for error in chunk.errors] == [COUNT + 1]
 
 
 async def test_a_small_feed_mapped_in_the_service_skips_unchanged_items_too(
@@ -188,7 +200,7 @@ async def test_an_item_whose_id_is_given_twice_is_looked_up_by_the_id_that_count
         feed.lines[4] = b'{"id":6,' + orjson.dumps({**item, "price": 77.5})[1:]
         assert orjson.loads(feed.lines[4])["id"] == 5
         packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.settings.db_path))
-        assert [key[:2] for key in packed.keys if key[4] != NOT_MAPPED] == [(4, "5")]
+        assert [key[:2] for key in keys_of(packed) if key[4] != NOT_MAPPED] == [(4, "5")]
         again = await h.sync(url)
         assert (again.updated, again.unchanged, again.errors) == (1, COUNT - 1, 0)
         after = await h.products()
@@ -199,7 +211,7 @@ async def test_an_item_whose_id_is_given_twice_is_looked_up_by_the_id_that_count
 async def test_an_unreadable_catalog_only_means_every_item_is_mapped(tmp_path: Path) -> None:
     lines = [orjson.dumps(demo_product(index)) for index in range(20)]
     packed = map_items_packed(lines, 0, "USD", None, lookup=SqliteFingerprints(tmp_path / "missing.db"))
-    assert [key[4] for key in packed.keys] == list(range(20))
+    assert [key[4] for key in keys_of(packed)] == list(range(20))
     assert not (tmp_path / "missing.db").exists()  # read-only: never created
 
 
@@ -221,7 +233,7 @@ async def test_a_product_changed_after_the_worker_skipped_its_item_is_mapped_in_
     feed = Feed()
     async with synced(tmp_path, aiohttp_server, feed) as (h, url):
         packed = map_items_packed(feed.lines, 0, "USD", None, lookup=SqliteFingerprints(h.settings.db_path))
-        assert all(key[4] == NOT_MAPPED for key in packed.keys)
+        assert all(key[4] == NOT_MAPPED for key in keys_of(packed))
         with sqlite3.connect(h.settings.db_path) as conn:
             conn.execute(statement)
         chunk = await packed.unpack(feed.lines, 0, "USD")

@@ -9,6 +9,7 @@ changed product).
 
 from __future__ import annotations
 
+import functools
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,10 +31,9 @@ UNPACK_SLICE = 250
 NOT_MAPPED = -1
 
 
-def _as_product_row(values: tuple[Any, ...]) -> ProductRow:
-    # tuple.__new__ skips the named tuple's Python-level constructor, which was most of the cost of
-    # receiving a row from the worker.
-    return tuple.__new__(ProductRow, values)
+# tuple.__new__ skips the named tuple's Python-level constructor, which was most of the cost of
+# receiving a row from the worker.
+_new_product_row = functools.partial(tuple.__new__, ProductRow)
 
 
 class _ChunkRows:
@@ -62,7 +62,7 @@ class _ChunkRows:
         if rows is None:
             rows = self._slices[which] = pickle.loads(self._payloads[which])
             self._payloads[which] = b""
-        return _as_product_row(rows[offset])
+        return _new_product_row(rows[offset])
 
     def _map_here(self, position: int) -> ProductRow:
         row = map_item(self._items[position - self._first_position], position, self._currency)
@@ -98,9 +98,13 @@ _Key = tuple[int, str, int, int, int]
 
 @dataclass(frozen=True, slots=True)
 class PackedChunk:
-    """A mapped chunk as the worker process returns it: the rows' keys, and the mapped rows pickled."""
+    """A mapped chunk as the worker process returns it: the rows' keys, and the mapped rows pickled.
 
-    keys: list[_Key]
+    ``keys`` is None for a chunk mapped without a lookup (the catalog was empty when the run began):
+    the sink then needs every row in full, so the rows are unpacked as they are, without keys.
+    """
+
+    keys: list[_Key] | None
     errors: list[ItemError]
     payloads: list[bytes]  # the mapped rows, PACKED_SLICE plain tuples per pickle
     total: int | None
@@ -112,15 +116,24 @@ class PackedChunk:
         Runs on the event loop, so in slices: a whole chunk at once held the loop for milliseconds
         during a large sync, and every status poll in flight waited for it.
         """
-        # The items are kept only if the worker skipped some: to map one here if the sink needs it.
-        source = _ChunkRows(self.payloads, items if self.skipped else (), first_position, currency)
-        new = tuple.__new__  # not LazyRow(...): its Python-level constructor is the slower, per row
         mapped: list[MappedRow | ItemError] = []
-        for start in range(0, len(self.keys), UNPACK_SLICE):
-            if start:
-                await give_way()
-            keys = self.keys[start : start + UNPACK_SLICE]
-            mapped.extend([new(LazyRow, (*key[:4], key[4] == NOT_MAPPED, source, key[4])) for key in keys])
+        if self.keys is None:
+            for index, payload in enumerate(self.payloads):
+                if index:
+                    await give_way()
+                # map() over a C-level constructor: no Python step per row of a fresh sync.
+                mapped.extend(map(_new_product_row, pickle.loads(payload)))
+        else:
+            # The items are kept only if the worker skipped some: to map one here if the sink needs it.
+            source = _ChunkRows(self.payloads, items if self.skipped else (), first_position, currency)
+            new = tuple.__new__  # not LazyRow(...): its Python-level constructor is the slower, per row
+            for start in range(0, len(self.keys), UNPACK_SLICE):
+                if start:
+                    await give_way()
+                keys = self.keys[start : start + UNPACK_SLICE]
+                mapped.extend(
+                    [new(LazyRow, (*key[:4], key[4] == NOT_MAPPED, source, key[4])) for key in keys]
+                )
         if self.errors:
             mapped.extend(self.errors)
             mapped.sort(key=lambda item: item.position)
@@ -173,7 +186,7 @@ def map_items_packed(
         pickle.dumps(rows[start : start + PACKED_SLICE], pickle.HIGHEST_PROTOCOL)
         for start in range(0, len(rows), PACKED_SLICE)
     ]
-    return PackedChunk(keys, errors, payloads, total, skipped)
+    return PackedChunk(keys if lookup is not None else None, errors, payloads, total, skipped)
 
 
 _PLAIN_ID_FIRST = b'{"id":'
