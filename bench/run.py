@@ -426,6 +426,11 @@ def load_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None:
     connections: int = args.connections
     seconds: float = args.seconds
     _log(f"load part: preparing a feed of {count:,} products")
+    if load_tool() != "wrk":
+        # The aiohttp generator takes about a core itself, on the cores the service runs on: its p99
+        # figures say more about it than about the service.
+        _log("wrk is not installed (apt-get install -y wrk): the load part uses the aiohttp generator,")
+        _log("which competes with the service for the CPU; its latency figures are not comparable")
     feed = feed_file(args.work_dir, count, 0)
     logs = run_dir / "logs"
     bare_port = free_port()
