@@ -391,8 +391,11 @@ def map_item(
         return ItemError(position, None, raw.reason)
     try:
         fingerprint = source_hash(raw, currency)
-        needs_exact = may_need_exact and isinstance(raw, bytes) and exact_json.needs_exact_parse(raw)
-        plain = plain_product(raw) if isinstance(raw, bytes) and not needs_exact else None
+        needs_exact = False
+        plain = None
+        if isinstance(raw, bytes):
+            needs_exact = may_need_exact and exact_json.needs_exact_parse(raw)
+            plain = None if needs_exact else plain_product(raw)
         if plain is not None:
             try:
                 return map_product(*plain, position, currency, fingerprint)

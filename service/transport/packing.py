@@ -153,7 +153,7 @@ def map_items_packed(
     """
     ids = [_lookup_id(raw) for raw in items] if lookup is not None else [None] * len(items)
     stored = _stored_fingerprints(lookup, ids) if lookup is not None else [None] * len(items)
-    keys: list[_Key] = []
+    keys: list[_Key] | None = [] if lookup is not None else None  # no keys without a lookup: see PackedChunk
     errors: list[ItemError] = []
     rows: list[tuple[Any, ...]] = []
     skipped = 0
@@ -166,6 +166,7 @@ def map_items_packed(
             and source_hash(raw, currency) == known.source_hash
         ):
             assert external_id is not None  # only an item with an id has stored fingerprints
+            assert keys is not None  # stored fingerprints come from a lookup
             keys.append((position, external_id, known.content_hash, known.source_hash, NOT_MAPPED))
             skipped += 1
             continue
@@ -180,13 +181,14 @@ def map_items_packed(
         if isinstance(item, ItemError):
             errors.append(item)
             continue
-        keys.append((position, item.external_id, item.content_hash, item.source_hash, len(rows)))
+        if keys is not None:
+            keys.append((position, item.external_id, item.content_hash, item.source_hash, len(rows)))
         rows.append(tuple(item))  # plain: a named tuple unpickles through its Python-level constructor
     payloads = [
         pickle.dumps(rows[start : start + PACKED_SLICE], pickle.HIGHEST_PROTOCOL)
         for start in range(0, len(rows), PACKED_SLICE)
     ]
-    return PackedChunk(keys if lookup is not None else None, errors, payloads, total, skipped)
+    return PackedChunk(keys, errors, payloads, total, skipped)
 
 
 _PLAIN_ID_FIRST = b'{"id":'

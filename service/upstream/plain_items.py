@@ -56,21 +56,12 @@ class PlainProduct(msgspec.Struct, frozen=True):
 FIELDS = frozenset(PlainProduct.__struct_encode_fields__)
 
 
-def _bare(text: str) -> bool:
-    """Whether the model would keep the text as it is: no whitespace to strip at either end.
-
-    ``str.strip`` takes a few more characters for space than the model's strip does (U+001C to
-    U+001F), so an item with one of those at an end goes to the model, which is only slower.
-    """
-    return text == text.strip()
-
-
 def _plain_fields(fields: PlainProduct) -> bool:
     """What the model checks beyond the JSON types, or would change: all of it must hold as sent."""
     external_id = fields.id
     if isinstance(external_id, str):
         # The model's id rules: not empty, taken as sent (no spaces around), no NUL.
-        if not external_id or not _bare(external_id) or "\x00" in external_id:
+        if not external_id or external_id != external_id.strip() or "\x00" in external_id:
             return False
     elif not INT64_MIN <= external_id <= INT64_MAX:
         return False
@@ -80,6 +71,8 @@ def _plain_fields(fields: PlainProduct) -> bool:
     stock = fields.stock
     if stock is not None and not INT64_MIN <= stock <= INT64_MAX:
         return False
+    # Nothing to strip at either end. str.strip takes a few more characters for space than the model's
+    # strip does (U+001C to U+001F): an item with one of those at an end goes to the model, only slower.
     # A loop rather than a call per text: this runs for every item of a large feed.
     for text in (fields.title, fields.description, fields.category, *fields.images, *fields.tags):
         if text != text.strip():
