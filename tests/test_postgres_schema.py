@@ -151,3 +151,42 @@ async def test_a_tick_is_one_row_and_totals_count_real_runs_only(conn: asyncpg.C
     await conn.execute(FINISH, dry, "success")
     totals = await conn.fetchrow("SELECT runs, created, duration_s FROM run_totals WHERE status = 'success'")
     assert totals is not None and tuple(totals) == (1, 7, 1.5)  # the dry run's 100 are not counted
+
+
+# Each foreign key with the indexes of its table that a lookup ``column = value`` can use: full ones,
+# and partial ones whose condition is only that their first column is not NULL.
+_FOREIGN_KEYS_AND_INDEXES = """
+SELECT c.conrelid::regclass::text AS table_name,
+       (SELECT array_agg(a.attname ORDER BY k.n)
+        FROM unnest(c.conkey) WITH ORDINALITY AS k (attnum, n)
+        JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum) AS key_columns,
+       (SELECT coalesce(array_agg(array_to_string(ARRAY(
+                   SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k (attnum, n)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                   ORDER BY k.n), ',')), '{}')
+        FROM pg_index i
+        WHERE i.indrelid = c.conrelid
+          AND (i.indpred IS NULL
+               OR pg_get_expr(i.indpred, i.indrelid) = '(' || (
+                   SELECT a.attname FROM pg_attribute a
+                   WHERE a.attrelid = i.indrelid AND a.attnum = i.indkey[0]) || ' IS NOT NULL)')
+       ) AS indexes
+FROM pg_constraint c
+WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
+"""
+
+
+async def test_every_foreign_key_leads_an_index(conn: asyncpg.Connection) -> None:
+    """PostgreSQL indexes the referenced side of a key only: deleting a run (retention) would otherwise
+    scan every table that refers to runs, the whole catalog among them, once per run."""
+    keys = await conn.fetch(_FOREIGN_KEYS_AND_INDEXES)
+    unindexed = [
+        f"{key['table_name']}({', '.join(key['key_columns'])})"
+        for key in keys
+        if not any(
+            index.split(",")[: len(key["key_columns"])] == list(key["key_columns"])
+            for index in key["indexes"]
+        )
+    ]
+    assert len(keys) >= 10
+    assert unindexed == []
