@@ -6,7 +6,16 @@ from typing import Any
 import orjson
 import pytest
 
-from service.catalog.mapping import MappingError, ProductRow, map_item, map_items, slugify, to_minor_units
+from service.catalog.mapping import (
+    MAPPING_VERSION,
+    MappingError,
+    ProductRow,
+    map_item,
+    map_items,
+    slugify,
+    source_hash,
+    to_minor_units,
+)
 from service.demo_upstream.products import demo_product
 from service.domain.outcomes import ItemError
 
@@ -273,3 +282,21 @@ def test_a_whole_stock_written_as_a_float_is_read_as_its_literal() -> None:
     # The nearest double is 61227299634886008: the literal's own value is stored.
     assert mapped(product(stock=6.122729963488601e16)).stock == 61227299634886010
     assert mapped(product(stock=5.0)).stock == 5
+
+
+def test_the_fingerprints_stay_those_earlier_versions_stored() -> None:
+    """A catalog keeps each product's fingerprints from run to run: if the same item gave others after an
+    upgrade (a hash computed another way), the next sync would find every product changed and rewrite
+    the whole catalog. Only a MAPPING_VERSION bump may change them; these were stored by version 2."""
+    item = (
+        b'{"id":7,"title":"Essence Mascara Lash Princess","description":"A mascara.","category":"beauty",'
+        b'"price":9.99,"stock":5,"tags":["beauty","mascara"],"brand":"Essence","sku":"RCH45Q1A",'
+        b'"images":["https://cdn.dummyjson.com/1.png"],"thumbnail":"https://cdn.dummyjson.com/t.png",'
+        b'"rating":4.94,"dimensions":{"width":23.17,"height":14.43,"depth":28.01}}'
+    )
+    row = map_item(item, 0, "USD")
+    assert isinstance(row, ProductRow)
+    assert MAPPING_VERSION == 2
+    assert (row.source_hash, row.content_hash) == (2390811732624485543, 7773611499216892720)
+    assert source_hash(item, "EUR") == 7040940473412423226  # the currency is part of it
+    assert source_hash({"id": 7, "title": "x"}, "USD") == 6825289483716312706  # a parsed item (a page's)

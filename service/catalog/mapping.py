@@ -237,9 +237,15 @@ def source_hash(raw: RawItem, currency: str) -> int:
         data = raw if isinstance(raw, bytes) else exact_json.dumps(raw)
     except exact_json.JsonValueError:
         return UNHASHABLE  # the item cannot be stored either: it will be an item error
+    hasher = _source_hasher(currency).copy()  # the prefix hashed once, not copied before every item
+    hasher.update(data)
+    return int.from_bytes(hasher.digest()[:8], "big") >> 1
+
+
+@functools.lru_cache(maxsize=64)
+def _source_hasher(currency: str) -> hashlib._Hash:
     # SHA-256 rather than BLAKE2: CPUs hash it in hardware, so it is the faster of the two here.
-    digest = hashlib.sha256(f"{MAPPING_VERSION}:{currency}:".encode() + data).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    return hashlib.sha256(f"{MAPPING_VERSION}:{currency}:".encode())
 
 
 def _json_text(value: Any, field: str) -> str:
