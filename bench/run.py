@@ -7,7 +7,9 @@ the push into Medusa and the sync into PostgreSQL (bench.postgres).
     python -m bench.run --skip-throughput --skip-paged --skip-load --skip-memory --skip-medusa  # PostgreSQL
 
 Everything runs on 127.0.0.1: the built-in upstream, the service and the baselines are separate
-processes. Figures are printed; nothing is asserted (goals are reported as met or not met).
+processes. Figures are printed; nothing is asserted (goals are reported as met or not met). The fresh
+syncs are measured in rounds (``--rounds``, 3), each right beside its own sqlite-utils and ceiling runs,
+and their goals judged on the rounds' median ratio: this machine's speed drifts by a fifth within minutes.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import os
 import platform
 import shlex
 import sqlite3
+import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,8 +43,6 @@ class Report:
     """Rows of the printed tables and the goal checks, filled part by part."""
 
     goals: list[tuple[str, bool | None, str]] = field(default_factory=list)
-    # sqlite-utils insert by feed size, measured once and compared with by every part that needs it
-    inserted: dict[int, LoadResult] = field(default_factory=dict)
 
     def goal(self, text: str, met: bool | None, figures: str) -> None:
         self.goals.append((text, met, figures))
@@ -142,100 +143,157 @@ def _load_row(label: str, result: LoadResult, note: str) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class _ThroughputRound:
+    fresh: SyncResult
+    same: SyncResult
+    rewritten: int
+    inserted: LoadResult
+    upserted: LoadResult
+    ceiling: LoadResult
+
+
+def _throughput_round(
+    run_dir: Path, number: int, feed: Path, port: int, count: int, keep_databases: bool
+) -> _ThroughputRound:
+    """Our fresh sync and identical re-sync, then sqlite-utils and the ceiling on the same products, one
+    right after the other, so that each ratio compares figures of the same minutes."""
+    db = run_dir / f"sync-{number}.db"
+    logs = run_dir / "logs"
+    _log(f"round {number}: our sync, fresh database")
+    with service(db, _feed_url(port), logs / f"service-fresh-{number}.log") as svc:
+        fresh = svc.sync()
+    _log(f"round {number}: our sync, identical re-sync")
+    with service(db, _feed_url(port), logs / f"service-same-{number}.log") as svc:
+        same = svc.sync()
+    rewritten = _rewritten(db, same.run_id)
+    _log(f"round {number}: sqlite-utils insert, then upsert of the same file")
+    su_db = run_dir / f"sqlite-utils-{number}.db"
+    inserted = sqlite_utils("insert", su_db, feed, count)
+    upserted = sqlite_utils("upsert", su_db, feed, count)
+    _log(f"round {number}: raw sqlite3 executemany upsert, batches of 1,000 (the ceiling)")
+    rows = catalog_rows(db)
+    ceiling = sqlite3_ceiling(run_dir / f"ceiling-{number}.db", rows)
+    del rows
+    if not keep_databases:  # a round's databases take about a gigabyte
+        remove_databases(run_dir, keep={db.name})
+    return _ThroughputRound(fresh, same, rewritten, inserted, upserted, ceiling)
+
+
 def throughput_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None:
     count: int = args.products
+    rounds: int = args.rounds
     _log(f"preparing feeds of {count:,} products (cached in {args.work_dir})")
     feed = feed_file(args.work_dir, count, 0)
     changed_feed = feed_file(args.work_dir, count, 1)
-    db = run_dir / "sync.db"
     port, changed_port = free_port(), free_port()
     logs = run_dir / "logs"
+    measured: list[_ThroughputRound] = []
     with (
         upstream(feed, port, logs / "upstream.log"),
         upstream(changed_feed, changed_port, logs / "upstream-v1.log"),
     ):
-        _log("our sync: fresh database")
-        with service(db, _feed_url(port), logs / "service-fresh.log") as svc:
-            fresh = svc.sync()
-        _log("our sync: identical re-sync")
-        with service(db, _feed_url(port), logs / "service-same.log") as svc:
-            same = svc.sync()
-        rewritten = _rewritten(db, same.run_id)
-        _log("our sync: re-sync with 10% changed")
-        with service(db, _feed_url(changed_port), logs / "service-changed.log") as svc:
+        for number in range(1, rounds + 1):
+            measured.append(_throughput_round(run_dir, number, feed, port, count, args.keep_databases))
+        _log("our sync: re-sync with 10% changed (of the last round's catalog)")
+        with service(
+            run_dir / f"sync-{rounds}.db", _feed_url(changed_port), logs / "service-changed.log"
+        ) as svc:
             changed = svc.sync()
-    _log("sqlite-utils insert, then upsert of the same file")
-    su_db = run_dir / "sqlite-utils.db"
-    inserted = sqlite_utils("insert", su_db, feed, count)
-    upserted = sqlite_utils("upsert", su_db, feed, count)
-    report.inserted[count] = inserted
-    _log("raw sqlite3 executemany upsert, batches of 1,000 (the ceiling)")
-    rows = catalog_rows(db)
-    ceiling = sqlite3_ceiling(run_dir / "ceiling.db", rows)
-    del rows
+    last = measured[-1]
 
+    table_rows: list[list[str]] = []
+    for number, round_ in enumerate(measured, 1):
+        table_rows += [
+            _sync_row(f"{number}: our sync, fresh database", round_.fresh),
+            _sync_row(f"{number}: our sync, identical re-sync", round_.same),
+            _load_row(f"{number}: sqlite-utils insert (fresh)", round_.inserted, "--nl --pk id"),
+            _load_row(f"{number}: sqlite-utils upsert (existing)", round_.upserted, "--nl --pk id"),
+            _load_row(f"{number}: sqlite3 executemany upsert", round_.ceiling, "batches of 1,000: ceiling"),
+        ]
+    table_rows.append(_sync_row("our sync, 10% changed", changed))
     _table(
-        f"Throughput: {count:,} products (NDJSON over loopback for our sync; the same file for sqlite-utils)",
+        f"Throughput: {count:,} products (NDJSON over loopback for our sync; the same file for sqlite-utils),"
+        f" {rounds} rounds",
         ["what", "items", "seconds", "items/s", "CPU s", "peak RSS MiB", "worker MiB", "counts / notes"],
-        [
-            _sync_row("our sync, fresh database", fresh),
-            _sync_row("our sync, identical re-sync", same),
-            _sync_row("our sync, 10% changed", changed),
-            _load_row("sqlite-utils insert (fresh)", inserted, "--nl --pk id"),
-            _load_row("sqlite-utils upsert (existing)", upserted, "--nl --pk id"),
-            _load_row("sqlite3 executemany upsert", ceiling, "batches of 1,000: ceiling"),
-        ],
+        table_rows,
     )
+
+    def ratios(
+        ours: Callable[[_ThroughputRound], float], base: Callable[[_ThroughputRound], float]
+    ) -> list[float]:
+        return [ours(round_) / base(round_) if base(round_) else 0.0 for round_ in measured]
+
+    fresh_insert = ratios(lambda r: r.fresh.per_second, lambda r: r.inserted.per_second)
+    fresh_ceiling = ratios(lambda r: r.fresh.per_second, lambda r: r.ceiling.per_second)
+    same_upsert = ratios(lambda r: r.same.per_second, lambda r: r.upserted.per_second)
+    same_ceiling = ratios(lambda r: r.same.per_second, lambda r: r.ceiling.per_second)
     _table(
-        "Ratios (same run)",
-        ["ours", "vs sqlite-utils", "vs sqlite3 ceiling"],
+        "Ratios (each round's figures against the same round's; the goals are judged on the medians)",
+        ["ours", "vs", "rounds", "median"],
         [
             [
                 "fresh sync",
-                _ratio(fresh.per_second, inserted.per_second) + " of insert",
-                _ratio(fresh.per_second, ceiling.per_second),
+                "sqlite-utils insert",
+                _rounds(fresh_insert),
+                _times(statistics.median(fresh_insert)),
+            ],
+            [
+                "fresh sync",
+                "sqlite3 ceiling",
+                _rounds(fresh_ceiling),
+                _times(statistics.median(fresh_ceiling)),
             ],
             [
                 "identical re-sync",
-                _ratio(same.per_second, upserted.per_second) + " of upsert",
-                _ratio(same.per_second, ceiling.per_second),
+                "sqlite-utils upsert",
+                _rounds(same_upsert),
+                _times(statistics.median(same_upsert)),
             ],
             [
-                "10% changed re-sync",
-                _ratio(changed.per_second, upserted.per_second) + " of upsert",
-                _ratio(changed.per_second, ceiling.per_second),
+                "identical re-sync",
+                "sqlite3 ceiling",
+                _rounds(same_ceiling),
+                _times(statistics.median(same_ceiling)),
+            ],
+            [
+                "10% changed re-sync (last round)",
+                "sqlite-utils upsert",
+                "-",
+                _ratio(changed.per_second, last.upserted.per_second),
             ],
         ],
     )
-    print(f"rows rewritten by the identical re-sync: {rewritten} (updated_run = run {same.run_id})")
+    rewritten = [round_.rewritten for round_ in measured]
+    print(f"rows rewritten by the identical re-syncs: {', '.join(map(str, rewritten))}")
     report.goal(
-        "NDJSON fresh sync >= 2.5x sqlite-utils insert",
-        fresh.per_second >= 2.5 * inserted.per_second,
-        _ratio(fresh.per_second, inserted.per_second),
+        "NDJSON fresh sync >= 2.5x sqlite-utils insert (median)",
+        statistics.median(fresh_insert) >= 2.5,
+        f"{_times(statistics.median(fresh_insert))} ({_rounds(fresh_insert)})",
     )
     report.goal(
-        "NDJSON fresh sync >= 0.8x sqlite3 ceiling",
-        fresh.per_second >= 0.8 * ceiling.per_second,
-        _ratio(fresh.per_second, ceiling.per_second),
+        "NDJSON fresh sync >= 0.8x sqlite3 ceiling (median)",
+        statistics.median(fresh_ceiling) >= 0.8,
+        f"{_times(statistics.median(fresh_ceiling))} ({_rounds(fresh_ceiling)})",
     )
     report.goal(
-        "NDJSON identical re-sync >= 4x sqlite-utils upsert",
-        same.per_second >= 4 * upserted.per_second,
-        _ratio(same.per_second, upserted.per_second),
+        "NDJSON identical re-sync >= 4x sqlite-utils upsert (median)",
+        statistics.median(same_upsert) >= 4,
+        f"{_times(statistics.median(same_upsert))} ({_rounds(same_upsert)})",
     )
     report.goal(
-        "identical re-sync rewrites no row",
-        rewritten == 0 and same.stats["unchanged"] == count,
-        f"{rewritten} rewritten, {same.stats['unchanged']:,} unchanged",
+        "identical re-sync rewrites no row (every round)",
+        all(r.rewritten == 0 and r.same.stats["unchanged"] == count for r in measured),
+        f"{sum(rewritten)} rewritten, {min(r.same.stats['unchanged'] for r in measured):,} unchanged",
     )
 
 
-def _insert_figure(args: argparse.Namespace, run_dir: Path, report: Report, count: int) -> LoadResult:
-    if count not in report.inserted:
-        _log(f"sqlite-utils insert of {count:,} products")
-        feed = feed_file(args.work_dir, count, 0)
-        report.inserted[count] = sqlite_utils("insert", run_dir / f"sqlite-utils-{count}.db", feed, count)
-    return report.inserted[count]
+def _times(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def _rounds(values: Sequence[float]) -> str:
+    return ", ".join(_times(value) for value in values)
 
 
 @contextlib.contextmanager
@@ -260,11 +318,11 @@ def _service_on_feed(
 
 
 def _paged_sync(
-    args: argparse.Namespace, run_dir: Path, count: int, latency_ms: float, window: int
+    args: argparse.Namespace, run_dir: Path, count: int, latency_ms: float, window: int, number: int = 1
 ) -> SyncResult:
     """A fresh sync of ``count`` products from DummyJSON pages that each take ``latency_ms``."""
     feed = feed_file(args.work_dir, count, 0)
-    name = f"paged-{count}-{latency_ms:g}ms-w{window}"
+    name = f"paged-{count}-{latency_ms:g}ms-w{window}-{number}"
     with _service_on_feed(
         run_dir, feed, "dummyjson", name, page_delay_ms=latency_ms, page_window=str(window)
     ) as svc:
@@ -277,23 +335,36 @@ def paged_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None:
     window: int = args.page_window
     page_size = 100  # the service's default SYNC_PAGE_SIZE
     count: int = args.products
-    _log(f"paged format: {count:,} products at 0 ms a page, window 1 and {window}")
-    fast = {w: _paged_sync(args, run_dir, count, 0, w) for w in (1, window)}
-    inserted = _insert_figure(args, run_dir, report, count)
-    rows = [
-        [*_sync_row(f"paged, 0 ms, window {w}", result), _ratio(result.per_second, inserted.per_second)]
-        for w, result in fast.items()
-    ]
-    rows.append([*_load_row("sqlite-utils insert (fresh)", inserted, "NDJSON file"), "1.00x"])
+    rows: list[list[str]] = []
+    windowed_ratios: list[float] = []
+    feed = feed_file(args.work_dir, count, 0)
+    for number in range(1, args.rounds + 1):
+        # Each round's syncs against the same round's sqlite-utils insert, as in the throughput part.
+        _log(f"round {number}: paged format, {count:,} products at 0 ms a page, window 1 and {window}")
+        fast = {w: _paged_sync(args, run_dir, count, 0, w, number) for w in (1, window)}
+        _log(f"round {number}: sqlite-utils insert of {count:,} products")
+        inserted = sqlite_utils("insert", run_dir / f"sqlite-utils-paged-{number}.db", feed, count)
+        if not args.keep_databases:
+            remove_databases(run_dir)
+        rows += [
+            [
+                *_sync_row(f"{number}: paged, 0 ms, window {w}", result),
+                _ratio(result.per_second, inserted.per_second),
+            ]
+            for w, result in fast.items()
+        ]
+        rows.append([*_load_row(f"{number}: sqlite-utils insert (fresh)", inserted, "NDJSON file"), "1.00x"])
+        windowed_ratios.append(fast[window].per_second / inserted.per_second if inserted.per_second else 0.0)
     _table(
-        f"Paged format (DummyJSON, {page_size} a page) at loopback speed: {count:,} products, fresh database",
+        f"Paged format (DummyJSON, {page_size} a page) at loopback speed: {count:,} products, fresh database,"
+        f" {args.rounds} rounds",
         ["what", "items", "seconds", "items/s", "CPU s", "peak RSS MiB", "worker MiB", "counts", "vs insert"],
         rows,
     )
     report.goal(
-        f"paged fresh sync at 0 ms >= 2x sqlite-utils insert ({count:,})",
-        fast[window].per_second >= 2 * inserted.per_second,
-        _ratio(fast[window].per_second, inserted.per_second),
+        f"paged fresh sync at 0 ms >= 2x sqlite-utils insert ({count:,}, median)",
+        statistics.median(windowed_ratios) >= 2,
+        f"{_times(statistics.median(windowed_ratios))} ({_rounds(windowed_ratios)})",
     )
 
     slow_count: int = args.latency_products
@@ -601,10 +672,13 @@ def postgres_part(args: argparse.Namespace, run_dir: Path, report: Report) -> No
         report.goal(text, met, shown)
 
 
-def remove_databases(run_dir: Path) -> list[Path]:
-    """Delete the SQLite files a run left in its directory (WAL and owner files included); keep the logs."""
+def remove_databases(run_dir: Path, keep: Collection[str] = ()) -> list[Path]:
+    """Delete the SQLite files a run left in its directory (WAL and owner files included); keep the logs,
+    and the databases named in ``keep`` (with their WAL files)."""
 
     def is_database(path: Path) -> bool:
+        if any(path.name == name or path.name.startswith(f"{name}-") for name in keep):
+            return False
         return path.suffix == ".db" or ".db-" in path.name or path.name.endswith(".db.owners")
 
     removed = [path for path in sorted(run_dir.iterdir()) if path.is_file() and is_database(path)]
@@ -618,6 +692,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--products", type=int, default=200_000, help="feed size of the throughput part")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds of the fresh syncs (throughput, paged), each with its own baselines (goals: medians)",
+    )
     parser.add_argument(
         "--load-products",
         type=int,
