@@ -48,18 +48,11 @@ def _finished_run(conn: sqlite3.Connection, started_at: str) -> int:
     return run_id
 
 
-def _prepare(db_path: Path, products: int, runs: int, without_key_indexes: bool) -> sqlite3.Connection:
-    asyncio.run(_migrate(db_path))
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    conn.execute("PRAGMA foreign_keys = ON")  # as the service's connections have it
-    if without_key_indexes:
-        for name in _KEY_INDEXES:
-            conn.execute(f"DROP INDEX {name}")
-    conn.execute("BEGIN")
-    creator = _finished_run(conn, _LONG_AGO)  # kept: its products refer to it
+def fill_catalog(conn: sqlite3.Connection, products: int, run_id: int, at: str) -> None:
+    """``products`` products in one category, all created by ``run_id`` at ``at`` (small rows, written
+    by SQLite alone: what retention reads of them is their run columns)."""
     conn.execute(
-        "INSERT INTO categories (handle, name, created_run, created_at) VALUES ('c', 'C', ?, ?)",
-        (creator, _LONG_AGO),
+        "INSERT INTO categories (handle, name, created_run, created_at) VALUES ('c', 'C', ?, ?)", (run_id, at)
     )
     conn.execute(
         """
@@ -70,8 +63,20 @@ def _prepare(db_path: Path, products: int, runs: int, without_key_indexes: bool)
                i, ?, ?, ?, ?
         FROM n
         """,
-        (products, creator, creator, _LONG_AGO, _LONG_AGO),
+        (products, run_id, run_id, at, at),
     )
+
+
+def _prepare(db_path: Path, products: int, runs: int, without_key_indexes: bool) -> sqlite3.Connection:
+    asyncio.run(_migrate(db_path))
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")  # as the service's connections have it
+    if without_key_indexes:
+        for name in _KEY_INDEXES:
+            conn.execute(f"DROP INDEX {name}")
+    conn.execute("BEGIN")
+    creator = _finished_run(conn, _LONG_AGO)  # kept: its products refer to it
+    fill_catalog(conn, products, creator, _LONG_AGO)
     for _ in range(runs):
         _finished_run(conn, _LONG_AGO)
     _finished_run(conn, _RECENTLY)  # the newest run, never pruned

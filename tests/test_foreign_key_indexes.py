@@ -8,6 +8,7 @@ import re
 import sqlite3
 from pathlib import Path
 
+from bench.retention import fill_catalog
 from service.database.sqlite import SqliteDatabase
 from service.ledger import queries
 from service.settings import DEFAULT_MIGRATIONS_DIR
@@ -64,20 +65,7 @@ async def test_every_foreign_key_leads_an_index(tmp_path: Path) -> None:
 def _fill_catalog(conn: sqlite3.Connection, products: int) -> None:
     """A run that created ``products`` products (in one category), finished long ago."""
     run_id = insert_finished_run(conn, age_days=400, created=products)
-    now = days_ago(400)
-    conn.execute(
-        "INSERT INTO categories (handle, name, created_run, created_at) VALUES ('c', 'C', ?, ?)",
-        (run_id, now),
-    )
-    conn.execute(
-        """
-        WITH RECURSIVE n (i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
-        INSERT INTO products (external_id, handle, title, description, category_id, price_minor, currency,
-                              content_hash, created_run, updated_run, created_at, updated_at)
-        SELECT i, 'p-' || i, 'P', '', (SELECT id FROM categories), 100, 'USD', i, ?, ?, ?, ? FROM n
-        """,
-        (products, run_id, run_id, now, now),
-    )
+    fill_catalog(conn, products, run_id, days_ago(400))
 
 
 def _steps_to_prune(conn: sqlite3.Connection) -> tuple[int, int]:
