@@ -33,6 +33,16 @@ async def test_the_first_copy_in_a_batch_wins_and_only_the_later_copies_are_repo
     await seen.close()
 
 
+async def test_ids_at_positions_with_gaps_between_them_are_taken_as_consecutive_ones_are(
+    seen: SeenIds,
+) -> None:
+    # Gaps are where a batch had item errors: such a batch takes its ids by another statement.
+    assert await seen.first_positions([("x", 0), ("y", 2), ("x", 3), ("z", 7), ("y", 8)]) == {3: 0, 8: 2}
+    assert await seen.first_positions([("z", 9), ("w", 11)]) == {9: 7}
+    assert await seen.first_positions([("w", 12), ("v", 13), ("x", 14)]) == {12: 11, 14: 0}
+    await seen.close()
+
+
 async def test_a_released_id_is_taken_by_the_next_item_that_has_it(seen: SeenIds) -> None:
     assert await seen.first_positions([("x", 0), ("y", 1)]) == {}
     await seen.release([("x", 0)])

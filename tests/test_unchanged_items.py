@@ -250,7 +250,7 @@ async def test_a_product_changed_after_the_worker_skipped_its_item_is_mapped_in_
         assert (product["source_hash"], product["archived_at"]) == (expected.source_hash, None)
 
 
-# Ids as feeds send them, which the batch's count passes to SQLite inside a JSON array.
+# Ids as feeds send them, which the batch's count passes to SQLite as the keys of a JSON object.
 _ODD_IDS = ['quote"d', "back\\slash", "007", "1e3", "Ünïcødé", "😀 emoji", "tab\there", "42.0"]
 
 
@@ -304,3 +304,32 @@ def test_the_lookup_id_is_read_from_a_plain_start_or_else_parsed() -> None:
         b'{"title":"x","id":42}': "42",
     }
     assert {raw: _lookup_id(raw) for raw in cases} == cases
+
+
+def _catalog_file(path: Path, fingerprints: dict[str, tuple[int, int]]) -> None:
+    """A file with the columns the lookup reads, holding ``fingerprints`` (written in WAL mode)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS products"
+        " (external_id TEXT PRIMARY KEY, content_hash INTEGER, source_hash INTEGER, archived_at TEXT)"
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO products VALUES (?, ?, ?, NULL)",
+        [(external_id, content, source) for external_id, (content, source) in fingerprints.items()],
+    )
+    conn.close()
+
+
+def test_a_kept_lookup_connection_sees_later_commits_and_a_new_file_at_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.db"
+    _catalog_file(path, {"1": (10, 11)})
+    lookup = SqliteFingerprints(path)
+    assert {key: tuple(value) for key, value in lookup(["1", "2"]).items()} == {"1": (10, 11)}
+    _catalog_file(path, {"1": (20, 21), "2": (30, 31)})  # committed by another connection
+    assert {key: tuple(value) for key, value in lookup(["1", "2"]).items()} == {"1": (20, 21), "2": (30, 31)}
+    for name in ("catalog.db", "catalog.db-wal", "catalog.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    assert lookup(["1", "2"]) == {}  # no catalog to read: every item is mapped
+    _catalog_file(path, {"2": (40, 41)})  # a new catalog where the old one was
+    assert {key: tuple(value) for key, value in lookup(["1", "2"]).items()} == {"2": (40, 41)}

@@ -29,21 +29,20 @@ WHERE external_id IN ({ids})
 )
 
 # How many of a batch's products the catalog holds on offer with exactly the given fingerprints; the
-# parameter is a JSON array of [external id, content hash, source hash], one for each product.
+# parameter is a JSON object of external id -> "content_hash source_hash". One text per product, compared
+# whole: reading two numbers out of a nested array per product cost SQLite about twice as much.
 COUNT_STORED_AS_READ: dict[Dialect, str] = {
     "sqlite": """
 SELECT count(*) FROM json_each(?) AS item
-JOIN products ON products.external_id = item.value ->> 0
+JOIN products ON products.external_id = item.key
 WHERE products.archived_at IS NULL
-  AND products.content_hash = item.value ->> 1
-  AND products.source_hash = item.value ->> 2
+  AND item.value = products.content_hash || ' ' || products.source_hash
 """,
     "postgres": """
-SELECT count(*) FROM jsonb_array_elements(?::jsonb) AS item
-JOIN products ON products.external_id = item ->> 0
+SELECT count(*) FROM jsonb_each_text(?::jsonb) AS item
+JOIN products ON products.external_id = item.key
 WHERE products.archived_at IS NULL
-  AND products.content_hash = (item ->> 1)::bigint
-  AND products.source_hash = (item ->> 2)::bigint
+  AND item.value = products.content_hash::text || ' ' || products.source_hash::text
 """,
 }
 

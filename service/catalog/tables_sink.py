@@ -15,7 +15,7 @@ from service.catalog.fingerprints import fingerprint_lookup
 from service.catalog.mapping import STATEMENT_VALUES, MappedRow, ProductRow
 from service.catalog.sink import BatchWritten, FingerprintLookup, RemovalMode, SinkInfo
 from service.database.access import Database, Dialect
-from service.database.list_params import json_array, json_rows
+from service.database.list_params import json_array, json_object
 from service.domain.outcomes import BatchCounts, ItemError, ProductChange
 from service.ledger.batch import RunBatch
 from service.ledger.runs import Ledger
@@ -309,9 +309,10 @@ async def _all_stored_as_read(batch: RunBatch, dialect: Dialect, rows: Sequence[
     so: then one count replaces reading and comparing each of them."""
     if not rows or not all(map(_UNCHANGED_WHEN_READ, rows)):
         return False
-    fingerprints = json_rows([(row.external_id, row.content_hash, row.source_hash) for row in rows])
+    fingerprints = json_object((row.external_id, f"{row.content_hash} {row.source_hash}") for row in rows)
     [(count,)] = await batch.fetch_all(sql.COUNT_STORED_AS_READ[dialect], (fingerprints,))
-    # An external id is one catalog row at most: the count is the batch's length only if each matched.
+    # An external id is one catalog row at most: the count is the batch's length only if each matched
+    # (an id twice in the batch would be one key of the object, and the count short of the length).
     return bool(count == len(rows))
 
 

@@ -24,6 +24,12 @@ def json_rows(rows: Iterable[tuple[str | int, ...]]) -> str:
     return orjson.dumps(list(rows)).decode()
 
 
+def json_object(pairs: Iterable[tuple[str, str]]) -> str:
+    """Texts by id as one JSON object, for a statement that joins on its keys (a later pair of an id
+    replaces an earlier one)."""
+    return orjson.dumps(dict(pairs)).decode()
+
+
 # The rows of a JSON array of strings, as a one-column ``value`` relation.
 _UNPACK: dict[Dialect, str] = {
     "sqlite": "SELECT value FROM json_each({})",

@@ -35,6 +35,12 @@ _TAKE = """
 INSERT OR IGNORE INTO seen (external_id, position)
 SELECT value ->> 0, value ->> 1 FROM json_each(?) ORDER BY key
 """
+# The same for ids at consecutive positions, from the first one on (a batch without item errors): one
+# JSON text per id instead of an array of two, about half of what SQLite spends on each id here.
+_TAKE_CONSECUTIVE = """
+INSERT OR IGNORE INTO seen (external_id, position)
+SELECT value, ?2 + key FROM json_each(?1) ORDER BY key
+"""
 _RELEASE = "DELETE FROM seen WHERE external_id = ? AND position = ?"
 # Pages of the temporary database kept in memory; the rest goes to its temporary file.
 _CACHE_KIB = 2048
@@ -100,7 +106,13 @@ class SeenIds:
     def _take(self, ids: Sequence[tuple[str, int]]) -> dict[int, int]:
         # One statement takes every id not taken yet, its rows read by SQLite rather than bound one by
         # one here while holding the GIL; positions are read back only when some id was taken already.
-        if self._conn.execute(_TAKE, (json_rows(ids),)).rowcount == len(ids):
+        first, last = ids[0][1], ids[-1][1]
+        # Positions only grow, so a span as long as the list means no position is left out.
+        if last - first == len(ids) - 1:
+            taking = self._conn.execute(_TAKE_CONSECUTIVE, (json_array(i for i, _ in ids), first))
+        else:
+            taking = self._conn.execute(_TAKE, (json_rows(ids),))
+        if taking.rowcount == len(ids):
             return {}
         wanted = json_array(external_id for external_id, _ in ids)
         taken: dict[str, int] = dict(self._conn.execute(_EARLIER, (wanted,)).fetchall())
