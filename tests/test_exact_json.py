@@ -23,6 +23,8 @@ from service.upstream import exact_json
         (b'{"weight":1e-07}', False),  # two exponent digits: a double holds it as written
         (b'{"weight":1.5E+20}', False),
         (b'{"sku":"Table-100","note":"size e123"}', False),  # a word's "e", not a number's exponent
+        (b'{"sku":"BEA-GEN-000001"}', False),  # a letter, not a digit, before the "E-000"
+        (b'{"stock":-12345678901234567}', True),  # 17 digits after a sign
         (b'{"barcode":"0002252933619"}', False),  # 13 digits
         (b'{"barcode":"1234567890123456"}', True),  # 16 digits in a string: only slower
         (b'{"uuid":"550e8400-e29b"}', True),  # looks like an exponent: only slower

@@ -16,9 +16,14 @@ from typing import Any
 # interval the event loop gets it back sooner, so status polls wait less during a sync.
 SWITCH_INTERVAL_S = 0.001
 
-# mallopt's parameter number for the arena limit (glibc's malloc.h).
+# mallopt's parameter numbers (glibc's malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
 ARENAS = 2
+# The most memory a mapping worker keeps for reuse after freeing it (glibc's upper limit for the mmap
+# threshold on 64-bit systems).
+WORKER_KEPT_BYTES = 32 * 1024 * 1024
 
 
 def _glibc_function(name: str, argtypes: list[Any]) -> Any | None:
@@ -44,6 +49,23 @@ def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
         return True  # the operator's choice, already applied by glibc at start-up
     mallopt = _glibc_function("mallopt", [ctypes.c_int, ctypes.c_int])
     return mallopt is not None and bool(mallopt(_M_ARENA_MAX, arenas))
+
+
+def keep_freed_memory(kept_bytes: int = WORKER_KEPT_BYTES) -> bool:
+    """Make glibc keep up to ``kept_bytes`` of freed memory for reuse rather than hand it back to the OS
+    at once; True when both settings took. Elsewhere than glibc (musl), a no-op returning False.
+
+    For the mapping workers: each chunk allocates and frees buffers of a megabyte or more (the chunk's
+    lines, its pickled rows), which glibc gave back to the OS after every chunk, so the next chunk
+    faulted the same pages in again, about one page fault per product and most of the workers' system
+    time. A worker then stays at the memory of its largest chunk, which is bounded by the batch size.
+    """
+    mallopt = _glibc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
+        return False
+    # Both: blocks above the mmap threshold are unmapped when freed, and the heap's top is trimmed past
+    # the trim threshold.
+    return bool(mallopt(_M_MMAP_THRESHOLD, kept_bytes)) and bool(mallopt(_M_TRIM_THRESHOLD, kept_bytes))
 
 
 def release_free_memory() -> bool:

@@ -22,6 +22,7 @@ from service.catalog.mapping import MappedChunk, MappedRow, map_items
 from service.catalog.sink import FingerprintLookup
 from service.domain.errors import SyncFailed
 from service.domain.outcomes import ItemError
+from service.support.tuning import keep_freed_memory
 from service.transport.pacing import give_way
 from service.transport.packing import PackedChunk, PrefetchedFingerprints, lookup_ids, map_items_packed
 from service.upstream.feed import FeedChunk
@@ -48,8 +49,10 @@ def default_workers() -> int:
 
 
 def _start_worker() -> None:
-    """The workers' initializer: lower the priority, and exit when the service is gone."""
+    """The workers' initializer: lower the priority, keep freed memory for the next chunk, and exit when
+    the service is gone."""
     os.nice(WORKER_NICENESS)
+    keep_freed_memory()
     parent = multiprocessing.parent_process()
     if parent is not None:  # None only when called outside a worker process
         threading.Thread(

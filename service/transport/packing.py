@@ -9,13 +9,12 @@ changed product).
 
 from __future__ import annotations
 
-import functools
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from service.catalog.mapping import MappedChunk, MappedRow, ProductRow, map_item, source_hash
+from service.catalog.mapping import MappedChunk, MappedRow, ProductRow, map_item, new_product_row, source_hash
 from service.catalog.sink import FingerprintLookup, StoredFingerprints
 from service.domain.outcomes import ItemError
 from service.transport.pacing import give_way
@@ -29,11 +28,6 @@ PACKED_SLICE = 250
 UNPACK_SLICE = 250
 # The slot of a row the worker did not map (its item is unchanged since the last sync).
 NOT_MAPPED = -1
-
-
-# tuple.__new__ skips the named tuple's Python-level constructor, which was most of the cost of
-# receiving a row from the worker.
-_new_product_row = functools.partial(tuple.__new__, ProductRow)
 
 
 class _ChunkRows:
@@ -62,7 +56,7 @@ class _ChunkRows:
         if rows is None:
             rows = self._slices[which] = pickle.loads(self._payloads[which])
             self._payloads[which] = b""
-        return _new_product_row(rows[offset])
+        return new_product_row(rows[offset])
 
     def _map_here(self, position: int) -> ProductRow:
         row = map_item(self._items[position - self._first_position], position, self._currency)
@@ -122,7 +116,7 @@ class PackedChunk:
                 if index:
                     await give_way()
                 # map() over a C-level constructor: no Python step per row of a fresh sync.
-                mapped.extend(map(_new_product_row, pickle.loads(payload)))
+                mapped.extend(map(new_product_row, pickle.loads(payload)))
         else:
             # The items are kept only if the worker skipped some: to map one here if the sink needs it.
             source = _ChunkRows(self.payloads, items if self.skipped else (), first_position, currency)
