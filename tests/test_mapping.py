@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
+import hypothesis.strategies as st
 import orjson
 import pytest
+from hypothesis import given
 
 from service.catalog.mapping import (
     MAPPING_VERSION,
@@ -68,6 +70,8 @@ def error_of(raw: dict[str, Any] | bytes) -> ItemError:
         ("!!!", ""),
         ("SKU42", "sku42"),  # letters and digits only: the fast path
         ("4711", "4711"),
+        ("\tTab\nand_Under.score\r", "tab-and-under-score"),  # every non-alphanumeric is a separator
+        ("Ünïcödé & ASCII", "unicode-ascii"),
     ],
 )
 def test_slugify(title: str, slug: str) -> None:
@@ -88,10 +92,37 @@ def test_slugify(title: str, slug: str) -> None:
         (Decimal("12345678901234567.00"), "USD", 1234567890123456700),  # 22 digits: the default context
         (Decimal("1." + "0" * 30), "USD", 100),  # past the default precision: a context of its own
         (Decimal("92233720368547758.07"), "USD", 2**63 - 1),
+        (Decimal("1.50"), "USD", 150),
+        (Decimal("0.07"), "USD", 7),
+        (Decimal("5.0"), "JPY", 5),  # a zero past the currency's decimals is no finer
+        (Decimal("9999999999999999.99"), "USD", 999999999999999999),  # the most digits read as text
+        (Decimal("1.5E+3"), "KWD", 1500000),
     ],
 )
 def test_prices_convert_exactly_to_minor_units(price: Decimal, currency: str, minor: int) -> None:
     assert to_minor_units(price, currency) == minor
+
+
+def _minor_units_by_arithmetic(price: Decimal, currency_digits: int) -> int | None:
+    """The minor units of a price by exact arithmetic (precision for every digit), None if finer."""
+    with localcontext() as context:
+        context.prec = 100
+        scaled = price.scaleb(currency_digits)
+        return int(scaled) if scaled == scaled.to_integral_value() else None
+
+
+@given(
+    price=st.decimals(min_value=0, max_value=Decimal("1E+17"), places=None, allow_nan=False),
+    currency=st.sampled_from([("USD", 2), ("JPY", 0), ("KWD", 3)]),
+)
+def test_minor_units_are_the_scaled_price_or_refused(price: Decimal, currency: tuple[str, int]) -> None:
+    code, digits = currency
+    expected = _minor_units_by_arithmetic(price, digits)
+    if expected is None or expected > 2**63 - 1:
+        with pytest.raises(MappingError):
+            to_minor_units(price, code)
+    else:
+        assert to_minor_units(price, code) == expected
 
 
 def test_a_price_finer_than_the_currency_is_refused_not_rounded() -> None:

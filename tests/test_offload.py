@@ -178,3 +178,27 @@ def test_a_chunk_maps_each_item_as_it_would_alone_exact_numbers_included() -> No
     assert 14 in reasons  # a stock past 64 bits
     row = alone[5]
     assert isinstance(row, ProductRow) and row.price_minor == 123456789012325
+
+
+def _page_faults(pid: int) -> int:
+    # Field 10 of /proc/<pid>/stat: the minor faults, each a page the process touched for the first time
+    # since the OS gave it.
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+
+
+async def test_a_worker_reuses_its_memory_from_chunk_to_chunk() -> None:
+    pool = MappingPool(workers=1)
+    mapper = ChunkMapper("USD", pool, process_threshold=1)
+    lines = feed_lines(5000)
+    try:
+        await mapper.map(FeedChunk(lines[:1000], 0, 5000))  # the worker's memory, faulted in once
+        fork_servers = [pid for pid in _children(os.getpid()) if b"forkserver" in _cmdline(pid)]
+        [worker] = [worker for server in fork_servers for worker in _children(server)]
+        before = _page_faults(worker)
+        for start in range(1000, 5000, 1000):
+            await mapper.map(FeedChunk(lines[start : start + 1000], start, 5000))
+        # Given back to the OS after each chunk, the same memory was faulted in again: about one page
+        # per product.
+        assert (_page_faults(worker) - before) / 4000 < 0.2
+    finally:
+        pool.close()

@@ -111,3 +111,44 @@ def test_release_free_memory_gives_freed_heap_pages_back() -> None:
     released, before, after = done.stdout.split()
     assert released == "True"
     assert float(after) < float(before) - 30  # about 100 MiB were freed, scattered among live blocks
+
+
+# A worker's chunks: megabytes allocated, written and freed, again and again, each chunk a little larger
+# than the one before (chunks differ in size). The page faults of each chunk after the first say whether
+# the freed memory was kept for it or given back to the OS.
+_CHUNKS = """
+import os, resource
+from service.support.tuning import keep_freed_memory
+kept = keep_freed_memory() if os.environ.get("PRODUCT_SYNC_PROBE_KEEP") else None
+faults = []
+for chunk in range(5):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = b"x" * ((8 << 20) + chunk * (64 << 10))
+    del block
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(kept, *faults)
+"""
+
+
+def _chunk_faults(keep: bool) -> tuple[str, list[int]]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+    if keep:
+        env["PRODUCT_SYNC_PROBE_KEEP"] = "1"
+    probe = [sys.executable, "-c", _CHUNKS]
+    done = subprocess.run(probe, env=env, capture_output=True, text=True, check=True)
+    kept, *faults = done.stdout.split()
+    return kept, [int(count) for count in faults]
+
+
+def test_a_worker_keeps_freed_chunk_memory_for_the_next_chunk() -> None:
+    kept, faults = _chunk_faults(keep=True)
+    assert kept == "True"
+    pages = (8 << 20) // os.sysconf("SC_PAGE_SIZE")
+    assert faults[0] >= pages / 2  # the first chunk faults its memory in
+    assert max(faults[1:]) < pages / 20  # the next ones reuse it
+
+
+def test_by_default_glibc_gives_a_freed_chunk_back_and_faults_it_in_again() -> None:
+    _, faults = _chunk_faults(keep=False)
+    pages = (8 << 20) // os.sysconf("SC_PAGE_SIZE")
+    assert min(faults[1:]) >= pages / 2
