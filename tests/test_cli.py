@@ -196,8 +196,10 @@ async def test_a_signal_cancels_the_cli_run(upstream_url: str, feed: FeedControl
 async def test_plain_progress_lines_when_stdout_is_not_a_terminal(
     upstream_url: str, feed: FeedControl, db_path: Path
 ) -> None:
-    feed.page_delay_s = 0.4  # four pages: about 1.6 s, so the 0.5 s poll sees the run move
-    result = await run_cli("sync", env=cli_env(db_path, upstream_url))
+    feed.page_delay_s = 0.4
+    # Four pages one at a time: about 1.6 s, so the 0.5 s poll sees the run move. With the default window
+    # the last three came in together, and a poll saw the run between its two batches or not at all.
+    result = await run_cli("sync", env=cli_env(db_path, upstream_url, SYNC_PAGE_WINDOW="1"))
     assert result.code == 0
     progress = re.findall(r"^run 1: (\d+)/194 processed \(created \d+", result.stdout, re.MULTILINE)
     assert progress, result.stdout
@@ -210,7 +212,8 @@ async def test_progress_bar_on_a_terminal(upstream_url: str, feed: FeedControl, 
     feed.page_delay_s = 0.4
     controller, terminal = pty.openpty()
     try:
-        process = await start_cli("sync", env=cli_env(db_path, upstream_url), stdout=terminal)
+        env = cli_env(db_path, upstream_url, SYNC_PAGE_WINDOW="1")  # pages one at a time, as above
+        process = await start_cli("sync", env=env, stdout=terminal)
         os.close(terminal)
         result = await finish(process)
         chunks = []

@@ -72,7 +72,7 @@ class ProductRow(NamedTuple):
     sink's INSERT and UPDATE: a row's parameters are one slice of it, with no per-field Python work.
 
     A named tuple rather than a dataclass: rows cross from the mapping worker process in bulk, and a
-    tuple pickles and unpickles several times faster.
+    tuple is serialised and loaded several times faster.
     """
 
     external_id: str
@@ -113,7 +113,7 @@ new_product_row = functools.partial(tuple.__new__, ProductRow)
 class MappedRow(Protocol):
     """A mapped product as the sink first sees it: what it compares, and the full row on demand.
 
-    A :class:`ProductRow`, or a row mapped in a worker process whose full form is unpickled only if the
+    A :class:`ProductRow`, or a row mapped in a worker process whose full form is loaded only if the
     product is new or changed (see packing.py).
     """
 

@@ -22,7 +22,7 @@ from service.ledger.runs import Ledger
 from service.support.timeutil import to_iso, utc_now
 from service.transport.pacing import give_way
 
-# Rows handled between two yields to the event loop: a batch's Python work (unpickling, comparing,
+# Rows handled between two yields to the event loop: a batch's Python work (loading rows, comparing,
 # building parameters) is several ms, and status polls would otherwise wait for all of it at once.
 # 100 rows take well under a millisecond even while polls keep both cores busy.
 _SLICE = 100
