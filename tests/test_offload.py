@@ -71,10 +71,15 @@ def _children(pid: int) -> list[int]:
     return children
 
 
-def _niceness(pid: int) -> int:
-    # Field 19 of /proc/<pid>/stat; the fields after the parenthesised command name start at 3.
+def _stat_field(pid: int, field: int) -> int:
+    # The fields of /proc/<pid>/stat are numbered from 1; those after the parenthesised command name
+    # (field 2, which may hold spaces) start at 3.
     stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rsplit(")", 1)[1].split()[16])
+    return int(stat.rsplit(")", 1)[1].split()[field - 3])
+
+
+def _niceness(pid: int) -> int:
+    return _stat_field(pid, 19)
 
 
 async def test_the_worker_process_yields_the_cpu_to_the_service() -> None:
@@ -181,9 +186,8 @@ def test_a_chunk_maps_each_item_as_it_would_alone_exact_numbers_included() -> No
 
 
 def _page_faults(pid: int) -> int:
-    # Field 10 of /proc/<pid>/stat: the minor faults, each a page the process touched for the first time
-    # since the OS gave it.
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    # The minor faults: each a page the process touched for the first time since the OS gave it.
+    return _stat_field(pid, 10)
 
 
 async def test_a_worker_reuses_its_memory_from_chunk_to_chunk() -> None:

@@ -187,8 +187,9 @@ def to_minor_units(price: Decimal, currency: str) -> int:
     # minor units are its digits, read from its text without the Decimal arithmetic below (most of the
     # cost of converting a price).
     whole, _, fraction = str(price).partition(".")
-    if len(fraction) <= digits and len(whole) < _MAX_MINOR_DIGITS - digits and (whole + fraction).isdigit():
-        return int(whole + fraction + "0" * (digits - len(fraction)))  # at most 18 digits: never too large
+    written = whole + fraction
+    if len(fraction) <= digits and len(whole) < _MAX_MINOR_DIGITS - digits and written.isdigit():
+        return int(written + "0" * (digits - len(fraction)))  # at most 18 digits: never too large
     # adjusted() is the exponent of the leading digit, exact for any price: one past 19 digits in minor
     # units is refused before anything is computed with it (1E+999999999 included).
     if price.adjusted() + digits >= _MAX_MINOR_DIGITS:
@@ -326,48 +327,28 @@ def map_product(
     images = _json_text(product.images, "images")
     tags = _json_text(product.tags, "tags")
     metadata = _json_text(extras, "extra fields")
-    content = content_hash(
-        [
-            product.title,
-            product.description,
-            handle_of_category,
-            product.category,
-            price_minor,
-            currency,
-            product.brand,
-            product.sku,
-            product.stock,
-            product.thumbnail,
-            images,
-            tags,
-            metadata,
-        ]
+    # The content fields in the row's order; the hash takes them with the category's name after its
+    # handle (an order fixed by the hashes already stored).
+    described = (product.title, product.description, handle_of_category)
+    offered = (
+        price_minor,
+        currency,
+        product.brand,
+        product.sku,
+        product.stock,
+        product.thumbnail,
+        images,
+        tags,
+        metadata,
     )
+    content = content_hash([*described, product.category, *offered])
     handle_base = slugify(product.title) or derived_handle("product", product.title)
     external_id = product.external_id
+    handle_with_id = f"{handle_base}-{slugify(external_id) or 'id'}"
     # In the fields' order.
+    identity = (external_id, handle_base, handle_with_id)
     return new_product_row(
-        (
-            external_id,
-            handle_base,
-            f"{handle_base}-{slugify(external_id) or 'id'}",
-            product.title,
-            product.description,
-            handle_of_category,
-            price_minor,
-            currency,
-            product.brand,
-            product.sku,
-            product.stock,
-            product.thumbnail,
-            images,
-            tags,
-            metadata,
-            content,
-            fingerprint,
-            product.category,
-            position,
-        )
+        (*identity, *described, *offered, content, fingerprint, product.category, position)
     )
 
 

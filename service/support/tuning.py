@@ -56,7 +56,7 @@ def keep_freed_memory(kept_bytes: int = WORKER_KEPT_BYTES) -> bool:
     at once; True when both settings took. Elsewhere than glibc (musl), a no-op returning False.
 
     For the mapping workers: each chunk allocates and frees buffers of a megabyte or more (the chunk's
-    lines, its pickled rows), which glibc gave back to the OS after every chunk, so the next chunk
+    lines, its serialised rows), which glibc gave back to the OS after every chunk, so the next chunk
     faulted the same pages in again, about one page fault per product and most of the workers' system
     time. A worker then stays at the memory of its largest chunk, which is bounded by the batch size.
     """
