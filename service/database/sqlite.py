@@ -21,6 +21,7 @@ import aiosqlite
 from service.database.access import Params
 from service.database.errors import DatabaseBusy, DatabaseError, DatabaseFileGone
 from service.database.migrations import apply_migrations, load_migrations
+from service.database.wal_checkpoints import BackgroundCheckpoints
 
 # The smallest cache that wrote a large catalog as fast as bigger ones (the OS caches the file too):
 # every KiB of it stays resident for the service's whole life. Measurements: docs/benchmarks.md.
@@ -48,14 +49,16 @@ def _identity(path: Path) -> tuple[int, int]:
     return found.st_dev, found.st_ino
 
 
-def _checkpoint(path: Path) -> None:
+def _checkpoint(path: Path) -> int:
+    """A PASSIVE checkpoint on a connection of its own; returns the pages the log holds."""
     # mode=rw: a plain connect creates the file when it is missing, and an empty database at the path
     # would then pass for the real one.
     conn = sqlite3.connect(file_uri(path, "mode=rw"), uri=True, isolation_level=None)
     try:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        _busy, log_pages, _copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     finally:
         conn.close()
+    return int(log_pages)
 
 
 def _connect_inline_reader(path: Path) -> sqlite3.Connection:
@@ -187,6 +190,8 @@ class SqliteDatabase:
         self._inline_reader = inline_reader
         self._turn_rows = SameTurnRows()
         self._write_lock = asyncio.Lock()
+        # The log's pages go back into the file off the write connection (see wal_checkpoints.py).
+        self._checkpoints = BackgroundCheckpoints(self._checkpoint_now, _WRITER_AUTOCHECKPOINT_PAGES)
 
     @classmethod
     async def open(cls, path: Path, migrations_dir: Path, busy_timeout_s: float = 5.0) -> SqliteDatabase:
@@ -209,7 +214,9 @@ class SqliteDatabase:
             await reader.close()
             await writer.close()
             raise
-        return cls(path, writer, reader, inline_reader, known_version, identity, busy_timeout_s)
+        database = cls(path, writer, reader, inline_reader, known_version, identity, busy_timeout_s)
+        database._checkpoints.start()
+        return database
 
     @property
     def target(self) -> str:
@@ -238,6 +245,7 @@ class SqliteDatabase:
             raise DatabaseFileGone(self.path, "was replaced by another file")
 
     async def close(self) -> None:
+        await self._checkpoints.close()
         async with self._write_lock:
             self._inline_reader.close()
             await self._reader.close()
@@ -271,6 +279,7 @@ class SqliteDatabase:
                 raise
             finally:
                 self._turn_rows.clear()  # rows read before this commit must not answer after it
+            self._checkpoints.committed(self._writer.total_changes)
 
     async def _begin_unless_busy(self) -> None:
         # The write connection is this process's alone and used under _write_lock: its busy timeout
@@ -298,8 +307,11 @@ class SqliteDatabase:
         write connection it queued a trigger right after the run's end behind the copy and the fsync.
         Never on a file other than the one opened, and never creating one.
         """
+        await asyncio.to_thread(self._checkpoint_now)
+
+    def _checkpoint_now(self) -> int:
         self.check_file()
-        await asyncio.to_thread(_checkpoint, self.path)
+        return _checkpoint(self.path)
 
     async def fetch_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """The first row of an indexed single-row lookup (the latest run, a run by id, the running run).
