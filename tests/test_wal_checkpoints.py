@@ -12,17 +12,15 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from service.database.sqlite import SqliteDatabase, file_uri
+from service.database.sqlite import WRITER_AUTOCHECKPOINT_PAGES, SqliteDatabase, file_uri
 from service.database.wal_checkpoints import PASS_AFTER_ROWS
 from service.settings import DEFAULT_MIGRATIONS_DIR
+from tests.conftest import wait_until
 
 _ROW_BYTES = 1024
 _PAGE_BYTES = 4096
-_WRITER_AUTOCHECKPOINT_PAGES = 10_000
 
 
 async def _with_filler(path: Path) -> SqliteDatabase:
@@ -50,15 +48,6 @@ def _rows_in_file(path: Path) -> int:
     return int(count)
 
 
-async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 async def test_a_large_commit_reaches_the_database_file_without_the_writer_checkpointing(
     tmp_path: Path,
 ) -> None:
@@ -66,7 +55,7 @@ async def test_a_large_commit_reaches_the_database_file_without_the_writer_check
     database = await _with_filler(path)
     try:
         await _fill(database, 2 * PASS_AFTER_ROWS)  # about 600 pages: the writer does not checkpoint
-        assert await _until(lambda: _rows_in_file(path) == 2 * PASS_AFTER_ROWS)
+        await wait_until(lambda: _rows_in_file(path) == 2 * PASS_AFTER_ROWS, 10, "the rows in the file")
     finally:
         await database.close()
 
@@ -80,7 +69,7 @@ async def test_small_commits_are_left_to_the_writer(tmp_path: Path) -> None:
         await asyncio.sleep(0.5)
         assert _rows_in_file(path) == 0  # no pass, and its fsyncs, for them
         await _fill(database, PASS_AFTER_ROWS)  # the rows written since the last pass add up
-        assert await _until(lambda: _rows_in_file(path) == PASS_AFTER_ROWS + 40)
+        await wait_until(lambda: _rows_in_file(path) == PASS_AFTER_ROWS + 40, 10, "the rows in the file")
     finally:
         await database.close()
 
@@ -92,7 +81,7 @@ async def test_the_log_stays_bounded_while_the_writer_commits_without_pause(tmp_
     wal = Path(f"{path}-wal")
     database = await _with_filler(path)
     rows_per_commit = 2 * PASS_AFTER_ROWS  # about 600 pages, so a pass is due after every commit
-    commits = 3 * _WRITER_AUTOCHECKPOINT_PAGES * _PAGE_BYTES // (rows_per_commit * _ROW_BYTES)
+    commits = 3 * WRITER_AUTOCHECKPOINT_PAGES * _PAGE_BYTES // (rows_per_commit * _ROW_BYTES)
     largest = 0
     try:
         for _ in range(commits):
@@ -104,7 +93,7 @@ async def test_the_log_stays_bounded_while_the_writer_commits_without_pause(tmp_
     # the checkpoint then): a few commits past it at most, where without its checkpoints the log would
     # hold every commit's pages.
     one_commit = rows_per_commit * _ROW_BYTES * 3 // 2  # pages with their frame headers, and the index
-    bound = _WRITER_AUTOCHECKPOINT_PAGES * (_PAGE_BYTES + 24) + 8 * one_commit
+    bound = WRITER_AUTOCHECKPOINT_PAGES * (_PAGE_BYTES + 24) + 8 * one_commit
     assert largest < bound, f"the log reached {largest:,} bytes ({bound:,} allowed)"
 
 

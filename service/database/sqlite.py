@@ -30,7 +30,7 @@ _WRITER_CACHE_KIB = 16 * 1024
 # every few batches of a large sync, which was a large share of a fresh sync's time. Ten times the default
 # checkpoints a tenth as often, and pages written by several batches (the unique indexes' leaves) are
 # copied once, not each time.
-_WRITER_AUTOCHECKPOINT_PAGES = 10_000
+WRITER_AUTOCHECKPOINT_PAGES = 10_000
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -96,7 +96,7 @@ async def _connect(path: Path, busy_timeout_s: float, *, readonly: bool) -> aios
             # page cache a large catalog is re-read from the OS on every batch. Bounded, so the
             # service's memory still does not grow with the feed.
             await conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KIB}")
-            await conn.execute(f"PRAGMA wal_autocheckpoint = {_WRITER_AUTOCHECKPOINT_PAGES}")
+            await conn.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
     except BaseException:
         await conn.close()
         raise
@@ -191,7 +191,7 @@ class SqliteDatabase:
         self._turn_rows = SameTurnRows()
         self._write_lock = asyncio.Lock()
         # The log's pages go back into the file off the write connection (see wal_checkpoints.py).
-        self._checkpoints = BackgroundCheckpoints(self._checkpoint_now, _WRITER_AUTOCHECKPOINT_PAGES)
+        self._checkpoints = BackgroundCheckpoints(self._checkpoint_now, WRITER_AUTOCHECKPOINT_PAGES)
 
     @classmethod
     async def open(cls, path: Path, migrations_dir: Path, busy_timeout_s: float = 5.0) -> SqliteDatabase:

@@ -55,7 +55,7 @@ class BackgroundCheckpoints:
         self._writer_checkpoint_pages = writer_checkpoint_pages
         self._pass_after_rows = pass_after_rows
         self._pause_s = pause_s
-        self._rows_at_last_pass = 0
+        self._rows_when_pass_asked = 0
         self._committed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -66,8 +66,8 @@ class BackgroundCheckpoints:
     def committed(self, rows_changed: int) -> None:
         """A write transaction committed; ``rows_changed`` is the writer's running count of the rows it
         changed (``total_changes``)."""
-        if rows_changed - self._rows_at_last_pass >= self._pass_after_rows:
-            self._rows_at_last_pass = rows_changed
+        if rows_changed - self._rows_when_pass_asked >= self._pass_after_rows:
+            self._rows_when_pass_asked = rows_changed
             self._committed.set()
 
     async def close(self) -> None:
