@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.procs import REPO_ROOT, BenchError
+from service.settings import Settings
 
-CEILING_BATCH = 1000
+# The ceiling commits as our sync does: a transaction per batch of the default size.
+CEILING_BATCH: int = Settings.model_fields["batch_size"].default
 _CATALOG_MIGRATIONS = ("0001_ledger.sql", "0002_catalog.sql")
 _COLUMNS = (
     "external_id",
@@ -83,7 +85,7 @@ def catalog_rows(db_path: Path) -> list[tuple[object, ...]]:
 
 
 def sqlite3_ceiling(db_path: Path, rows: list[tuple[object, ...]]) -> LoadResult:
-    """Raw ``executemany`` upserts, batches of 1,000 (a transaction each), our schema and pragmas."""
+    """Raw ``executemany`` upserts in batches of CEILING_BATCH, a transaction each; our schema, pragmas."""
     conn = sqlite3.connect(db_path, isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = WAL")

@@ -6,10 +6,11 @@ A throwaway cluster (``scripts/throwaway_postgres.py``: initdb in a temporary di
 holds a database per measurement. Our service syncs the demo upstream's NDJSON feed into a fresh one;
 the ceiling then copies the rows our sync stored into a table of the same shape (``LIKE products
 INCLUDING ALL``: its unique indexes, defaults and checks, and the catalog's foreign keys, which LIKE
-leaves out) with ``COPY``, in batches of 1,000 rows, a transaction each, as our batches commit. Then an
-identical re-sync in a new process (which must rewrite no row) and, for reference, the COPY without the
-foreign keys and in a single statement. Last, 50 connections poll the status for 10 s while a service
-syncs the same feed into a database of its own. Prints the figures and the goals; asserts nothing.
+leaves out) with ``COPY``, in batches of the sync's default size, a transaction each, as our batches
+commit. Then an identical re-sync in a new process (which must rewrite no row) and, for reference, the
+COPY without the foreign keys and in a single statement. Last, 50 connections poll the status for 10 s
+while a service syncs the same feed into a database of its own. Prints the figures and the goals; asserts
+nothing.
 
 The fresh sync (each followed by its ceiling) and the polled sync are measured ``--rounds`` times (3):
 this machine's speed drifts by a fifth within minutes, so one pair of runs can land on either side of a
@@ -36,8 +37,9 @@ from bench.procs import LOOPBACK, free_port, tree_cpu_seconds, upstream
 from bench.service import SyncResult, service
 from scripts.throwaway_postgres import PostgresCluster, running_cluster
 from service.catalog.sql import COPIED_PRODUCT_COLUMNS
+from service.settings import Settings
 
-CEILING_BATCH = 1000
+CEILING_BATCH: int = Settings.model_fields["batch_size"].default  # as our batches commit
 
 
 def _log(message: str) -> None:
@@ -281,7 +283,7 @@ def print_figures(figures: PostgresFigures) -> None:
         )
         times = measured.ceiling
         print(
-            f"{f'round {index}: COPY, batches of 1,000 (the ceiling)':<48} {times.seconds:8.2f}"
+            f"{f'round {index}: COPY, batches of {CEILING_BATCH:,} (the ceiling)':<48} {times.seconds:8.2f}"
             f" {count / times.seconds:9,.0f} {times.client_cpu_s:7.2f} {times.server_cpu_s:12.2f}"
         )
     same = figures.same
@@ -290,7 +292,7 @@ def print_figures(figures: PostgresFigures) -> None:
         f" {same.cpu_seconds:7.2f} {figures.same_server_cpu_s:12.2f}"
     )
     for label, times in (
-        ("COPY, batches of 1,000, no foreign keys", figures.ceiling_no_keys),
+        (f"COPY, batches of {CEILING_BATCH:,}, no foreign keys", figures.ceiling_no_keys),
         ("COPY, one statement, no foreign keys", figures.ceiling_one_statement),
     ):
         cells = (

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import postgres
-from bench.baselines import LoadResult, catalog_rows, sqlite3_ceiling, sqlite_utils
+from bench.baselines import CEILING_BATCH, LoadResult, catalog_rows, sqlite3_ceiling, sqlite_utils
 from bench.feeds import feed_file
 from bench.load import LoadFigures, bare_server_args, ensure_loopback, load_tool, poll
 from bench.medusa import DEFAULT_CONCURRENCY, measure, start_shop
@@ -171,7 +171,7 @@ def _throughput_round(
     su_db = run_dir / f"sqlite-utils-{number}.db"
     inserted = sqlite_utils("insert", su_db, feed, count)
     upserted = sqlite_utils("upsert", su_db, feed, count)
-    _log(f"round {number}: raw sqlite3 executemany upsert, batches of 1,000 (the ceiling)")
+    _log(f"round {number}: raw sqlite3 executemany upsert, batches of {CEILING_BATCH:,} (the ceiling)")
     rows = catalog_rows(db)
     ceiling = sqlite3_ceiling(run_dir / f"ceiling-{number}.db", rows)
     del rows
@@ -203,13 +203,14 @@ def throughput_part(args: argparse.Namespace, run_dir: Path, report: Report) -> 
     last = measured[-1]
 
     table_rows: list[list[str]] = []
+    ceiling_note = f"batches of {CEILING_BATCH:,}: ceiling"
     for number, round_ in enumerate(measured, 1):
         table_rows += [
             _sync_row(f"{number}: our sync, fresh database", round_.fresh),
             _sync_row(f"{number}: our sync, identical re-sync", round_.same),
             _load_row(f"{number}: sqlite-utils insert (fresh)", round_.inserted, "--nl --pk id"),
             _load_row(f"{number}: sqlite-utils upsert (existing)", round_.upserted, "--nl --pk id"),
-            _load_row(f"{number}: sqlite3 executemany upsert", round_.ceiling, "batches of 1,000: ceiling"),
+            _load_row(f"{number}: sqlite3 executemany upsert", round_.ceiling, ceiling_note),
         ]
     table_rows.append(_sync_row("our sync, 10% changed", changed))
     _table(

@@ -114,7 +114,8 @@ class Settings(BaseSettings):
     medusa_concurrency: int = Field(default=2, ge=1, le=16)
 
     # Engine
-    batch_size: int = Field(default=1000, ge=1, le=100_000)
+    # Items per write transaction (a feed is read and mapped in chunks of at most 1,000 whatever this is).
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
     # Processes mapping a large feed's chunks; none set means one per usable CPU, at most 4.
     mapping_workers: int | None = Field(default=None, ge=1, le=32)
     currency: str = Field(default="USD", min_length=3, max_length=3)

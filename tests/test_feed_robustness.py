@@ -290,6 +290,32 @@ async def test_a_product_refused_for_its_category_leaves_its_id_to_a_later_item(
             assert (await h.products())["2"]["title"] == "Second copy"
 
 
+@pytest.mark.parametrize("batch_size", [1, 2])
+async def test_the_copy_that_takes_a_refused_products_id_is_the_first_copy_of_later_ones(
+    tmp_path: Path, aiohttp_server: AiohttpServer, batch_size: int
+) -> None:
+    # NDJSON in one body: the writer has every batch at once. In batches of 2 the refused product and
+    # the copy that takes its id are in consecutive batches; in batches of 1, another batch is between.
+    products = [
+        make_product(1, category="Beauty"),
+        make_product(2, category="beauty"),  # clashes with "Beauty": refused by the catalog
+        make_product(3, category="Beauty"),
+        make_product(2, category="Beauty", title="Second copy"),
+        make_product(2, category="Beauty", title="Third copy"),  # a duplicate of the second copy
+    ]
+    url = await serve_body(aiohttp_server, b"".join(orjson.dumps(p) + b"\n" for p in products))
+    async with harness(tmp_path, source_format="ndjson", batch_size=batch_size) as h:
+        for attempt in range(2):
+            run = await h.sync(url)
+            assert run.status == "success", run.error_message
+            errors = await h.run_errors(run.id)
+            assert [error[:2] for error in errors] == [(1, "2"), (4, "2")], attempt
+            assert errors[1][2] == "duplicate id: already at position 3"
+            assert (await h.products())["2"]["title"] == "Second copy"
+            assert (run.created, run.unchanged) == ((3, 0) if attempt == 0 else (0, 3))
+            await h.assert_ledger_matches_catalog(run.id)
+
+
 @pytest.mark.parametrize("source_format", ["dummyjson", "ndjson"])
 async def test_an_id_with_a_nul_character_is_an_item_error_on_every_run(
     tmp_path: Path, aiohttp_server: AiohttpServer, source_format: str

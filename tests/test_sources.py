@@ -16,7 +16,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from service.demo_upstream.products import SyntheticCatalog, demo_product
 from service.demo_upstream.server import DemoUpstream, build_demo_app
 from service.upstream.dummyjson import DummyJsonSource
-from service.upstream.feed import FeedChunk
+from service.upstream.feed import MAX_CHUNK_ITEMS, FeedChunk
 from service.upstream.http import upstream_headers
 from service.upstream.ndjson import NdjsonSource
 from service.upstream.retry import RetryableStatus, RetryPolicy, parse_retry_after
@@ -122,6 +122,28 @@ async def test_ndjson_lines_split_across_network_reads(tmp_path: Path, aiohttp_s
     positions = [chunk.first_position for chunk in chunks]
     assert positions == sorted(positions) and positions[0] == 0
     assert {chunk.total for chunk in chunks} == {30}
+
+
+async def test_a_batch_larger_than_a_chunk_is_read_in_chunks_of_at_most_a_thousand(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    # The chunks in flight are most of a sync's memory: a large batch must not make them large.
+    lines = [orjson.dumps(demo_product(i)) for i in range(3000)]  # 904 bytes or more each
+
+    async def feed(request: web.Request) -> web.Response:
+        return web.Response(body=b"\n".join(lines) + b"\n", content_type="application/x-ndjson")
+
+    app = web.Application()
+    app.router.add_get("/f", feed)
+    server = await aiohttp_server(app)
+    async with aiohttp.ClientSession() as http:
+        settings = engine_settings(tmp_path, batch_size=2000)
+        chunks = await collect(NdjsonSource(http, str(server.make_url("/f")), settings))
+    assert [item for chunk in chunks for item in chunk.items] == lines
+    # A chunk ends after the network read that filled it: past MAX_CHUNK_ITEMS by one read's lines at
+    # most (aiohttp hands over 128 KiB at most, under 150 of these lines).
+    assert len(chunks) >= 3
+    assert max(len(chunk.items) for chunk in chunks) < MAX_CHUNK_ITEMS + 150
 
 
 async def test_demo_upstream_speaks_dummyjson(aiohttp_client: AiohttpClient) -> None:

@@ -89,11 +89,12 @@ async def test_the_log_stays_bounded_while_the_writer_commits_without_pause(tmp_
             largest = max(largest, os.stat(wal).st_size)
     finally:
         await database.close()
-    # The writer checkpoints once the log passes 10,000 pages (or at a later commit, when a pass held
-    # the checkpoint then): a few commits past it at most, where without its checkpoints the log would
-    # hold every commit's pages.
+    # The writer checkpoints once the log passes 10,000 pages, or at a later commit when a pass held the
+    # checkpoint then: as many commits later as the writer makes during one pass, more when the disk is
+    # busy (the quick suite's other tests fsync too; 12 were seen). Without the writer's checkpoints the
+    # log would hold all 60 commits' pages, and with the passes' thread starved it reached 38 to 47.
     one_commit = rows_per_commit * _ROW_BYTES * 3 // 2  # pages with their frame headers, and the index
-    bound = WRITER_AUTOCHECKPOINT_PAGES * (_PAGE_BYTES + 24) + 8 * one_commit
+    bound = WRITER_AUTOCHECKPOINT_PAGES * (_PAGE_BYTES + 24) + 16 * one_commit
     assert largest < bound, f"the log reached {largest:,} bytes ({bound:,} allowed)"
 
 

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from service.domain.errors import SyncFailed
 from service.settings import Settings
 from service.upstream import exact_json
-from service.upstream.feed import FeedChunk, OversizeItem, RawItem, ReadProgress
+from service.upstream.feed import FeedChunk, OversizeItem, RawItem, ReadProgress, chunk_items
 from service.upstream.http import Upstream, raise_for_status
 from service.upstream.models import DummyJsonPage, PageRead, RawPage, describe_validation_error
 from service.upstream.page_window import PageWindow
@@ -56,7 +56,7 @@ class DummyJsonSource:
         self._max_page_bytes = settings.max_page_bytes
         self._progress = progress or ReadProgress()
         self._window = PageWindow(self._fetch_page, settings.page_window)
-        self._chunk_size = settings.batch_size
+        self._chunk_size = chunk_items(settings.batch_size)
         self._next_page = (0, self._page_size)  # the page the pager asks for after the one it yielded
         # Until when no page may be asked for: a Retry-After is the server's word for every page in
         # flight, not only for the one it answered.
@@ -101,7 +101,7 @@ class DummyJsonSource:
         return _ids(probe.products) == [ids[-1], ids[0]]
 
     async def chunks(self) -> AsyncGenerator[FeedChunk, None]:
-        """The pages, joined while the next one is in or comes in within a moment (up to a batch): a
+        """The pages, joined while the next one is in or comes in within a moment (up to a chunk): a
         chunk costs the mapping workers a round trip of its own, which pages of 100 paid twenty times
         per 2,000 products. A page that is slow to come holds back the ones read before it no longer than
         that moment."""

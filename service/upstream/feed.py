@@ -18,6 +18,16 @@ class OversizeItem(NamedTuple):
 
 RawItem = bytes | Mapping[str, Any] | OversizeItem
 
+# Items per chunk at most, whatever the batch: the chunks in flight (raw items, and mapped rows in the
+# workers' queues) are most of a sync's memory, while a larger batch saves each item a share of the
+# write's fixed cost (figures in docs/benchmarks.md).
+MAX_CHUNK_ITEMS = 1000
+
+
+def chunk_items(batch_size: int) -> int:
+    """Items per chunk for batches of ``batch_size``: a batch's worth, up to MAX_CHUNK_ITEMS."""
+    return min(batch_size, MAX_CHUNK_ITEMS)
+
 
 @dataclass(frozen=True, slots=True)
 class FeedChunk:

@@ -11,7 +11,7 @@ import aiohttp
 
 from service.domain.errors import SyncFailed
 from service.settings import Settings
-from service.upstream.feed import FeedChunk, OversizeItem, RawItem, ReadProgress
+from service.upstream.feed import FeedChunk, OversizeItem, RawItem, ReadProgress, chunk_items
 from service.upstream.http import Upstream, raise_for_status
 from service.upstream.retry import RetryPolicy
 
@@ -41,7 +41,7 @@ class NdjsonSource:
         progress: ReadProgress | None = None,
     ) -> None:
         self._upstream = Upstream.of(http, url, settings, policy)
-        self._chunk_size = settings.batch_size
+        self._chunk_size = chunk_items(settings.batch_size)
         self._max_line = settings.max_line_bytes
         self._progress = progress or ReadProgress()
 
