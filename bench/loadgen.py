@@ -17,6 +17,8 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from bench.percentiles import percentile
+
 
 async def _client(
     session: aiohttp.ClientSession, url: str, headers: dict[str, str], until: float, latencies: list[float]
@@ -44,17 +46,12 @@ async def run(url: str, connections: int, seconds: float, headers: dict[str, str
             *(_client(session, url, headers, started + seconds, latencies) for _ in range(connections))
         )
         elapsed = time.monotonic() - started
-    latencies.sort()
-
-    def pct(p: float) -> float:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] * 1000 if latencies else 0.0
-
     return {
         "requests": len(latencies),
         "seconds": elapsed,
         "errors": sum(errors),
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
     }
 
 

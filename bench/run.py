@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import platform
 import shlex
@@ -33,6 +32,7 @@ from bench.baselines import CEILING_BATCH, LoadResult, catalog_rows, sqlite3_cei
 from bench.feeds import feed_file
 from bench.load import LoadFigures, bare_server_args, ensure_loopback, load_tool, poll
 from bench.medusa import DEFAULT_CONCURRENCY, measure, start_shop
+from bench.percentiles import percentile
 from bench.procs import LOOPBACK, BenchError, child, free_port, python_env, upstream
 from bench.service import RunningService, SyncResult, service
 
@@ -79,15 +79,6 @@ def _mib(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """The nearest-rank percentile: the smallest sample that at least ``p`` of the samples do not pass.
-
-    So a p99 of fewer than 100 samples is their slowest one, and of 200 the third slowest.
-    """
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p * len(ordered)) - 1)] if ordered else 0.0
-
-
 def machine_line() -> str:
     model = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -107,6 +98,8 @@ def _log(message: str) -> None:
 
 
 FORMATS = ("ndjson", "dummyjson")
+# The goal for a trigger's p99, idle or during a sync (409).
+TRIGGER_GOAL_MS = 10.0
 
 
 def _feed_url(port: int, source_format: str = "ndjson") -> str:
@@ -526,12 +519,12 @@ def load_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None:
                     f"{percentile(latencies, 0.5):.2f}",
                     f"{p99:.2f}",
                     f"{max(latencies):.2f}",
-                    str(sum(latency >= 10 for latency in latencies)),
+                    str(sum(latency >= TRIGGER_GOAL_MS for latency in latencies)),
                 ]
             )
     _table(
         "Trigger latency (sequential requests, keep-alive)",
-        ["case", "samples", "p50 ms", "p99 ms", "slowest ms", "at 10 ms or more"],
+        ["case", "samples", "p50 ms", "p99 ms", "slowest ms", f"at {TRIGGER_GOAL_MS:g} ms or more"],
         trigger_rows,
     )
     for fmt, figures in by_format.items():
@@ -546,7 +539,11 @@ def load_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None:
             figures.idle.per_second >= 0.5 * bare.per_second,
             _ratio(figures.idle.per_second, bare.per_second),
         )
-    report.goal("trigger p99 < 10 ms", worst_trigger < 10, f"worst p99 {worst_trigger:.2f} ms")
+    report.goal(
+        f"trigger p99 < {TRIGGER_GOAL_MS:g} ms",
+        worst_trigger < TRIGGER_GOAL_MS,
+        f"worst p99 {worst_trigger:.2f} ms",
+    )
 
 
 def memory_part(args: argparse.Namespace, run_dir: Path, report: Report) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.run import percentile
+from bench.percentiles import percentile
 
 
 def test_a_p99_of_fewer_than_a_hundred_samples_is_the_slowest_one() -> None:
